@@ -1,0 +1,113 @@
+#!/usr/bin/env node
+/**
+ * `idempotency-ledger migrate` and `idempotency-ledger cleanup`: thin wrappers over migrate(),
+ * cleanupExpired() and scheduleCleanup(), configured by DATABASE_URL and flags.
+ */
+import { parseArgs } from 'node:util';
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import { cleanupExpired } from './cleanup.ts';
+import { IdempotencyError } from './errors.ts';
+import { migrate } from './migrate.ts';
+import { scheduleCleanup } from './schedule-cleanup.ts';
+
+const USAGE = `Usage:
+  idempotency-ledger migrate [--schema NAME]
+  idempotency-ledger cleanup [--schema NAME] [--batch-size N] [--loop [--interval-ms N]]
+
+Reads the connection string from DATABASE_URL.
+
+  migrate   create or upgrade the ledger (safe to run from several deploys at once)
+  cleanup   delete expired entries once, or every --interval-ms (default 60000) with --loop
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      schema: { type: 'string' },
+      'batch-size': { type: 'string' },
+      'interval-ms': { type: 'string' },
+      loop: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  const command = positionals[0];
+  if (values.help || command === undefined) {
+    process.stdout.write(USAGE);
+    return values.help ? 0 : 2;
+  }
+  const connectionString = process.env.DATABASE_URL;
+  if (!connectionString) {
+    process.stderr.write('DATABASE_URL is not set\n');
+    return 2;
+  }
+  const schema = values.schema;
+  switch (command) {
+    case 'migrate': {
+      const { applied } = await migrate({ connectionString, ...(schema ? { schema } : {}) });
+      process.stdout.write(
+        applied.length ? `applied ${applied.join(', ')}\n` : 'ledger is up to date\n',
+      );
+      return 0;
+    }
+    case 'cleanup':
+      return cleanup(connectionString, schema, values);
+    default:
+      process.stderr.write(`unknown command "${command}"\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+async function cleanup(
+  connectionString: string,
+  schema: string | undefined,
+  flags: { 'batch-size'?: string | undefined; 'interval-ms'?: string | undefined; loop: boolean },
+): Promise<number> {
+  const pool = new pg.Pool({ connectionString, max: 1 });
+  pool.on('error', () => undefined);
+  const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });
+  const options = {
+    ...(schema ? { schema } : {}),
+    ...(flags['batch-size'] ? { batchSize: Number(flags['batch-size']) } : {}),
+  };
+  try {
+    if (!flags.loop) {
+      const { deleted } = await cleanupExpired(db, options);
+      process.stdout.write(`deleted ${deleted} expired entries\n`);
+      return 0;
+    }
+    let failed = false;
+    const schedule = scheduleCleanup(db, {
+      ...options,
+      ...(flags['interval-ms'] ? { intervalMs: Number(flags['interval-ms']) } : {}),
+      onTick: ({ ran, deleted }) => {
+        if (ran) process.stdout.write(`deleted ${deleted} expired entries\n`);
+      },
+      onError: (error) => {
+        process.stderr.write(`cleanup failed: ${String(error)}\n`);
+        failed = true;
+      },
+    });
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', resolve);
+      process.once('SIGTERM', resolve);
+    });
+    await schedule.stop();
+    return failed ? 1 : 0;
+  } finally {
+    await db.destroy();
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    const message = error instanceof IdempotencyError ? error.message : String(error);
+    process.stderr.write(`idempotency-ledger: ${message}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,44 @@
+export {
+  type CleanupOptions,
+  type CleanupResult,
+  cleanupExpired,
+  DEFAULT_CLEANUP_BATCH_SIZE,
+} from './cleanup.ts';
+export {
+  type ConflictReason,
+  IdempotencyConflictError,
+  IdempotencyError,
+  type IdempotencyErrorCode,
+  IdempotencyKeyReusedError,
+  InvalidIdempotencyKeyError,
+  InvalidIdempotencyOptionsError,
+  LedgerSchemaError,
+  type LedgerSchemaProblem,
+  StoredResponseInvalidError,
+  UnstorableResponseError,
+  type UnstorableResponseReason,
+} from './errors.ts';
+export { fingerprintRequest } from './fingerprint.ts';
+export {
+  MIGRATIONS_DIRECTORY,
+  type MigrateOptions,
+  type MigrateResult,
+  migrate,
+} from './migrate.ts';
+export {
+  DEFAULT_MAX_RESPONSE_BYTES,
+  DEFAULT_SCHEMA,
+  DEFAULT_TTL_MS,
+  DEFAULT_WAIT_TIMEOUT_MS,
+  type IdempotencyOptions,
+  type IsolationLevel,
+  type ResponseSchema,
+} from './options.ts';
+export {
+  type CleanupSchedule,
+  type CleanupTick,
+  DEFAULT_CLEANUP_INTERVAL_MS,
+  type ScheduleCleanupOptions,
+  scheduleCleanup,
+} from './schedule-cleanup.ts';
+export { type IdempotencyResult, withIdempotency } from './with-idempotency.ts';

@@ -1,0 +1,159 @@
+/**
+ * The only module that runs SQL against the ledger. Every statement is parameterised; the schema
+ * name is quoted as an identifier.
+ */
+import { type Kysely, sql } from 'kysely';
+import { IdempotencyConflictError, LedgerSchemaError } from './errors.ts';
+import { isMissingLedgerError, LOCK_NOT_AVAILABLE, sqlState } from './postgres-errors.ts';
+
+/** A committed, unexpired ledger entry as a replay needs it. */
+export interface LedgerEntry {
+  /** SHA-256 of the request's canonical JSON, or null when no request was given. */
+  fingerprint: Buffer | null;
+  /** The stored response as JSON text, or null when `fn` returned undefined. */
+  response: string | null;
+}
+
+/** What {@link claimKey} found: the key is now ours, or a committed entry already holds it. */
+export type ClaimResult = { claimed: true } | { claimed: false; entry: LedgerEntry };
+
+export interface ClaimRequest {
+  scope: string;
+  key: string;
+  fingerprint: Buffer | null;
+  ttlMs: number;
+  /** How long to wait for an in-flight transaction holding the same key. */
+  lockTimeoutMs: number;
+  /** Reported in the conflict error when the wait times out. */
+  onConcurrent: 'wait' | 'reject';
+}
+
+// Kysely is typed by the caller's database; the ledger's statements are raw SQL, so any will do.
+// biome-ignore lint/suspicious/noExplicitAny: the executor's table types are irrelevant here.
+type Executor = Kysely<any>;
+
+interface EntryRow {
+  fingerprint: Buffer | null;
+  response: string | null;
+}
+
+/**
+ * Reads the live entry for (scope, key), outside any transaction: a replay costs this one
+ * statement. Returns undefined when there is none, or it has expired.
+ */
+export async function lookupEntry(
+  db: Executor,
+  schema: string,
+  scope: string,
+  key: string,
+): Promise<LedgerEntry | undefined> {
+  // response::text: the stored JSON text as it is, independent of any json type parser the
+  // application installed on pg, and SQL NULL stays distinguishable from a JSON null.
+  const { rows } = await run(
+    schema,
+    sql<EntryRow>`
+      select fingerprint, response::text as response
+        from ${sql.id(schema, 'ledger')}
+       where scope = ${scope} and key = ${key} and expires_at > statement_timestamp()`.execute(db),
+  );
+  return rows[0];
+}
+
+/**
+ * Claims (scope, key) inside the transaction `trx`, waiting for an in-flight transaction that
+ * holds it; see `claim_key` in migrations/ for why this admits one execution only.
+ *
+ * @throws {IdempotencyConflictError} when the wait times out; the transaction is then aborted.
+ */
+export async function claimKey(
+  trx: Executor,
+  schema: string,
+  request: ClaimRequest,
+): Promise<ClaimResult> {
+  const { scope, key, fingerprint, ttlMs, lockTimeoutMs } = request;
+  try {
+    const { rows } = await run(
+      schema,
+      sql<{ claimed: boolean } & EntryRow>`
+        select claimed, fingerprint, response
+          from ${sql.id(schema, 'claim_key')}(${scope}, ${key}, ${fingerprint}, ${ttlMs}, ${lockTimeoutMs})`.execute(
+        trx,
+      ),
+    );
+    const row = rows[0];
+    if (!row) throw new Error('claim_key returned no row');
+    return row.claimed
+      ? { claimed: true }
+      : { claimed: false, entry: { fingerprint: row.fingerprint, response: row.response } };
+  } catch (error) {
+    if (sqlState(error) === LOCK_NOT_AVAILABLE) {
+      const reason = request.onConcurrent === 'reject' ? 'in_flight' : 'wait_timeout';
+      throw new IdempotencyConflictError(scope, key, reason, error);
+    }
+    throw error;
+  }
+}
+
+/** Stores the response on the entry this transaction claimed. */
+export async function recordResponse(
+  trx: Executor,
+  schema: string,
+  scope: string,
+  key: string,
+  responseJson: string | null,
+): Promise<void> {
+  await run(
+    schema,
+    sql`
+      update ${sql.id(schema, 'ledger')}
+         set response = ${responseJson}::json
+       where scope = ${scope} and key = ${key}`.execute(trx),
+  );
+}
+
+/**
+ * Gives a claimed key back inside the caller's transaction, after a failure, so that a caller who
+ * commits anyway does not leave a key that replays nothing. Best effort: when the transaction is
+ * already aborted, the caller's rollback removes the claim.
+ */
+export async function releaseKey(
+  trx: Executor,
+  schema: string,
+  scope: string,
+  key: string,
+): Promise<void> {
+  await sql`delete from ${sql.id(schema, 'ledger')} where scope = ${scope} and key = ${key}`
+    .execute(trx)
+    .catch(() => undefined);
+}
+
+/** Deletes up to `batchSize` expired entries, skipping locked ones; returns how many it deleted. */
+export async function deleteExpiredBatch(
+  db: Executor,
+  schema: string,
+  batchSize: number,
+): Promise<number> {
+  const { rows } = await run(
+    schema,
+    sql<{ deleted: number }>`
+      select ${sql.id(schema, 'delete_expired')}(${batchSize}) as deleted`.execute(db),
+  );
+  return rows[0]?.deleted ?? 0;
+}
+
+/** Turns "relation/function does not exist" into a LedgerSchemaError that says what to do. */
+async function run<R>(schema: string, query: Promise<R>): Promise<R> {
+  try {
+    return await query;
+  } catch (error) {
+    if (isMissingLedgerError(error)) {
+      throw new LedgerSchemaError(
+        schema,
+        'missing',
+        `The idempotency ledger is missing from schema "${schema}": run migrate() (or \`idempotency-ledger migrate\`) first`,
+        error,
+      );
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,118 @@
+import { readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { applyMigrations, connect } from '@databases/pg-migrations';
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
+import { z } from 'zod';
+import { migrationLockKey } from './advisory-locks.ts';
+import { LedgerSchemaError } from './errors.ts';
+import { DEFAULT_SCHEMA, parseOptions, schemaNameSchema } from './options.ts';
+import { sqlState, UNDEFINED_TABLE } from './postgres-errors.ts';
+
+/** The SQL files this version of the library ships, in the order they apply. */
+export const MIGRATIONS_DIRECTORY = fileURLToPath(new URL('../migrations/', import.meta.url));
+
+/** Index of the newest migration this version ships; a database migrated further is refused. */
+function latestMigrationIndex(): number {
+  const indexes = readdirSync(MIGRATIONS_DIRECTORY)
+    .filter((name) => name.endsWith('.sql'))
+    .map((name) => Number.parseInt(name, 10));
+  return Math.max(0, ...indexes.filter(Number.isInteger));
+}
+
+/** Options of {@link migrate}. */
+export interface MigrateOptions {
+  /** A Postgres connection string, e.g. `postgres://app@db/app`. Needs CREATE on the database. */
+  connectionString: string;
+  /** Postgres schema to hold the ledger; created when missing. Default `idempotency`. */
+  schema?: string;
+}
+
+/** What {@link migrate} did. */
+export interface MigrateResult {
+  /** File names of the migrations applied by this call; empty when the schema was up to date. */
+  applied: string[];
+}
+
+const migrateOptionsSchema = z.strictObject({
+  connectionString: z.string().min(1),
+  schema: schemaNameSchema.default(DEFAULT_SCHEMA),
+});
+
+/**
+ * Creates or upgrades the ledger by applying the SQL files in `migrations/`. Safe to call from
+ * every instance at deploy time: a Postgres advisory lock serialises concurrent calls, so each
+ * migration is applied exactly once, and the others wait and then find nothing to do.
+ *
+ * @throws {LedgerSchemaError} when the database was migrated by a newer version of this library.
+ *
+ * @example
+ * ```ts
+ * await migrate({ connectionString: process.env.DATABASE_URL! });
+ * ```
+ */
+export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
+  const { connectionString, schema } = parseOptions(migrateOptionsSchema, options, 'migrate');
+  // One dedicated connection holds the lock for the whole run; if this process dies, Postgres
+  // drops the connection and the lock with it.
+  const pool = new pg.Pool({ connectionString, max: 1 });
+  // An idle client that loses its backend emits 'error'; unheard, Node would crash the process.
+  pool.on('error', () => undefined);
+  const lockDb = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });
+  try {
+    return await lockDb.connection().execute(async (conn) => {
+      await sql`select pg_advisory_lock(${migrationLockKey(schema)})`.execute(conn);
+      try {
+        await sql`create schema if not exists ${sql.id(schema)}`.execute(conn);
+        await refuseNewerSchema(conn, schema);
+        return { applied: await applyFiles(connectionString, schema) };
+      } finally {
+        await sql`select pg_advisory_unlock(${migrationLockKey(schema)})`.execute(conn);
+      }
+    });
+  } finally {
+    await lockDb.destroy();
+  }
+}
+
+async function applyFiles(connectionString: string, schema: string): Promise<string[]> {
+  const applied: string[] = [];
+  // search_path = the ledger's schema: the SQL files name their objects unqualified, and
+  // @databases/pg-migrations keeps its bookkeeping tables there too, one set per ledger schema.
+  const connection = connect({ connectionString, schema, bigIntMode: 'bigint' });
+  try {
+    await applyMigrations({
+      connection,
+      migrationsDirectory: MIGRATIONS_DIRECTORY,
+      afterOperation: async (operation) => {
+        if (operation.kind === 'apply') applied.push(operation.value.name);
+      },
+    });
+  } finally {
+    await connection.dispose();
+  }
+  return applied;
+}
+
+async function refuseNewerSchema(db: Kysely<unknown>, schema: string): Promise<void> {
+  let newest: number;
+  try {
+    const { rows } = await sql<{ newest: number | null }>`
+      select max(index) as newest
+        from ${sql.id(schema, 'atdatabases_migrations_applied')}
+       where not obsolete`.execute(db);
+    newest = rows[0]?.newest ?? 0;
+  } catch (error) {
+    if (sqlState(error) === UNDEFINED_TABLE) return; // never migrated
+    throw error;
+  }
+  const latest = latestMigrationIndex();
+  if (newest > latest) {
+    throw new LedgerSchemaError(
+      schema,
+      'newer',
+      `Schema "${schema}" has migration ${newest} applied, but this version of idempotency-ledger ` +
+        `knows migrations up to ${latest}: upgrade the library`,
+    );
+  }
+}

@@ -1,0 +1,205 @@
+import { z } from 'zod';
+import { NotJsonError } from './canonical-json.ts';
+import { InvalidIdempotencyKeyError, InvalidIdempotencyOptionsError } from './errors.ts';
+import { fingerprintRequest } from './fingerprint.ts';
+
+/** Default Postgres schema that holds the ledger. */
+export const DEFAULT_SCHEMA = 'idempotency';
+/** Default time a completed key replays: 24 hours. */
+export const DEFAULT_TTL_MS = 24 * 60 * 60 * 1000;
+/** Default longest wait for an in-flight duplicate: 10 seconds. */
+export const DEFAULT_WAIT_TIMEOUT_MS = 10_000;
+/** Default largest storable response, measured as UTF-8 JSON: 1 MiB. */
+export const DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024;
+/** Default number of transaction attempts on serialization failures and deadlocks. */
+export const DEFAULT_MAX_ATTEMPTS = 5;
+
+const MAX_TTL_MS = 10 * 365 * DEFAULT_TTL_MS;
+// lock_timeout is an int in milliseconds on the server.
+const MAX_TIMEOUT_MS = 2_147_483_647;
+// A Postgres identifier is at most 63 bytes; anything else is quoted, so any text is safe.
+export const schemaNameSchema = z
+  .string()
+  .min(1)
+  .max(63)
+  .refine((name) => !name.includes('\0'), 'must not contain NUL');
+
+/** A printable-ASCII key of 1 to 255 characters, as Stripe and the IETF draft accept. */
+const KEY_PATTERN = /^[\x20-\x7e]{1,255}$/;
+
+/** The Postgres isolation levels the library's own transaction can run at. */
+export type IsolationLevel = 'read committed' | 'repeatable read' | 'serializable';
+
+/** Validates a value against a schema; any zod 4 schema fits. */
+export interface ResponseSchema<T> {
+  safeParse(value: unknown): { success: true; data: T } | { success: false; error: unknown };
+}
+
+/**
+ * Options of {@link withIdempotency}.
+ *
+ * @example
+ * ```ts
+ * const options: IdempotencyOptions<Payment> = {
+ *   scope: `tenant:${tenantId}:create-payment`,
+ *   key: request.headers['idempotency-key'],
+ *   request: request.body,
+ *   ttlMs: 72 * 60 * 60 * 1000,
+ * };
+ * ```
+ */
+export interface IdempotencyOptions<T = unknown> {
+  /**
+   * Namespace of the key: a tenant, a principal and/or an operation. The same key in two scopes is
+   * two operations. Scope keys to the authenticated principal, so that one client's key can never
+   * replay another client's response. 1 to 255 characters.
+   */
+  scope: string;
+  /** The client's idempotency key: 1 to 255 printable ASCII characters. */
+  key: string;
+  /**
+   * The request the key stands for; any JSON value. Its fingerprint (SHA-256 of canonical JSON, so
+   * key order does not matter) is stored, and the same key with another request is refused with
+   * {@link IdempotencyKeyReusedError}. Omit it to skip the check.
+   */
+  request?: unknown;
+  /** How long a completed key replays, measured by the database clock. Default 24 hours. */
+  ttlMs?: number;
+  /**
+   * What a duplicate does while the first call with its key is still in its transaction:
+   * `'wait'` (default) blocks until it ends, then replays its response (or executes, if it rolled
+   * back); `'reject'` fails at once with {@link IdempotencyConflictError}.
+   */
+  onConcurrent?: 'wait' | 'reject';
+  /** Longest wait for an in-flight duplicate with `onConcurrent: 'wait'`. Default 10 s. */
+  waitTimeoutMs?: number;
+  /**
+   * Validates the response before it is stored, and parses the stored JSON on replay, so every
+   * call returns the same typed value. Use `z.coerce.date()` for dates: JSON stores them as text.
+   */
+  responseSchema?: ResponseSchema<T>;
+  /** Largest storable response, as UTF-8 JSON. Default 1 MiB. */
+  maxResponseBytes?: number;
+  /** Postgres schema that holds the ledger (the one you migrated). Default `idempotency`. */
+  schema?: string;
+  /**
+   * Isolation level of the library's own transaction. Default `'read committed'`. Not allowed when
+   * you pass your own transaction: it already has one.
+   */
+  isolationLevel?: IsolationLevel;
+  /**
+   * Attempts of the library's own transaction when Postgres reports a serialization failure or a
+   * deadlock (40001, 40P01); `fn` runs again on each. Default 5. Not allowed with your own
+   * transaction: only you can retry it.
+   */
+  maxAttempts?: number;
+}
+
+const optionsSchema = z.strictObject({
+  scope: z
+    .string({ error: 'is required and must be a string' })
+    .min(1)
+    .max(255)
+    .refine((scope) => !scope.includes('\0'), 'must not contain NUL'),
+  key: z.unknown().optional(),
+  request: z.unknown().optional(),
+  ttlMs: z.int().positive().max(MAX_TTL_MS).default(DEFAULT_TTL_MS),
+  onConcurrent: z.enum(['wait', 'reject']).default('wait'),
+  waitTimeoutMs: z.int().positive().max(MAX_TIMEOUT_MS).default(DEFAULT_WAIT_TIMEOUT_MS),
+  responseSchema: z
+    .custom<ResponseSchema<unknown>>(
+      (schema) =>
+        typeof schema === 'object' &&
+        schema !== null &&
+        typeof (schema as { safeParse?: unknown }).safeParse === 'function',
+      'must be a zod schema',
+    )
+    .optional(),
+  maxResponseBytes: z.int().positive().max(MAX_TIMEOUT_MS).default(DEFAULT_MAX_RESPONSE_BYTES),
+  schema: schemaNameSchema.default(DEFAULT_SCHEMA),
+  isolationLevel: z.enum(['read committed', 'repeatable read', 'serializable']).optional(),
+  maxAttempts: z.int().min(1).max(100).optional(),
+});
+
+/** Options after validation, with defaults filled in and the request fingerprinted. */
+export interface ResolvedOptions<T> {
+  scope: string;
+  key: string;
+  fingerprint: Buffer | null;
+  ttlMs: number;
+  onConcurrent: 'wait' | 'reject';
+  waitTimeoutMs: number;
+  responseSchema: ResponseSchema<T> | undefined;
+  maxResponseBytes: number;
+  schema: string;
+  isolationLevel?: IsolationLevel | undefined;
+  maxAttempts?: number | undefined;
+}
+
+/**
+ * Validates `withIdempotency` options once, at the edge.
+ *
+ * @throws {InvalidIdempotencyKeyError} for a missing or malformed key.
+ * @throws {InvalidIdempotencyOptionsError} for anything else that is wrong.
+ */
+export function resolveOptions<T>(options: IdempotencyOptions<T>): ResolvedOptions<T> {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidIdempotencyOptionsError('withIdempotency options must be an object', []);
+  }
+  const parsed = parseOptions(optionsSchema, options, 'withIdempotency');
+  const key = parsed.key;
+  if (typeof key !== 'string' || !KEY_PATTERN.test(key)) {
+    throw new InvalidIdempotencyKeyError(describeKeyProblem(key), {
+      scope: parsed.scope,
+      ...(typeof key === 'string' ? { key } : {}),
+    });
+  }
+  return {
+    ...parsed,
+    key,
+    fingerprint: fingerprintOrThrow(parsed.request),
+    responseSchema: parsed.responseSchema as ResponseSchema<T> | undefined,
+  };
+}
+
+/** Parses `input` with `schema`, turning zod's issues into an {@link InvalidIdempotencyOptionsError}. */
+export function parseOptions<S extends z.ZodType>(
+  schema: S,
+  input: unknown,
+  functionName: string,
+): z.output<S> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const issues = result.error.issues.map(
+    (issue) => `${issue.path.join('.') || '(options)'}: ${issue.message}`,
+  );
+  throw new InvalidIdempotencyOptionsError(
+    `Invalid ${functionName} options: ${issues.join('; ')}`,
+    issues,
+    { cause: result.error },
+  );
+}
+
+function describeKeyProblem(key: unknown): string {
+  if (key === undefined || key === null) return 'An idempotency key is required';
+  if (typeof key !== 'string') return `The idempotency key must be a string, not ${typeof key}`;
+  if (key.length === 0) return 'The idempotency key must not be empty';
+  if (key.length > 255)
+    return `The idempotency key is ${key.length} characters long; at most 255 are allowed`;
+  return 'The idempotency key must consist of printable ASCII characters only';
+}
+
+function fingerprintOrThrow(request: unknown): Buffer | null {
+  if (request === undefined) return null;
+  try {
+    return fingerprintRequest(request);
+  } catch (error) {
+    // A NotJsonError names the offending path; anything else (a throwing toJSON(), nesting too deep
+    // for the stack) still means the request cannot be fingerprinted.
+    const problem = error instanceof NotJsonError ? error.message : 'cannot be serialised as JSON';
+    const issue = `request: ${problem}`;
+    throw new InvalidIdempotencyOptionsError(`Invalid withIdempotency options: ${issue}`, [issue], {
+      cause: error,
+    });
+  }
+}

@@ -1,0 +1,116 @@
+import { StoredResponseInvalidError, UnstorableResponseError } from './errors.ts';
+import type { ResponseSchema } from './options.ts';
+
+/** A response ready to store: its JSON text (null for `undefined`) and the value every call returns. */
+export interface EncodedResponse<T> {
+  json: string | null;
+  response: T;
+}
+
+interface CodecContext<T> {
+  scope: string;
+  key: string;
+  responseSchema: ResponseSchema<T> | undefined;
+  maxResponseBytes: number;
+}
+
+/**
+ * Turns `fn`'s return value into what is stored, and what the first call returns. The first call
+ * returns the value decoded from the stored JSON, exactly as a replay does: a `Date` that would
+ * come back as a string on replay (without `responseSchema`) does so on the first call too, so a
+ * difference can never surface only on retry.
+ *
+ * @throws {UnstorableResponseError} when the value is not JSON, too large, or fails the schema.
+ */
+export function encodeResponse<T>(value: T, context: CodecContext<T>): EncodedResponse<T> {
+  const { scope, key, responseSchema, maxResponseBytes } = context;
+  let checked: unknown = value;
+  if (responseSchema) {
+    const result = responseSchema.safeParse(value);
+    if (!result.success) {
+      throw new UnstorableResponseError(
+        scope,
+        key,
+        'schema',
+        'The response does not match responseSchema',
+        result.error,
+      );
+    }
+    checked = result.data;
+  }
+  const json = stringify(checked, scope, key);
+  if (json !== null) {
+    const bytes = Buffer.byteLength(json, 'utf8');
+    if (bytes > maxResponseBytes) {
+      throw new UnstorableResponseError(
+        scope,
+        key,
+        'too_large',
+        `The response is ${bytes} bytes of JSON; maxResponseBytes is ${maxResponseBytes}`,
+      );
+    }
+  }
+  const decoded = decode(json, responseSchema);
+  if (!decoded.success) {
+    throw new UnstorableResponseError(
+      scope,
+      key,
+      'schema',
+      'The response no longer matches responseSchema after a JSON round trip ' +
+        '(a Date needs z.coerce.date(), a Map or Set has no JSON form)',
+      decoded.error,
+    );
+  }
+  return { json, response: decoded.data };
+}
+
+/**
+ * Decodes a stored response for a replay.
+ *
+ * @throws {StoredResponseInvalidError} when it no longer matches `responseSchema`.
+ */
+export function decodeResponse<T>(
+  json: string | null,
+  context: Pick<CodecContext<T>, 'scope' | 'key' | 'responseSchema'>,
+): T {
+  const decoded = decode(json, context.responseSchema);
+  if (!decoded.success) {
+    throw new StoredResponseInvalidError(context.scope, context.key, decoded.error);
+  }
+  return decoded.data;
+}
+
+function stringify(value: unknown, scope: string, key: string): string | null {
+  // `undefined` (a function that returns nothing) is stored as SQL NULL and replays as undefined.
+  if (value === undefined) return null;
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value);
+  } catch (error) {
+    // BigInt, cycles and throwing toJSON() methods end up here.
+    throw new UnstorableResponseError(
+      scope,
+      key,
+      'not_json',
+      `The response cannot be serialised as JSON: ${(error as Error).message}`,
+      error,
+    );
+  }
+  if (json === undefined) {
+    throw new UnstorableResponseError(
+      scope,
+      key,
+      'not_json',
+      `The response is a ${typeof value}, which JSON cannot hold`,
+    );
+  }
+  return json;
+}
+
+function decode<T>(
+  json: string | null,
+  responseSchema: ResponseSchema<T> | undefined,
+): { success: true; data: T } | { success: false; error: unknown } {
+  const value: unknown = json === null ? undefined : JSON.parse(json);
+  return responseSchema ? responseSchema.safeParse(value) : { success: true, data: value as T };
+}

@@ -1,0 +1,131 @@
+import type { Kysely } from 'kysely';
+import { sql } from 'kysely';
+import { z } from 'zod';
+import { cleanupLockKey } from './advisory-locks.ts';
+import { type CleanupResult, cleanupExpired, cleanupOptionsSchema } from './cleanup.ts';
+import { parseOptions } from './options.ts';
+
+/** Default time between two cleanup ticks: one minute. */
+export const DEFAULT_CLEANUP_INTERVAL_MS = 60_000;
+
+/** Options of {@link scheduleCleanup}. */
+export interface ScheduleCleanupOptions {
+  /** Time from the end of one tick to the start of the next. Default 60 s. */
+  intervalMs?: number;
+  /** Entries deleted per statement. Default 1000. */
+  batchSize?: number;
+  /** Postgres schema that holds the ledger. Default `idempotency`. */
+  schema?: string;
+  /**
+   * Receives every error of a tick (the next tick runs as planned). Default: a process warning
+   * (`process.emitWarning`), never an unhandled rejection.
+   */
+  onError?: (error: unknown) => void;
+  /**
+   * Called after each tick: `ran` is false when another instance held the cleanup lock, so this
+   * one skipped the tick. Useful for metrics.
+   */
+  onTick?: (tick: CleanupTick) => void;
+}
+
+/** The outcome of one tick of {@link scheduleCleanup}. */
+export interface CleanupTick extends CleanupResult {
+  /** False when another instance was cleaning up and this one skipped the tick. */
+  ran: boolean;
+}
+
+/** A running cleanup schedule. */
+export interface CleanupSchedule {
+  /** Stops the schedule; resolves once a tick in progress has finished. */
+  stop(): Promise<void>;
+}
+
+const scheduleOptionsSchema = cleanupOptionsSchema.extend({
+  intervalMs: z.int().positive().max(2_147_483_647).default(DEFAULT_CLEANUP_INTERVAL_MS),
+  onError: z.custom<(error: unknown) => void>((f) => typeof f === 'function').optional(),
+  onTick: z.custom<(tick: CleanupTick) => void>((f) => typeof f === 'function').optional(),
+});
+
+/**
+ * Runs {@link cleanupExpired} now and then every `intervalMs`, in this process. Across a fleet,
+ * only the instance that wins a Postgres advisory lock works a given tick; the others skip it.
+ * The process stays alive while the schedule runs: call `stop()` on shutdown.
+ *
+ * @example
+ * ```ts
+ * const cleanup = scheduleCleanup(db, {
+ *   intervalMs: 5 * 60_000,
+ *   onError: (error) => logger.warn({ error }, 'idempotency cleanup failed'),
+ * });
+ * process.once('SIGTERM', () => void cleanup.stop());
+ * ```
+ */
+export function scheduleCleanup<DB>(
+  db: Kysely<DB>,
+  options: ScheduleCleanupOptions = {},
+): CleanupSchedule {
+  const { intervalMs, batchSize, schema, onError, onTick } = parseOptions(
+    scheduleOptionsSchema,
+    options,
+    'scheduleCleanup',
+  );
+  const report = onError ?? ((error: unknown) => process.emitWarning(toWarning(error)));
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> = Promise.resolve();
+
+  const tick = async () => {
+    try {
+      const result = await runTick(db, schema, batchSize);
+      onTick?.(result);
+    } catch (error) {
+      try {
+        report(error);
+      } catch {
+        // An onError that throws must not turn into an unhandled rejection either.
+      }
+    }
+    if (!stopped) timer = setTimeout(start, intervalMs);
+  };
+  const start = () => {
+    running = tick();
+  };
+  start();
+
+  return {
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await running;
+    },
+  };
+}
+
+async function runTick<DB>(
+  db: Kysely<DB>,
+  schema: string,
+  batchSize: number,
+): Promise<CleanupTick> {
+  // A session-level lock on one pooled connection, held for the whole tick and released before
+  // the connection goes back to the pool. If this process dies mid-tick, Postgres drops the
+  // connection and the lock with it, and another instance takes the next tick.
+  return db.connection().execute(async (conn) => {
+    const { rows } = await sql<{ locked: boolean }>`
+      select pg_try_advisory_lock(${cleanupLockKey(schema)}) as locked`.execute(conn);
+    if (!rows[0]?.locked) return { ran: false, deleted: 0 };
+    try {
+      const { deleted } = await cleanupExpired(conn, { batchSize, schema });
+      return { ran: true, deleted };
+    } finally {
+      await sql`select pg_advisory_unlock(${cleanupLockKey(schema)})`.execute(conn);
+    }
+  });
+}
+
+function toWarning(error: unknown): Error {
+  const warning = new Error(`idempotency-ledger cleanup failed: ${String(error)}`, {
+    cause: error,
+  });
+  warning.name = 'IdempotencyCleanupWarning';
+  return warning;
+}

@@ -1,0 +1,171 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Kysely, Transaction } from 'kysely';
+import { IdempotencyKeyReusedError, InvalidIdempotencyOptionsError } from './errors.ts';
+import { claimKey, type LedgerEntry, lookupEntry, recordResponse, releaseKey } from './ledger.ts';
+import {
+  DEFAULT_MAX_ATTEMPTS,
+  type IdempotencyOptions,
+  type ResolvedOptions,
+  resolveOptions,
+} from './options.ts';
+import { isRetryableTransactionError } from './postgres-errors.ts';
+import { decodeResponse, encodeResponse } from './response-codec.ts';
+
+/** What {@link withIdempotency} returns. */
+export interface IdempotencyResult<T> {
+  /** The response: `fn`'s return value as stored, equal on the first call and on every replay. */
+  response: T;
+  /** True when `fn` did not run and the stored response of an earlier call was returned. */
+  replayed: boolean;
+}
+
+// With 'reject', a duplicate waits this long for the first call's transaction (lock_timeout = 0
+// would mean "wait forever").
+const REJECT_LOCK_TIMEOUT_MS = 1;
+
+/**
+ * Runs `fn` at most once per (scope, key): the first call executes it and stores its return value
+ * in the same transaction as `fn`'s writes; later calls with the same key replay that value.
+ *
+ * - Pass a `Kysely` instance and the library runs its own transaction: it commits `fn`'s writes
+ *   and the ledger entry together, and retries the whole transaction on serialization failures
+ *   and deadlocks (`fn` then runs again; only one attempt commits).
+ * - Pass a `Transaction` and everything happens inside it: your commit or rollback decides for
+ *   both. If `withIdempotency` throws, roll back.
+ *
+ * @param db - A `Kysely` instance, or a `Transaction` you opened.
+ * @param options - Scope, key and request; see {@link IdempotencyOptions}.
+ * @param fn - Your business work, given the transaction to run it in. Its return value (JSON) is
+ *   the response.
+ * @throws {InvalidIdempotencyKeyError} (400) for a missing or malformed key.
+ * @throws {IdempotencyKeyReusedError} (422) when the key was used with a different request.
+ * @throws {IdempotencyConflictError} (409) when a call with the same key is in flight and
+ *   `onConcurrent` is `'reject'`, or the wait for it exceeded `waitTimeoutMs`.
+ * @throws {UnstorableResponseError} when `fn`'s return value cannot be stored; nothing is committed.
+ * @throws Whatever `fn` throws, unchanged; nothing is committed.
+ *
+ * @example
+ * ```ts
+ * const { response, replayed } = await withIdempotency(
+ *   db,
+ *   { scope: `merchant:${merchantId}`, key: idempotencyKey, request: body },
+ *   async (trx) => {
+ *     const payment = await trx
+ *       .insertInto('payments')
+ *       .values({ merchant_id: merchantId, amount: body.amount })
+ *       .returning(['id', 'amount'])
+ *       .executeTakeFirstOrThrow();
+ *     return { status: 201, body: payment };
+ *   },
+ * );
+ * ```
+ */
+export async function withIdempotency<DB, T>(
+  db: Kysely<DB>,
+  options: IdempotencyOptions<T>,
+  fn: (trx: Transaction<DB>) => Promise<T>,
+): Promise<IdempotencyResult<T>> {
+  const resolved = resolveOptions(options);
+  if (typeof fn !== 'function') {
+    throw new InvalidIdempotencyOptionsError('withIdempotency needs a function to run', ['fn']);
+  }
+  if (db.isTransaction) {
+    if (resolved.isolationLevel !== undefined || resolved.maxAttempts !== undefined) {
+      throw new InvalidIdempotencyOptionsError(
+        'isolationLevel and maxAttempts apply to the library-owned transaction; ' +
+          'your transaction has its own isolation level, and only you can retry it',
+        ['isolationLevel', 'maxAttempts'],
+      );
+    }
+    return runInCallerTransaction(db as Transaction<DB>, resolved, fn);
+  }
+  return runInOwnTransaction(db, resolved, fn);
+}
+
+type Attempt<T> = { executed: true; response: T } | { executed: false; entry: LedgerEntry };
+
+async function runInOwnTransaction<DB, T>(
+  db: Kysely<DB>,
+  options: ResolvedOptions<T>,
+  fn: (trx: Transaction<DB>) => Promise<T>,
+): Promise<IdempotencyResult<T>> {
+  const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      // A replay is one statement outside any transaction. A miss costs this extra round trip on
+      // a first execution, which is the price of cheap replays during a retry storm.
+      const existing = await lookupEntry(db, options.schema, options.scope, options.key);
+      if (existing) return replay(existing, options);
+
+      const builder = db.transaction();
+      const outcome = await (options.isolationLevel
+        ? builder.setIsolationLevel(options.isolationLevel)
+        : builder
+      ).execute((trx) => claimAndExecute(trx, options, fn));
+      return outcome.executed
+        ? { response: outcome.response, replayed: false }
+        : replay(outcome.entry, options);
+    } catch (error) {
+      if (attempt >= maxAttempts || !isRetryableTransactionError(error)) throw error;
+      await sleep(backoffMs(attempt));
+    }
+  }
+}
+
+async function runInCallerTransaction<DB, T>(
+  trx: Transaction<DB>,
+  options: ResolvedOptions<T>,
+  fn: (trx: Transaction<DB>) => Promise<T>,
+): Promise<IdempotencyResult<T>> {
+  try {
+    const outcome = await claimAndExecute(trx, options, fn);
+    return outcome.executed
+      ? { response: outcome.response, replayed: false }
+      : replay(outcome.entry, options);
+  } catch (error) {
+    // The claim may already be in the caller's transaction. A caller who catches this and commits
+    // must not leave behind a key that replays a response fn never produced.
+    await releaseKey(trx, options.schema, options.scope, options.key);
+    throw error;
+  }
+}
+
+/** Claim, then run fn and record its response; or hand back the entry that already holds the key. */
+async function claimAndExecute<DB, T>(
+  trx: Transaction<DB>,
+  options: ResolvedOptions<T>,
+  fn: (trx: Transaction<DB>) => Promise<T>,
+): Promise<Attempt<T>> {
+  const claim = await claimKey(trx, options.schema, {
+    scope: options.scope,
+    key: options.key,
+    fingerprint: options.fingerprint,
+    ttlMs: options.ttlMs,
+    lockTimeoutMs:
+      options.onConcurrent === 'reject' ? REJECT_LOCK_TIMEOUT_MS : options.waitTimeoutMs,
+    onConcurrent: options.onConcurrent,
+  });
+  if (!claim.claimed) return { executed: false, entry: claim.entry };
+
+  const value = await fn(trx);
+  const encoded = encodeResponse(value, options);
+  await recordResponse(trx, options.schema, options.scope, options.key, encoded.json);
+  return { executed: true, response: encoded.response };
+}
+
+function replay<T>(entry: LedgerEntry, options: ResolvedOptions<T>): IdempotencyResult<T> {
+  if (!sameFingerprint(entry.fingerprint, options.fingerprint)) {
+    throw new IdempotencyKeyReusedError(options.scope, options.key);
+  }
+  return { response: decodeResponse(entry.response, options), replayed: true };
+}
+
+function sameFingerprint(stored: Buffer | null, given: Buffer | null): boolean {
+  if (stored === null || given === null) return stored === given;
+  return stored.equals(given);
+}
+
+/** Exponential backoff with full jitter, so retried transactions do not collide again in step. */
+function backoffMs(attempt: number): number {
+  return Math.random() * Math.min(1000, 10 * 2 ** attempt);
+}
