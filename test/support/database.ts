@@ -1,0 +1,102 @@
+// One fresh database per test file (or per test): tests never see each
+// other's rows, and files can run in parallel against the same server.
+
+import { randomBytes } from 'node:crypto';
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import { inject } from 'vitest';
+
+export type TestDatabase = {
+  url: string;
+  name: string;
+  // biome-ignore lint/suspicious/noExplicitAny: tests query tables the library creates at runtime
+  db: Kysely<any>;
+  /** The pool behind `db`, for assertions such as countCheckedOutClients(). */
+  pool: pg.Pool;
+  /** Destroys `db` and drops the database, even if connections are still open. */
+  drop(): Promise<void>;
+};
+
+/** Room for the 50-way concurrency tests plus a few extra connections. */
+const POOL_SIZE = 60;
+
+export function newPool(url: string, max = 10): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max });
+  // When the server kills the backend of an idle pooled client (a
+  // pg_terminate_backend(), a restart), pg emits 'error' on the pool and
+  // discards the client. Unhandled, that error would crash the test process.
+  pool.on('error', () => {});
+  // A checked-out client whose backend dies between two queries emits 'error' too, and the pool
+  // listens only to idle clients: the query in flight (or the next one) reports the failure.
+  pool.on('connect', (client) => client.on('error', () => {}));
+  return pool;
+}
+
+/** Clients currently checked out of the pool: 0 once nothing leaked one. */
+export function countCheckedOutClients(target: pg.Pool | { pool: pg.Pool }): number {
+  const pool = target instanceof pg.Pool ? target : target.pool;
+  return pool.totalCount - pool.idleCount;
+}
+
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const adminUrl = inject('adminDatabaseUrl');
+  const name = `idempotency_test_${randomBytes(8).toString('hex')}`;
+  // template0 rather than the default template1: CREATE DATABASE fails while
+  // anyone is connected to its template, and nobody connects to template0.
+  await adminQuery(
+    adminUrl,
+    (client) => `create database ${client.escapeIdentifier(name)} template template0`,
+  );
+
+  const url = withDatabase(adminUrl, name);
+  const pool = newPool(url, POOL_SIZE);
+  const db: TestDatabase['db'] = new Kysely({ dialect: new PostgresDialect({ pool }) });
+  let dropped: Promise<void> | undefined;
+  const drop = () => {
+    dropped ??= (async () => {
+      await db.destroy();
+      await adminQuery(
+        adminUrl,
+        (client) => `drop database if exists ${client.escapeIdentifier(name)} with (force)`,
+      );
+    })();
+    return dropped;
+  };
+  return { url, name, db, pool, drop };
+}
+
+/** Whether a database of that name exists on the admin server. */
+export async function databaseExists(name: string): Promise<boolean> {
+  const adminUrl = inject('adminDatabaseUrl');
+  const client = await connect(adminUrl);
+  try {
+    const { rowCount } = await client.query('select from pg_database where datname = $1', [name]);
+    return rowCount === 1;
+  } finally {
+    await client.end();
+  }
+}
+
+function withDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${encodeURIComponent(database)}`;
+  return parsed.toString();
+}
+
+async function connect(url: string): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url });
+  // Errors surface through the query promises; this only stops a dropped
+  // connection from becoming an uncaught 'error' event.
+  client.on('error', () => {});
+  await client.connect();
+  return client;
+}
+
+async function adminQuery(url: string, statement: (client: pg.Client) => string): Promise<void> {
+  const client = await connect(url);
+  try {
+    await client.query(statement(client));
+  } finally {
+    await client.end();
+  }
+}

@@ -1,0 +1,54 @@
+// Decides which PostgreSQL server the tests use and hands its admin URL to
+// the test files: DATABASE_URL if set, otherwise a throwaway embedded server
+// that lives as long as the test run.
+
+import pg from 'pg';
+import type { TestProject } from 'vitest/node';
+import {
+  type EmbeddedPostgresServer,
+  startEmbeddedPostgres,
+} from '../../scripts/embedded-postgres.ts';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** Superuser connection string; test files create their databases with it. */
+    adminDatabaseUrl: string;
+  }
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  let url = process.env.DATABASE_URL;
+  let server: EmbeddedPostgresServer | undefined;
+  if (!url) {
+    server = await startEmbeddedPostgres();
+    url = server.url;
+  }
+  try {
+    const settings = await readSettings(url);
+    const { hostname, port } = new URL(url);
+    const source = server ? 'embedded' : 'DATABASE_URL';
+    console.log(
+      `Testing against PostgreSQL ${settings.server_version} (${source}, ${hostname}:${port || 5432}, max_connections=${settings.max_connections})`,
+    );
+  } catch (error) {
+    await server?.stop();
+    throw error;
+  }
+  project.provide('adminDatabaseUrl', url);
+  return async () => {
+    await server?.stop();
+  };
+}
+
+async function readSettings(url: string): Promise<Record<string, string>> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ name: string; setting: string }>(
+      `select name, current_setting(name) as setting from unnest(array['server_version', 'max_connections']) as name`,
+    );
+    return Object.fromEntries(rows.map((row) => [row.name, row.setting]));
+  } finally {
+    await client.end();
+  }
+}
