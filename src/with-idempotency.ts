@@ -61,9 +61,12 @@ const REJECT_LOCK_TIMEOUT_MS = 1;
  * ```
  */
 export async function withIdempotency<DB, T>(
-  db: Kysely<DB>,
+  // Both members of the union are spelled out so that TypeScript infers DB from a Transaction
+  // too (inferring through Transaction's base class widens it).
+  db: Kysely<DB> | Transaction<DB>,
   options: IdempotencyOptions<T>,
-  fn: (trx: Transaction<DB>) => Promise<T>,
+  // NoInfer: DB comes from `db` alone, so a handler typed against a narrower Kysely still fits.
+  fn: (trx: Transaction<NoInfer<DB>>) => Promise<T>,
 ): Promise<IdempotencyResult<T>> {
   const resolved = resolveOptions(options);
   if (typeof fn !== 'function') {
