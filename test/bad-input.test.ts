@@ -1,0 +1,160 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import {
+  type IdempotencyError,
+  type IdempotencyOptions,
+  InvalidIdempotencyKeyError,
+  InvalidIdempotencyOptionsError,
+  UnstorableResponseError,
+  withIdempotency,
+} from '../src/index.ts';
+import { countCheckedOutClients } from './support/database.ts';
+import {
+  createLedgerFixture,
+  createPayment,
+  type LedgerFixture,
+  uniqueKey,
+} from './support/ledger-fixture.ts';
+
+let fx: LedgerFixture;
+beforeAll(async () => {
+  fx = await createLedgerFixture();
+});
+afterAll(async () => {
+  await fx?.drop();
+});
+afterEach(() => {
+  expect(countCheckedOutClients(fx)).toBe(0);
+});
+
+/** Calls withIdempotency with options that should be refused before fn runs or anything is written. */
+async function expectRefused(
+  options: unknown,
+  // biome-ignore lint/suspicious/noExplicitAny: any IdempotencyError subclass, whatever its constructor.
+  errorClass: new (...args: any[]) => IdempotencyError,
+): Promise<IdempotencyError> {
+  let ran = false;
+  const call = withIdempotency(fx.db, options as IdempotencyOptions, async () => {
+    ran = true;
+  });
+  await expect(call).rejects.toBeInstanceOf(errorClass);
+  expect(ran).toBe(false);
+  return call.then(
+    () => {
+      throw new Error('expected a rejection');
+    },
+    (error: IdempotencyError) => error,
+  );
+}
+
+const cycle: Record<string, unknown> = { a: 1 };
+cycle.self = cycle;
+
+describe('bad input', () => {
+  it.each([
+    ['an empty key', ''],
+    ['a 256-character key', 'k'.repeat(256)],
+    ['a non-ASCII key', 'clé-🔑'],
+    ['a key with a control character', 'abc\ndef'],
+    ['a missing key', undefined],
+    ['a number as key', 42],
+  ])('refuses %s with a 400 InvalidIdempotencyKeyError', async (_label, key) => {
+    const error = await expectRefused({ scope: 's', key }, InvalidIdempotencyKeyError);
+    expect(error).toMatchObject({ status: 400, code: 'invalid_key' });
+    if (typeof key === 'string') expect(await fx.countEntries(key)).toBe(0);
+  });
+
+  it('accepts a 255-character printable key', async () => {
+    const key = `${uniqueKey()}-`.padEnd(255, '~');
+    const result = await withIdempotency(fx.db, { scope: 's', key }, async () => 'ok');
+    expect(result.replayed).toBe(false);
+    expect(await fx.countEntries(key)).toBe(1);
+  });
+
+  it.each([
+    ['a missing scope', { key: 'k' }],
+    ['an empty scope', { scope: '', key: 'k' }],
+    ['a negative ttlMs', { scope: 's', key: 'k', ttlMs: -1 }],
+    ['a fractional ttlMs', { scope: 's', key: 'k', ttlMs: 1.5 }],
+    ['an unknown onConcurrent', { scope: 's', key: 'k', onConcurrent: 'maybe' }],
+    ['a zero waitTimeoutMs', { scope: 's', key: 'k', waitTimeoutMs: 0 }],
+    ['a misspelt option', { scope: 's', key: 'k', ttl: 1000 }],
+    ['a responseSchema that is not a schema', { scope: 's', key: 'k', responseSchema: {} }],
+    ['a BigInt in the request', { scope: 's', key: 'k', request: { amount: 10n } }],
+    ['a cycle in the request', { scope: 's', key: 'k', request: cycle }],
+    ['a Map in the request', { scope: 's', key: 'k', request: { items: new Map() } }],
+    ['NaN in the request', { scope: 's', key: 'k', request: [Number.NaN] }],
+  ])('refuses %s with an InvalidIdempotencyOptionsError', async (_label, options) => {
+    const error = await expectRefused(options, InvalidIdempotencyOptionsError);
+    expect(error.code).toBe('invalid_options');
+    expect((error as InvalidIdempotencyOptionsError).issues.length).toBeGreaterThan(0);
+  });
+
+  it('refuses options that are not an object', async () => {
+    await expectRefused(null, InvalidIdempotencyOptionsError);
+  });
+});
+
+describe('responses that cannot be stored', () => {
+  it.each([
+    ['a BigInt', () => ({ amount: 10n }), 'not_json'],
+    ['a cycle', () => cycle, 'not_json'],
+    ['a function', () => () => 1, 'not_json'],
+    ['over 1 MiB of JSON', () => ({ blob: 'x'.repeat(1024 * 1024) }), 'too_large'],
+  ])('rolls back the business write when fn returns %s', async (_label, makeResponse, reason) => {
+    const key = uniqueKey();
+    const call = withIdempotency(fx.db, { scope: 's', key }, async (trx) => {
+      await createPayment('s', key)(trx);
+      return makeResponse() as unknown;
+    });
+    await expect(call).rejects.toBeInstanceOf(UnstorableResponseError);
+    await expect(call).rejects.toMatchObject({ code: 'unstorable_response', reason, key });
+    expect(await fx.countPayments(key)).toBe(0);
+    expect(await fx.countEntries(key)).toBe(0);
+
+    // Nothing was left behind: a corrected retry executes.
+    const retry = await withIdempotency(fx.db, { scope: 's', key }, createPayment('s', key));
+    expect(retry.replayed).toBe(false);
+    expect(await fx.countPayments(key)).toBe(1);
+  });
+
+  it('honours a smaller maxResponseBytes', async () => {
+    const key = uniqueKey();
+    const call = withIdempotency(fx.db, { scope: 's', key, maxResponseBytes: 10 }, async () => ({
+      text: 'more than ten bytes',
+    }));
+    await expect(call).rejects.toMatchObject({ reason: 'too_large' });
+    expect(await fx.countEntries(key)).toBe(0);
+  });
+
+  it('refuses a response that fails responseSchema', async () => {
+    const key = uniqueKey();
+    const call = withIdempotency(
+      fx.db,
+      { scope: 's', key, responseSchema: z.object({ id: z.string() }) },
+      async (trx) => {
+        await createPayment('s', key)(trx);
+        return { id: 7 } as unknown as { id: string };
+      },
+    );
+    await expect(call).rejects.toMatchObject({ reason: 'schema' });
+    expect(await fx.countPayments(key)).toBe(0);
+    expect(await fx.countEntries(key)).toBe(0);
+  });
+
+  it('refuses a responseSchema that cannot read back its own JSON, before anything commits', async () => {
+    const key = uniqueKey();
+    // z.date() accepts the Date, but a replay would read an ISO string: caught on the first call.
+    const call = withIdempotency(
+      fx.db,
+      { scope: 's', key, responseSchema: z.object({ at: z.date() }) },
+      async (trx) => {
+        await createPayment('s', key)(trx);
+        return { at: new Date() };
+      },
+    );
+    await expect(call).rejects.toMatchObject({ reason: 'schema' });
+    expect(await fx.countPayments(key)).toBe(0);
+    expect(await fx.countEntries(key)).toBe(0);
+  });
+});

@@ -1,0 +1,99 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  InvalidIdempotencyOptionsError,
+  UnstorableResponseError,
+  withIdempotency,
+} from '../src/index.ts';
+import {
+  createLedgerFixture,
+  createPayment,
+  type LedgerFixture,
+  uniqueKey,
+} from './support/ledger-fixture.ts';
+
+let fx: LedgerFixture;
+beforeAll(async () => {
+  fx = await createLedgerFixture();
+});
+afterAll(async () => {
+  await fx?.drop();
+});
+
+class Rollback extends Error {}
+
+describe("inside the caller's transaction", () => {
+  it('removes both the business row and the ledger entry when the caller rolls back', async () => {
+    const key = uniqueKey();
+    const rolledBack = fx.db.transaction().execute(async (trx) => {
+      const result = await withIdempotency(trx, { scope: 's', key }, createPayment('s', key));
+      expect(result.replayed).toBe(false);
+      throw new Rollback();
+    });
+    await expect(rolledBack).rejects.toBeInstanceOf(Rollback);
+    expect(await fx.countPayments(key)).toBe(0);
+    expect(await fx.countEntries(key)).toBe(0);
+
+    const retry = await withIdempotency(fx.db, { scope: 's', key }, createPayment('s', key));
+    expect(retry.replayed).toBe(false);
+    expect(await fx.countPayments(key)).toBe(1);
+  });
+
+  it("commits both with the caller's commit, and replays afterwards", async () => {
+    const key = uniqueKey();
+    const first = await fx.db.transaction().execute(async (trx) => {
+      await trx.insertInto('payments').values({ scope: 'audit', key, amount: 0 }).execute();
+      return withIdempotency(trx, { scope: 's', key }, createPayment('s', key));
+    });
+    const replay = await withIdempotency(fx.db, { scope: 's', key }, createPayment('s', key));
+    expect(replay).toEqual({ response: first.response, replayed: true });
+    expect(await fx.countPayments(key, 's')).toBe(1);
+    expect(await fx.countPayments(key, 'audit')).toBe(1);
+  });
+
+  it('replays inside a transaction without running fn', async () => {
+    const key = uniqueKey();
+    const first = await withIdempotency(fx.db, { scope: 's', key }, createPayment('s', key));
+    let ran = false;
+    const replay = await fx.db.transaction().execute((trx) =>
+      withIdempotency(trx, { scope: 's', key }, async () => {
+        ran = true;
+        return createPayment('s', key)(trx);
+      }),
+    );
+    expect(ran).toBe(false);
+    expect(replay).toEqual({ response: first.response, replayed: true });
+    expect(await fx.countPayments(key)).toBe(1);
+  });
+
+  it('leaves no ledger entry when fn fails and the caller commits anyway', async () => {
+    const key = uniqueKey();
+    await fx.db.transaction().execute(async (trx) => {
+      await expect(
+        withIdempotency(trx, { scope: 's', key }, async () => {
+          throw new Error('validation failed');
+        }),
+      ).rejects.toThrow('validation failed');
+      await expect(
+        withIdempotency(trx, { scope: 's', key }, async () => ({ n: 1n })),
+      ).rejects.toBeInstanceOf(UnstorableResponseError);
+    });
+    expect(await fx.countEntries(key)).toBe(0);
+    const later = await withIdempotency(fx.db, { scope: 's', key }, async () => 'executed');
+    expect(later).toEqual({ response: 'executed', replayed: false });
+  });
+
+  it('refuses isolationLevel and maxAttempts, which belong to the caller here', async () => {
+    await fx.db.transaction().execute(async (trx) => {
+      await expect(
+        withIdempotency(
+          trx,
+          { scope: 's', key: 'k', isolationLevel: 'serializable' },
+          async () => 1,
+        ),
+      ).rejects.toBeInstanceOf(InvalidIdempotencyOptionsError);
+      await expect(
+        withIdempotency(trx, { scope: 's', key: 'k', maxAttempts: 3 }, async () => 1),
+      ).rejects.toBeInstanceOf(InvalidIdempotencyOptionsError);
+    });
+  });
+});

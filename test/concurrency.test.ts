@@ -1,0 +1,146 @@
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { IdempotencyConflictError, withIdempotency } from '../src/index.ts';
+import { deferred, waitForLockWaiters } from './support/barrier.ts';
+import {
+  createLedgerFixture,
+  createPayment,
+  type LedgerFixture,
+  uniqueKey,
+} from './support/ledger-fixture.ts';
+
+let fx: LedgerFixture;
+beforeAll(async () => {
+  fx = await createLedgerFixture();
+});
+afterAll(async () => {
+  await fx?.drop();
+});
+
+describe('concurrent duplicates', () => {
+  it("with 'wait', 50 concurrent calls execute once and all return the same response", async () => {
+    const key = uniqueKey();
+    const inside = deferred();
+    const release = deferred();
+    let executions = 0;
+    const fn = async (trx: Parameters<ReturnType<typeof createPayment>>[0]) => {
+      executions += 1;
+      const response = await createPayment('s', key)(trx);
+      inside.resolve();
+      await release.promise;
+      return response;
+    };
+
+    const first = withIdempotency(fx.db, { scope: 's', key }, fn);
+    await inside.promise;
+    const duplicates = Array.from({ length: 49 }, () =>
+      withIdempotency(fx.db, { scope: 's', key }, fn),
+    );
+    await waitForLockWaiters(fx.db, 49);
+    release.resolve();
+
+    const results = await Promise.all([first, ...duplicates]);
+    expect(executions).toBe(1);
+    expect(results.filter((r) => !r.replayed)).toHaveLength(1);
+    const responses = new Set(results.map((r) => JSON.stringify(r.response)));
+    expect(responses.size).toBe(1);
+    expect(await fx.countPayments(key)).toBe(1);
+  });
+
+  it("with 'reject', duplicates in flight fail at once with a 409 conflict", async () => {
+    const key = uniqueKey();
+    const inside = deferred();
+    const release = deferred();
+    const first = withIdempotency(fx.db, { scope: 's', key }, async (trx) => {
+      const response = await createPayment('s', key)(trx);
+      inside.resolve();
+      await release.promise;
+      return response;
+    });
+    await inside.promise;
+
+    let duplicateRuns = 0;
+    const duplicates = await Promise.allSettled(
+      Array.from({ length: 20 }, () =>
+        withIdempotency(fx.db, { scope: 's', key, onConcurrent: 'reject' }, async () => {
+          duplicateRuns += 1;
+        }),
+      ),
+    );
+    release.resolve();
+    const firstResult = await first;
+
+    expect(duplicateRuns).toBe(0);
+    for (const outcome of duplicates) {
+      expect(outcome.status).toBe('rejected');
+      const reason = (outcome as PromiseRejectedResult).reason;
+      expect(reason).toBeInstanceOf(IdempotencyConflictError);
+      expect(reason).toMatchObject({ status: 409, code: 'conflict', reason: 'in_flight' });
+    }
+    expect(firstResult.replayed).toBe(false);
+    expect(await fx.countPayments(key)).toBe(1);
+    // Once the first call committed, the same key replays instead of conflicting.
+    const later = await withIdempotency(
+      fx.db,
+      { scope: 's', key, onConcurrent: 'reject' },
+      async () => 0,
+    );
+    expect(later).toEqual({ response: firstResult.response, replayed: true });
+  });
+
+  it('gives up waiting after waitTimeoutMs with a conflict, leaving the first call intact', async () => {
+    const key = uniqueKey();
+    const inside = deferred();
+    const release = deferred();
+    const first = withIdempotency(fx.db, { scope: 's', key }, async (trx) => {
+      const response = await createPayment('s', key)(trx);
+      inside.resolve();
+      await release.promise;
+      return response;
+    });
+    await inside.promise;
+
+    const waiter = withIdempotency(fx.db, { scope: 's', key, waitTimeoutMs: 100 }, async () => 0);
+    await expect(waiter).rejects.toMatchObject({ code: 'conflict', reason: 'wait_timeout' });
+    release.resolve();
+    expect((await first).replayed).toBe(false);
+    expect(await fx.countPayments(key)).toBe(1);
+  });
+
+  it('executes a waiting duplicate when the first call rolls back', async () => {
+    const key = uniqueKey();
+    const inside = deferred();
+    const release = deferred();
+    const first = withIdempotency(fx.db, { scope: 's', key }, async (trx) => {
+      await createPayment('s', key, 1)(trx);
+      inside.resolve();
+      await release.promise;
+      throw new Error('first attempt failed');
+    });
+    await inside.promise;
+    const second = withIdempotency(fx.db, { scope: 's', key }, createPayment('s', key, 2));
+    await waitForLockWaiters(fx.db, 1);
+    release.resolve();
+
+    await expect(first).rejects.toThrow('first attempt failed');
+    const result = await second;
+    expect(result.replayed).toBe(false);
+    expect(result.response.body.amount).toBe(2);
+    expect(await fx.countPayments(key)).toBe(1);
+  });
+
+  it("does not apply waitTimeoutMs to fn's own statements", async () => {
+    const key = uniqueKey();
+    const { rows } = await sql<{ lock_timeout: string }>`show lock_timeout`.execute(fx.db);
+    const sessionDefault = rows[0]?.lock_timeout;
+    const result = await withIdempotency(
+      fx.db,
+      { scope: 's', key, waitTimeoutMs: 1234 },
+      async (trx) => {
+        const inside = await sql<{ lock_timeout: string }>`show lock_timeout`.execute(trx);
+        return inside.rows[0]?.lock_timeout;
+      },
+    );
+    expect(result.response).toBe(sessionDefault);
+  });
+});

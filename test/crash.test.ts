@@ -1,0 +1,82 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { setTimeout } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { withIdempotency } from '../src/index.ts';
+import { countCheckedOutClients } from './support/database.ts';
+import {
+  createLedgerFixture,
+  createPayment,
+  type LedgerFixture,
+  uniqueKey,
+} from './support/ledger-fixture.ts';
+
+let fx: LedgerFixture;
+beforeAll(async () => {
+  fx = await createLedgerFixture();
+});
+afterAll(async () => {
+  await fx?.drop();
+});
+
+/** Terminates backend `pid` from another session once it is running a statement. */
+async function terminateWhenActive(pid: number | undefined) {
+  for (;;) {
+    const { rows } = await sql<{ active: boolean }>`
+      select state = 'active' as active from pg_stat_activity where pid = ${pid}`.execute(fx.db);
+    if (rows[0]?.active) break;
+    await setTimeout(5);
+  }
+  await sql`select pg_terminate_backend(${pid})`.execute(fx.db);
+}
+
+describe('crashes', () => {
+  it('commits nothing when the backend is terminated while fn runs, and the retry executes once', async () => {
+    const key = uniqueKey();
+    const killed = withIdempotency(fx.db, { scope: 's', key }, async (trx) => {
+      await createPayment('s', key)(trx);
+      const { rows } = await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx);
+      const pid = rows[0]?.pid;
+      // fn is inside a statement when its backend dies, as in a failover or an OOM kill.
+      const [slept] = await Promise.allSettled([
+        sql`select pg_sleep(30)`.execute(trx),
+        terminateWhenActive(pid),
+      ]);
+      if (slept.status === 'rejected') throw slept.reason;
+      return 'unreachable';
+    });
+    await expect(killed).rejects.toThrow();
+    expect(await fx.countPayments(key)).toBe(0);
+    expect(await fx.countEntries(key)).toBe(0);
+
+    const retry = await withIdempotency(fx.db, { scope: 's', key }, createPayment('s', key));
+    expect(retry.replayed).toBe(false);
+    expect(await fx.countPayments(key)).toBe(1);
+    expect(countCheckedOutClients(fx)).toBe(0);
+  });
+
+  it('commits nothing when the client process is SIGKILLed inside fn, and the retry executes once', async () => {
+    const key = uniqueKey();
+    const child = spawn(
+      process.execPath,
+      [fileURLToPath(new URL('./support/crash-child.ts', import.meta.url)), fx.url, 's', key],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const [chunk] = (await once(child.stdout, 'data')) as [Buffer];
+    expect(chunk.toString()).toContain('inside-fn');
+    // The payment is written but not committed: nobody else can see it yet.
+    expect(await fx.countPayments(key)).toBe(0);
+    const exited = once(child, 'exit');
+    child.kill('SIGKILL');
+    await exited;
+
+    // The retry waits, if need be, until Postgres notices the dead connection and rolls back.
+    const retry = await withIdempotency(fx.db, { scope: 's', key }, createPayment('s', key));
+    expect(retry.replayed).toBe(false);
+    expect(await fx.countPayments(key)).toBe(1);
+    const replay = await withIdempotency(fx.db, { scope: 's', key }, createPayment('s', key));
+    expect(replay).toEqual({ response: retry.response, replayed: true });
+  });
+});

@@ -1,0 +1,204 @@
+import { type Kysely, sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type CleanupTick,
+  cleanupExpired,
+  LedgerSchemaError,
+  scheduleCleanup,
+  withIdempotency,
+} from '../src/index.ts';
+import { deferred } from './support/barrier.ts';
+import { newPool } from './support/database.ts';
+import {
+  createLedgerFixture,
+  createPayment,
+  type LedgerFixture,
+  uniqueKey,
+} from './support/ledger-fixture.ts';
+
+let fx: LedgerFixture;
+beforeAll(async () => {
+  fx = await createLedgerFixture();
+});
+afterAll(async () => {
+  await fx?.drop();
+});
+
+/** Moves the expiry of matching entries into the past, as the database clock passing would. */
+async function expire(keyPrefix: string) {
+  await sql`
+    update idempotency.ledger set expires_at = statement_timestamp() - interval '1 second'
+     where key like ${`${keyPrefix}%`}`.execute(fx.db);
+}
+
+/** Writes `count` entries under `prefix` through the public API. */
+async function seed(prefix: string, count: number) {
+  for (let i = 0; i < count; i++) {
+    await withIdempotency(fx.db, { scope: 'seed', key: `${prefix}-${i}` }, async () => ({ i }));
+  }
+}
+
+async function countEntries(prefix: string) {
+  const { rows } = await sql<{ n: number }>`
+    select count(*)::int as n from idempotency.ledger where key like ${`${prefix}%`}`.execute(
+    fx.db,
+  );
+  return rows[0]?.n ?? 0;
+}
+
+describe('expiry', () => {
+  it('executes an expired key again, by the database clock', async () => {
+    const key = uniqueKey();
+    const first = await withIdempotency(
+      fx.db,
+      { scope: 's', key, ttlMs: 60_000 },
+      createPayment('s', key),
+    );
+    await expire(key);
+    const second = await withIdempotency(fx.db, { scope: 's', key }, createPayment('s', key));
+    expect(second.replayed).toBe(false);
+    expect(second.response).not.toEqual(first.response);
+    expect(await fx.countPayments(key)).toBe(2);
+    expect(await fx.countEntries(key)).toBe(1);
+    // The renewed entry replays.
+    expect(await withIdempotency(fx.db, { scope: 's', key }, createPayment('s', key))).toEqual({
+      response: second.response,
+      replayed: true,
+    });
+  });
+
+  it('keeps a key for ttlMs measured by the database', async () => {
+    const key = uniqueKey();
+    await withIdempotency(fx.db, { scope: 's', key, ttlMs: 90_000 }, async () => 1);
+    const { rows } = await sql<{ ttl_ms: number }>`
+      select round(extract(epoch from expires_at - created_at) * 1000)::int as ttl_ms
+        from idempotency.ledger where key = ${key}`.execute(fx.db);
+    expect(rows[0]?.ttl_ms).toBe(90_000);
+  });
+});
+
+describe('cleanupExpired', () => {
+  it('deletes exactly the expired entries; live ones still replay', async () => {
+    const prefix = uniqueKey('cleanup');
+    await seed(`${prefix}-old`, 12);
+    await seed(`${prefix}-live`, 18);
+    await expire(`${prefix}-old`);
+
+    const { deleted } = await cleanupExpired(fx.db, { batchSize: 5 });
+
+    expect(deleted).toBe(12);
+    expect(await countEntries(`${prefix}-old`)).toBe(0);
+    expect(await countEntries(`${prefix}-live`)).toBe(18);
+    const replay = await withIdempotency(
+      fx.db,
+      { scope: 'seed', key: `${prefix}-live-7` },
+      async () => 0,
+    );
+    expect(replay).toEqual({ response: { i: 7 }, replayed: true });
+  });
+
+  it('shares the work between concurrent runs without deleting anything twice', async () => {
+    const prefix = uniqueKey('parallel');
+    await sql`
+      insert into idempotency.ledger (scope, key, expires_at)
+      select 'bulk', ${prefix} || '-' || g, statement_timestamp() - interval '1 hour'
+        from generate_series(1, 3000) g`.execute(fx.db);
+    const results = await Promise.all(
+      Array.from({ length: 4 }, () => cleanupExpired(fx.db, { batchSize: 200 })),
+    );
+    expect(results.reduce((sum, r) => sum + r.deleted, 0)).toBe(3000);
+    expect(await countEntries(prefix)).toBe(0);
+  });
+
+  it('neither blocks nor is blocked by a live call taking over an expired key', async () => {
+    const key = uniqueKey('takeover');
+    await withIdempotency(fx.db, { scope: 's', key }, async () => 'old');
+    await expire(key);
+    const inside = deferred();
+    const release = deferred();
+    const takeover = withIdempotency(fx.db, { scope: 's', key }, async () => {
+      inside.resolve();
+      await release.promise;
+      return 'new';
+    });
+    await inside.promise;
+
+    // The expired row is locked by the takeover: cleanup skips it instead of waiting.
+    const { deleted } = await cleanupExpired(fx.db);
+    expect(deleted).toBe(0);
+    release.resolve();
+    expect(await takeover).toEqual({ response: 'new', replayed: false });
+    expect(await countEntries(key)).toBe(1);
+  });
+});
+
+describe('scheduleCleanup', () => {
+  it('skips ticks while another instance holds the cleanup lock, then cleans up', async () => {
+    const prefix = uniqueKey('scheduled');
+    await seed(prefix, 5);
+    await expire(prefix);
+
+    // Another instance, on its own connection, is in the middle of a tick.
+    const otherPool = newPool(fx.url, 1);
+    const other = await otherPool.connect();
+    await other.query(
+      "select pg_advisory_lock(hashtext('idempotency-ledger:cleanup'), hashtext('idempotency'))",
+    );
+    const ticks: CleanupTick[] = [];
+    const firstTick = deferred();
+    const cleanedUp = deferred();
+    const schedule = scheduleCleanup(fx.db, {
+      intervalMs: 20,
+      onTick: (tick) => {
+        ticks.push(tick);
+        firstTick.resolve();
+        if (tick.ran) cleanedUp.resolve();
+      },
+    });
+    await firstTick.promise;
+    expect(ticks[0]).toEqual({ ran: false, deleted: 0 });
+    expect(await countEntries(prefix)).toBe(5);
+
+    await other.query(
+      "select pg_advisory_unlock(hashtext('idempotency-ledger:cleanup'), hashtext('idempotency'))",
+    );
+    other.release();
+    await otherPool.end();
+    await cleanedUp.promise;
+    await schedule.stop();
+
+    expect(ticks.find((tick) => tick.ran)?.deleted).toBeGreaterThanOrEqual(5);
+    expect(await countEntries(prefix)).toBe(0);
+  });
+
+  it('reports tick errors to onError and keeps the process alive', async () => {
+    const errors: unknown[] = [];
+    const twoErrors = deferred();
+    const schedule = scheduleCleanup(fx.db, {
+      intervalMs: 10,
+      schema: 'no_such_schema',
+      onError: (error) => {
+        errors.push(error);
+        if (errors.length === 2) twoErrors.resolve();
+      },
+    });
+    await twoErrors.promise;
+    await schedule.stop();
+    expect(errors[0]).toBeInstanceOf(LedgerSchemaError);
+  });
+
+  it('stop() waits for the tick in progress', async () => {
+    const prefix = uniqueKey('stopping');
+    await sql`
+      insert into idempotency.ledger (scope, key, expires_at)
+      select 'bulk', ${prefix} || '-' || g, statement_timestamp() - interval '1 hour'
+        from generate_series(1, 2000) g`.execute(fx.db);
+    const schedule = scheduleCleanup(fx.db as Kysely<unknown>, {
+      intervalMs: 60_000,
+      batchSize: 10,
+    });
+    await schedule.stop();
+    // The first tick starts immediately; stop() returned only after it deleted every batch.
+    expect(await countEntries(prefix)).toBe(0);
+  });
+});

@@ -1,0 +1,88 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { sql } from 'kysely';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { LedgerSchemaError, migrate, withIdempotency } from '../src/index.ts';
+import { createTestDatabase, type TestDatabase } from './support/database.ts';
+
+let database: TestDatabase;
+beforeEach(async () => {
+  database = await createTestDatabase();
+});
+afterEach(async () => {
+  await database?.drop();
+});
+
+async function appliedMigrations(schema = 'idempotency') {
+  const { rows } = await sql<{ index: number; name: string }>`
+    select index, name from ${sql.id(schema, 'atdatabases_migrations_applied')}
+     order by index`.execute(database.db);
+  return rows;
+}
+
+describe('migrate', () => {
+  it('creates the ledger in a fresh database, and a second run is a no-op', async () => {
+    const first = await migrate({ connectionString: database.url });
+    expect(first.applied).toEqual(['00001-create-ledger.sql']);
+    const second = await migrate({ connectionString: database.url });
+    expect(second.applied).toEqual([]);
+    expect(await appliedMigrations()).toEqual([{ index: 1, name: '00001-create-ledger.sql' }]);
+    const result = await withIdempotency(database.db, { scope: 's', key: 'k' }, async () => 'ok');
+    expect(result).toEqual({ response: 'ok', replayed: false });
+  });
+
+  it('applies each migration exactly once when five deploys migrate at the same time', async () => {
+    const results = await Promise.all(
+      Array.from({ length: 5 }, () => migrate({ connectionString: database.url })),
+    );
+    expect(results.flatMap((r) => r.applied)).toEqual(['00001-create-ledger.sql']);
+    expect(await appliedMigrations()).toHaveLength(1);
+  });
+
+  it('keeps ledgers in separate schemas apart', async () => {
+    await migrate({ connectionString: database.url, schema: 'app_one' });
+    await migrate({ connectionString: database.url, schema: 'App Two' });
+    await withIdempotency(database.db, { scope: 's', key: 'k', schema: 'app_one' }, async () => 1);
+    const other = await withIdempotency(
+      database.db,
+      { scope: 's', key: 'k', schema: 'App Two' },
+      async () => 2,
+    );
+    expect(other).toEqual({ response: 2, replayed: false });
+    expect(await appliedMigrations('App Two')).toHaveLength(1);
+  });
+
+  it('refuses a database migrated by a newer version of the library', async () => {
+    await migrate({ connectionString: database.url });
+    await sql`
+      insert into idempotency.atdatabases_migrations_applied
+        (index, name, script, applied_at, ignored_error, obsolete)
+      values (99, '00099-from-the-future.sql', '', now(), null, false)`.execute(database.db);
+    const refused = migrate({ connectionString: database.url });
+    await expect(refused).rejects.toBeInstanceOf(LedgerSchemaError);
+    await expect(refused).rejects.toMatchObject({ code: 'ledger_schema', problem: 'newer' });
+  });
+
+  it('tells withIdempotency callers to migrate when the ledger is missing', async () => {
+    let ran = false;
+    const call = withIdempotency(database.db, { scope: 's', key: 'k' }, async () => {
+      ran = true;
+    });
+    await expect(call).rejects.toBeInstanceOf(LedgerSchemaError);
+    await expect(call).rejects.toMatchObject({ problem: 'missing', schema: 'idempotency' });
+    expect(ran).toBe(false);
+  });
+
+  it('runs from the command line with DATABASE_URL', async () => {
+    const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
+    const run = (...args: string[]) =>
+      promisify(execFile)(process.execPath, [cli, ...args], {
+        env: { ...process.env, DATABASE_URL: database.url },
+      });
+    expect((await run('migrate')).stdout).toBe('applied 00001-create-ledger.sql\n');
+    expect((await run('migrate')).stdout).toBe('ledger is up to date\n');
+    expect((await run('cleanup', '--batch-size', '10')).stdout).toBe('deleted 0 expired entries\n');
+    await expect(run('frobnicate')).rejects.toMatchObject({ code: 2 });
+  });
+});

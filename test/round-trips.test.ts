@@ -1,0 +1,84 @@
+import { Kysely, PostgresDialect } from 'kysely';
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { withIdempotency } from '../src/index.ts';
+import { newPool } from './support/database.ts';
+import {
+  createLedgerFixture,
+  createPayment,
+  type Database,
+  type LedgerFixture,
+  uniqueKey,
+} from './support/ledger-fixture.ts';
+
+let fx: LedgerFixture;
+let pool: pg.Pool;
+let db: Kysely<Database>;
+const statements: string[] = [];
+
+beforeAll(async () => {
+  fx = await createLedgerFixture();
+  pool = newPool(fx.url, 4);
+  // Every statement pg sends is one network round trip: record them as they go out.
+  pool.on('connect', (client) => {
+    const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+    (client as { query: unknown }).query = (...args: unknown[]) => {
+      const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text: string }).text;
+      statements.push(text.trim().split(/\s+/).slice(0, 3).join(' ').toLowerCase());
+      return query(...args);
+    };
+  });
+  db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+});
+afterAll(async () => {
+  await db?.destroy();
+  await fx?.drop();
+});
+
+async function record<T>(work: () => Promise<T>) {
+  statements.length = 0;
+  await work();
+  return [...statements];
+}
+
+describe('round trips', () => {
+  it('a first execution costs the business statements plus five', async () => {
+    const key = uniqueKey();
+    const sent = await record(() =>
+      withIdempotency(db, { scope: 's', key }, createPayment('s', key)),
+    );
+    expect(sent).toEqual([
+      'select fingerprint, response::text', // lookup, outside the transaction
+      'begin',
+      'select claimed, fingerprint,', // claim_key()
+      'insert into "payments"', // fn
+      'update "idempotency"."ledger" set', // the response
+      'commit',
+    ]);
+  });
+
+  it('a replay costs one statement and no transaction', async () => {
+    const key = uniqueKey();
+    await withIdempotency(db, { scope: 's', key }, createPayment('s', key));
+    const sent = await record(() =>
+      withIdempotency(db, { scope: 's', key }, createPayment('s', key)),
+    );
+    expect(sent).toEqual(['select fingerprint, response::text']);
+  });
+
+  it("inside the caller's transaction, the ledger adds two statements", async () => {
+    const key = uniqueKey();
+    const sent = await record(() =>
+      db
+        .transaction()
+        .execute((trx) => withIdempotency(trx, { scope: 's', key }, createPayment('s', key))),
+    );
+    expect(sent).toEqual([
+      'begin',
+      'select claimed, fingerprint,',
+      'insert into "payments"',
+      'update "idempotency"."ledger" set',
+      'commit',
+    ]);
+  });
+});

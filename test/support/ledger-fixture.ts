@@ -1,0 +1,73 @@
+/**
+ * A fresh database with the ledger migrated and a `payments` table standing for the caller's
+ * business data. Tests count payments to prove that a key executed once.
+ */
+import { type Generated, type Kysely, sql } from 'kysely';
+import { migrate } from '../../src/index.ts';
+import { createTestDatabase, type TestDatabase } from './database.ts';
+
+export interface PaymentsTable {
+  // bigserial: pg returns int8 as a string.
+  id: Generated<string>;
+  scope: string;
+  key: string;
+  amount: number;
+}
+
+export interface Database {
+  payments: PaymentsTable;
+}
+
+export interface LedgerFixture extends TestDatabase {
+  db: Kysely<Database>;
+  /** Business rows written for `key` (in any scope unless `scope` is given). */
+  countPayments(key: string, scope?: string): Promise<number>;
+  /** Ledger rows for `key`, read straight from the table. */
+  countEntries(key: string, scope?: string): Promise<number>;
+}
+
+export async function createLedgerFixture(): Promise<LedgerFixture> {
+  const database = await createTestDatabase();
+  await migrate({ connectionString: database.url });
+  const db = database.db as Kysely<Database>;
+  await sql`
+    create table payments (
+      id bigserial primary key,
+      scope text not null,
+      key text not null,
+      amount integer not null
+    )`.execute(db);
+  const count = async (table: string, key: string, scope?: string) => {
+    const { rows } = await sql<{ count: string }>`
+      select count(*) as count from ${sql.table(table)}
+       where key = ${key} and (${scope ?? null}::text is null or scope = ${scope ?? null})`.execute(
+      db,
+    );
+    return Number(rows[0]?.count);
+  };
+  return {
+    ...database,
+    db,
+    countPayments: (key, scope) => count('payments', key, scope),
+    countEntries: (key, scope) => count('idempotency.ledger', key, scope),
+  };
+}
+
+/** A business write as a handler would do it: insert a payment, return what the client sees. */
+export function createPayment(scope: string, key: string, amount = 100) {
+  return async (trx: Kysely<Database>) => {
+    const row = await trx
+      .insertInto('payments')
+      .values({ scope, key, amount })
+      .returning(['id', 'amount'])
+      .executeTakeFirstOrThrow();
+    return { status: 201, body: { paymentId: String(row.id), amount: row.amount } };
+  };
+}
+
+let counter = 0;
+/** A key no other test uses. */
+export function uniqueKey(label = 'key'): string {
+  counter += 1;
+  return `${label}-${process.pid}-${counter}-${Math.random().toString(36).slice(2, 8)}`;
+}
