@@ -1,13 +1,12 @@
 // Decides which PostgreSQL server the tests use and hands its admin URL to
-// the test files: DATABASE_URL if set, otherwise a throwaway embedded server
-// that lives as long as the test run.
+// the test files: DATABASE_URL if set; else, when TEST_POSTGRES_IMAGE names an
+// image, a Docker container (opt-in, needs a Docker engine); otherwise a
+// throwaway embedded server that lives as long as the test run.
 
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
-import {
-  type EmbeddedPostgresServer,
-  startEmbeddedPostgres,
-} from '../../scripts/embedded-postgres.ts';
+import { startContainerPostgres } from '../../scripts/container-postgres.ts';
+import { startEmbeddedPostgres } from '../../scripts/embedded-postgres.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -18,15 +17,16 @@ declare module 'vitest' {
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   let url = process.env.DATABASE_URL;
-  let server: EmbeddedPostgresServer | undefined;
+  let server: { url: string; stop(): Promise<void> } | undefined;
+  const image = process.env.TEST_POSTGRES_IMAGE;
   if (!url) {
-    server = await startEmbeddedPostgres();
+    server = image ? await startContainerPostgres(image) : await startEmbeddedPostgres();
     url = server.url;
   }
   try {
     const settings = await readSettings(url);
     const { hostname, port } = new URL(url);
-    const source = server ? 'embedded' : 'DATABASE_URL';
+    const source = !server ? 'DATABASE_URL' : image ? `container ${image}` : 'embedded';
     console.log(
       `Testing against PostgreSQL ${settings.server_version} (${source}, ${hostname}:${port || 5432}, max_connections=${settings.max_connections})`,
     );
