@@ -1,7 +1,14 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kysely, Transaction } from 'kysely';
 import { IdempotencyKeyReusedError, InvalidIdempotencyOptionsError } from './errors.ts';
-import { claimKey, type LedgerEntry, lookupEntry, recordResponse, releaseKey } from './ledger.ts';
+import {
+  type ClaimResult,
+  claimKey,
+  type LedgerEntry,
+  lookupEntry,
+  recordResponse,
+  releaseKey,
+} from './ledger.ts';
 import {
   DEFAULT_MAX_ATTEMPTS,
   type IdempotencyOptions,
@@ -120,14 +127,13 @@ async function runInCallerTransaction<DB, T>(
   options: ResolvedOptions<T>,
   fn: (trx: Transaction<DB>) => Promise<T>,
 ): Promise<IdempotencyResult<T>> {
+  const claim = await claimFor(trx, options);
+  if (!claim.claimed) return replay(claim.entry, options);
   try {
-    const outcome = await claimAndExecute(trx, options, fn);
-    return outcome.executed
-      ? { response: outcome.response, replayed: false }
-      : replay(outcome.entry, options);
+    return { response: await executeAndRecord(trx, options, fn), replayed: false };
   } catch (error) {
-    // The claim may already be in the caller's transaction. A caller who catches this and commits
-    // must not leave behind a key that replays a response fn never produced.
+    // Our claim is in the caller's transaction. A caller who catches this and commits anyway must
+    // not leave behind a key that replays a response fn never produced.
     await releaseKey(trx, options.schema, options.scope, options.key);
     throw error;
   }
@@ -139,7 +145,13 @@ async function claimAndExecute<DB, T>(
   options: ResolvedOptions<T>,
   fn: (trx: Transaction<DB>) => Promise<T>,
 ): Promise<Attempt<T>> {
-  const claim = await claimKey(trx, options.schema, {
+  const claim = await claimFor(trx, options);
+  if (!claim.claimed) return { executed: false, entry: claim.entry };
+  return { executed: true, response: await executeAndRecord(trx, options, fn) };
+}
+
+function claimFor<DB, T>(trx: Transaction<DB>, options: ResolvedOptions<T>): Promise<ClaimResult> {
+  return claimKey(trx, options.schema, {
     scope: options.scope,
     key: options.key,
     fingerprint: options.fingerprint,
@@ -148,12 +160,18 @@ async function claimAndExecute<DB, T>(
       options.onConcurrent === 'reject' ? REJECT_LOCK_TIMEOUT_MS : options.waitTimeoutMs,
     onConcurrent: options.onConcurrent,
   });
-  if (!claim.claimed) return { executed: false, entry: claim.entry };
+}
 
+/** Runs fn in the transaction that holds the claim, and stores what it returned. */
+async function executeAndRecord<DB, T>(
+  trx: Transaction<DB>,
+  options: ResolvedOptions<T>,
+  fn: (trx: Transaction<DB>) => Promise<T>,
+): Promise<T> {
   const value = await fn(trx);
   const encoded = encodeResponse(value, options);
   await recordResponse(trx, options.schema, options.scope, options.key, encoded.json);
-  return { executed: true, response: encoded.response };
+  return encoded.response;
 }
 
 function replay<T>(entry: LedgerEntry, options: ResolvedOptions<T>): IdempotencyResult<T> {

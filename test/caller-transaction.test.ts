@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  IdempotencyKeyReusedError,
   InvalidIdempotencyOptionsError,
   UnstorableResponseError,
   withIdempotency,
@@ -80,6 +81,27 @@ describe("inside the caller's transaction", () => {
     expect(await fx.countEntries(key)).toBe(0);
     const later = await withIdempotency(fx.db, { scope: 's', key }, async () => 'executed');
     expect(later).toEqual({ response: 'executed', replayed: false });
+  });
+
+  it('keeps the committed entry when a reused key is refused inside a transaction that commits', async () => {
+    const key = uniqueKey();
+    const first = await withIdempotency(
+      fx.db,
+      { scope: 's', key, request: { amount: 1 } },
+      createPayment('s', key),
+    );
+    await fx.db.transaction().execute(async (trx) => {
+      await expect(
+        withIdempotency(trx, { scope: 's', key, request: { amount: 2 } }, createPayment('s', key)),
+      ).rejects.toBeInstanceOf(IdempotencyKeyReusedError);
+    });
+    const replay = await withIdempotency(
+      fx.db,
+      { scope: 's', key, request: { amount: 1 } },
+      createPayment('s', key),
+    );
+    expect(replay).toEqual({ response: first.response, replayed: true });
+    expect(await fx.countPayments(key)).toBe(1);
   });
 
   it('refuses isolationLevel and maxAttempts, which belong to the caller here', async () => {
