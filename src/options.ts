@@ -55,8 +55,11 @@ export interface IdempotencyOptions<T = unknown> {
    * replay another client's response. 1 to 255 characters.
    */
   scope: string;
-  /** The client's idempotency key: 1 to 255 printable ASCII characters. */
-  key: string;
+  /**
+   * The client's idempotency key: 1 to 255 printable ASCII characters. `undefined` (a missing
+   * header) is accepted by the type and refused with {@link InvalidIdempotencyKeyError} (400).
+   */
+  key: string | undefined;
   /**
    * The request the key stands for; any JSON value. Its fingerprint (SHA-256 of canonical JSON, so
    * key order does not matter) is stored, and the same key with another request is refused with
