@@ -46,16 +46,21 @@ CREATE INDEX ledger_expires_at_idx ON ledger (expires_at);
 -- REPEATABLE READ and SERIALIZABLE Postgres raises a serialization failure instead, which
 -- withIdempotency retries when it owns the transaction).
 --
--- p_lock_timeout_ms bounds that wait (onConcurrent 'wait': waitTimeoutMs; 'reject': 1 ms). It is set
--- here rather than with a separate SET statement to spare a round trip, and restored before
--- returning, so the caller's own statements keep their lock_timeout. When the wait times out,
--- Postgres raises lock_not_available (55P03) and the whole transaction aborts: nothing was written.
+-- Expiry is compared with clock_timestamp(), the time of the check itself: a duplicate that waited
+-- must judge the entry the other transaction just committed by the time it sees it, not by the
+-- time it started waiting. recordResponse() sets expires_at when the response is stored.
+--
+-- p_wait_ms bounds the time spent waiting, in all (onConcurrent 'wait': waitTimeoutMs; 'reject':
+-- 1 ms). Each statement that may wait gets what is left of it as lock_timeout, set here rather than
+-- with a separate SET statement to spare a round trip, and restored before returning, so the
+-- caller's own statements keep their lock_timeout. When the time is up, lock_not_available (55P03)
+-- is raised and the transaction aborts: nothing was written.
 CREATE FUNCTION claim_key(
   p_scope text,
   p_key text,
   p_fingerprint bytea,
   p_ttl_ms bigint,
-  p_lock_timeout_ms integer
+  p_wait_ms integer
 )
 RETURNS TABLE (claimed boolean, fingerprint bytea, response text)
 LANGUAGE plpgsql
@@ -63,54 +68,76 @@ SET search_path FROM CURRENT
 AS $$
 DECLARE
   previous_lock_timeout text := current_setting('lock_timeout');
+  deadline timestamptz := clock_timestamp() + p_wait_ms * interval '1 millisecond';
   existing record;
+  won boolean := false;
 BEGIN
-  PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
   LOOP
+    PERFORM set_config('lock_timeout', wait_budget(deadline), true);
     INSERT INTO ledger (scope, key, fingerprint, expires_at)
-    VALUES (p_scope, p_key, p_fingerprint, statement_timestamp() + p_ttl_ms * interval '1 millisecond')
+    VALUES (p_scope, p_key, p_fingerprint, clock_timestamp() + p_ttl_ms * interval '1 millisecond')
     ON CONFLICT ON CONSTRAINT ledger_pkey DO NOTHING;
     IF FOUND THEN
-      PERFORM set_config('lock_timeout', previous_lock_timeout, true);
-      RETURN QUERY SELECT true, NULL::bytea, NULL::text;
-      RETURN;
+      won := true;
+      EXIT;
     END IF;
 
-    SELECT l.fingerprint, l.response, l.expires_at > statement_timestamp() AS live
+    SELECT l.fingerprint, l.response, l.expires_at > clock_timestamp() AS live
       INTO existing
       FROM ledger l
      WHERE l.scope = p_scope AND l.key = p_key;
-
-    IF FOUND AND existing.live THEN
-      PERFORM set_config('lock_timeout', previous_lock_timeout, true);
-      RETURN QUERY SELECT false, existing.fingerprint, existing.response::text;
-      RETURN;
-    END IF;
+    EXIT WHEN FOUND AND existing.live;
 
     IF FOUND THEN
       -- Expired: the key is new again. Take the row over; if another transaction is doing the same,
       -- this UPDATE waits for it and then re-checks expires_at against the row it left behind.
+      PERFORM set_config('lock_timeout', wait_budget(deadline), true);
       UPDATE ledger l
          SET fingerprint = p_fingerprint,
              response = NULL,
-             created_at = statement_timestamp(),
-             expires_at = statement_timestamp() + p_ttl_ms * interval '1 millisecond'
-       WHERE l.scope = p_scope AND l.key = p_key AND l.expires_at <= statement_timestamp();
+             created_at = clock_timestamp(),
+             expires_at = clock_timestamp() + p_ttl_ms * interval '1 millisecond'
+       WHERE l.scope = p_scope AND l.key = p_key AND l.expires_at <= clock_timestamp();
       IF FOUND THEN
-        PERFORM set_config('lock_timeout', previous_lock_timeout, true);
-        RETURN QUERY SELECT true, NULL::bytea, NULL::text;
-        RETURN;
+        won := true;
+        EXIT;
       END IF;
     END IF;
-    -- The row was deleted by cleanup or taken over by another transaction since we looked: look again.
+    -- The row was deleted by cleanup or taken over by another transaction since we looked: look
+    -- again. Each pass follows another transaction's commit, so this does not spin.
   END LOOP;
+
+  PERFORM set_config('lock_timeout', previous_lock_timeout, true);
+  IF won THEN
+    RETURN QUERY SELECT true, NULL::bytea, NULL::text;
+  ELSE
+    RETURN QUERY SELECT false, existing.fingerprint, existing.response::text;
+  END IF;
+END;
+$$;
+
+-- wait_budget: what is left until p_deadline, as a lock_timeout value; raises lock_not_available
+-- once nothing is left (lock_timeout = 0 would mean "wait forever").
+CREATE FUNCTION wait_budget(p_deadline timestamptz)
+RETURNS text
+LANGUAGE plpgsql
+AS $$
+DECLARE
+  left_ms bigint := ceil(extract(epoch FROM p_deadline - clock_timestamp()) * 1000);
+BEGIN
+  IF left_ms <= 0 THEN
+    RAISE EXCEPTION 'timed out waiting for the transaction that holds this idempotency key'
+      USING ERRCODE = 'lock_not_available';
+  END IF;
+  RETURN left_ms || 'ms';
 END;
 $$;
 
 -- delete_expired: deletes up to p_batch_size expired entries and returns how many it deleted.
 -- Rows locked by a live transaction (one that is taking over an expired key) are skipped rather
--- than waited for, so cleanup never blocks, and is never blocked by, live traffic; a live entry is
--- never deleted because the DELETE re-checks expires_at on the row it locked.
+-- than waited for, so cleanup never waits for live traffic; a live entry is never deleted because
+-- the DELETE re-checks expires_at on the row it locked. The other way round, a call for a key whose
+-- expired row this statement is deleting waits for this statement to commit: keep batches small.
 -- Suitable for pg_cron: SELECT cron.schedule('idempotency-cleanup', '* * * * *',
 --   'SELECT idempotency.delete_expired(10000)');
 CREATE FUNCTION delete_expired(p_batch_size integer)

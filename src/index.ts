@@ -41,4 +41,8 @@ export {
   type ScheduleCleanupOptions,
   scheduleCleanup,
 } from './schedule-cleanup.ts';
-export { type IdempotencyResult, withIdempotency } from './with-idempotency.ts';
+export {
+  type IdempotencyResult,
+  type IdempotentTransaction,
+  withIdempotency,
+} from './with-idempotency.ts';

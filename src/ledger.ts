@@ -23,7 +23,7 @@ export interface ClaimRequest {
   fingerprint: Buffer | null;
   ttlMs: number;
   /** How long to wait for an in-flight transaction holding the same key. */
-  lockTimeoutMs: number;
+  waitMs: number;
   /** Reported in the conflict error when the wait times out. */
   onConcurrent: 'wait' | 'reject';
 }
@@ -70,13 +70,13 @@ export async function claimKey(
   schema: string,
   request: ClaimRequest,
 ): Promise<ClaimResult> {
-  const { scope, key, fingerprint, ttlMs, lockTimeoutMs } = request;
+  const { scope, key, fingerprint, ttlMs, waitMs } = request;
   try {
     const { rows } = await run(
       schema,
       sql<{ claimed: boolean } & EntryRow>`
         select claimed, fingerprint, response
-          from ${sql.id(schema, 'claim_key')}(${scope}, ${key}, ${fingerprint}, ${ttlMs}, ${lockTimeoutMs})`.execute(
+          from ${sql.id(schema, 'claim_key')}(${scope}, ${key}, ${fingerprint}, ${ttlMs}, ${waitMs})`.execute(
         trx,
       ),
     );
@@ -94,36 +94,39 @@ export async function claimKey(
   }
 }
 
-/** Stores the response on the entry this transaction claimed. */
+/**
+ * Stores the response on the entry this transaction claimed, and starts its time to live now: a
+ * slow `fn` must not use up the window in which its own response replays.
+ */
 export async function recordResponse(
   trx: Executor,
   schema: string,
-  scope: string,
-  key: string,
+  entry: { scope: string; key: string; ttlMs: number },
   responseJson: string | null,
 ): Promise<void> {
   await run(
     schema,
     sql`
       update ${sql.id(schema, 'ledger')}
-         set response = ${responseJson}::json
-       where scope = ${scope} and key = ${key}`.execute(trx),
+         set response = ${responseJson}::json,
+             expires_at = clock_timestamp() + ${entry.ttlMs} * interval '1 millisecond'
+       where scope = ${entry.scope} and key = ${entry.key}`.execute(trx),
   );
 }
 
 /**
- * Gives a claimed key back inside the caller's transaction, after a failure, so that a caller who
- * commits anyway does not leave a key that replays nothing. Best effort: when the transaction is
- * already aborted, the caller's rollback removes the claim.
+ * Aborts the caller's transaction after a failure between the claim and the record. Deleting the
+ * claim would not be enough: `fn`'s own writes would stay, and a caller who caught the error and
+ * committed would keep a business write with no ledger entry, which a retry executes again. An
+ * aborted transaction can only roll back (Postgres turns COMMIT into ROLLBACK), so both go.
  */
-export async function releaseKey(
-  trx: Executor,
-  schema: string,
-  scope: string,
-  key: string,
-): Promise<void> {
-  await sql`delete from ${sql.id(schema, 'ledger')} where scope = ${scope} and key = ${key}`
+export async function abortTransaction(trx: Executor): Promise<void> {
+  await sql`
+    do $$ begin
+      raise exception 'idempotency-ledger: withIdempotency failed in this transaction; roll it back';
+    end $$`
     .execute(trx)
+    // The exception is the point; an already aborted transaction refuses the statement instead.
     .catch(() => undefined);
 }
 

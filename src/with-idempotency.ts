@@ -2,12 +2,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kysely, Transaction } from 'kysely';
 import { IdempotencyKeyReusedError, InvalidIdempotencyOptionsError } from './errors.ts';
 import {
+  abortTransaction,
   type ClaimResult,
   claimKey,
   type LedgerEntry,
   lookupEntry,
   recordResponse,
-  releaseKey,
 } from './ledger.ts';
 import {
   DEFAULT_MAX_ATTEMPTS,
@@ -26,9 +26,19 @@ export interface IdempotencyResult<T> {
   replayed: boolean;
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: any database type; K carries the caller's.
+type AnyKysely = Kysely<any>;
+
+/**
+ * The transaction `fn` receives: yours when you pass a `Transaction` (a `ControlledTransaction`
+ * keeps its savepoint methods), otherwise the one the library opened on your `Kysely` instance.
+ */
+export type IdempotentTransaction<K> =
+  K extends Transaction<infer _> ? K : Transaction<K extends Kysely<infer DB> ? DB : never>;
+
 // With 'reject', a duplicate waits this long for the first call's transaction (lock_timeout = 0
 // would mean "wait forever").
-const REJECT_LOCK_TIMEOUT_MS = 1;
+const REJECT_WAIT_MS = 1;
 
 /**
  * Runs `fn` at most once per (scope, key): the first call executes it and stores its return value
@@ -38,7 +48,8 @@ const REJECT_LOCK_TIMEOUT_MS = 1;
  *   and the ledger entry together, and retries the whole transaction on serialization failures
  *   and deadlocks (`fn` then runs again; only one attempt commits).
  * - Pass a `Transaction` and everything happens inside it: your commit or rollback decides for
- *   both. If `withIdempotency` throws, roll back.
+ *   both. If `fn` fails, or its response cannot be stored, your transaction is left aborted, so
+ *   that it can only roll back (wrap the call in a savepoint to carry on after a failure).
  *
  * @param db - A `Kysely` instance, or a `Transaction` you opened.
  * @param options - Scope, key and request; see {@link IdempotencyOptions}.
@@ -67,18 +78,16 @@ const REJECT_LOCK_TIMEOUT_MS = 1;
  * );
  * ```
  */
-export async function withIdempotency<DB, T>(
-  // Both members of the union are spelled out so that TypeScript infers DB from a Transaction
-  // too (inferring through Transaction's base class widens it).
-  db: Kysely<DB> | Transaction<DB>,
+export async function withIdempotency<K extends AnyKysely, T>(
+  db: K,
   options: IdempotencyOptions<T>,
-  // NoInfer: DB comes from `db` alone, so a handler typed against a narrower Kysely still fits.
-  fn: (trx: Transaction<NoInfer<DB>>) => Promise<T>,
+  fn: (trx: IdempotentTransaction<K>) => Promise<T>,
 ): Promise<IdempotencyResult<T>> {
   const resolved = resolveOptions(options);
   if (typeof fn !== 'function') {
     throw new InvalidIdempotencyOptionsError('withIdempotency needs a function to run', ['fn']);
   }
+  const run = fn as (trx: Transaction<unknown>) => Promise<T>;
   if (db.isTransaction) {
     if (resolved.isolationLevel !== undefined || resolved.maxAttempts !== undefined) {
       throw new InvalidIdempotencyOptionsError(
@@ -87,9 +96,9 @@ export async function withIdempotency<DB, T>(
         ['isolationLevel', 'maxAttempts'],
       );
     }
-    return runInCallerTransaction(db as Transaction<DB>, resolved, fn);
+    return runInCallerTransaction(db as AnyKysely as Transaction<unknown>, resolved, run);
   }
-  return runInOwnTransaction(db, resolved, fn);
+  return runInOwnTransaction(db as Kysely<unknown>, resolved, run);
 }
 
 type Attempt<T> = { executed: true; response: T } | { executed: false; entry: LedgerEntry };
@@ -132,9 +141,7 @@ async function runInCallerTransaction<DB, T>(
   try {
     return { response: await executeAndRecord(trx, options, fn), replayed: false };
   } catch (error) {
-    // Our claim is in the caller's transaction. A caller who catches this and commits anyway must
-    // not leave behind a key that replays a response fn never produced.
-    await releaseKey(trx, options.schema, options.scope, options.key);
+    await abortTransaction(trx);
     throw error;
   }
 }
@@ -156,8 +163,7 @@ function claimFor<DB, T>(trx: Transaction<DB>, options: ResolvedOptions<T>): Pro
     key: options.key,
     fingerprint: options.fingerprint,
     ttlMs: options.ttlMs,
-    lockTimeoutMs:
-      options.onConcurrent === 'reject' ? REJECT_LOCK_TIMEOUT_MS : options.waitTimeoutMs,
+    waitMs: options.onConcurrent === 'reject' ? REJECT_WAIT_MS : options.waitTimeoutMs,
     onConcurrent: options.onConcurrent,
   });
 }
@@ -170,7 +176,7 @@ async function executeAndRecord<DB, T>(
 ): Promise<T> {
   const value = await fn(trx);
   const encoded = encodeResponse(value, options);
-  await recordResponse(trx, options.schema, options.scope, options.key, encoded.json);
+  await recordResponse(trx, options.schema, options, encoded.json);
   return encoded.response;
 }
 

@@ -2,7 +2,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   IdempotencyKeyReusedError,
   InvalidIdempotencyOptionsError,
-  UnstorableResponseError,
   withIdempotency,
 } from '../src/index.ts';
 import {
@@ -66,21 +65,54 @@ describe("inside the caller's transaction", () => {
     expect(await fx.countPayments(key)).toBe(1);
   });
 
-  it('leaves no ledger entry when fn fails and the caller commits anyway', async () => {
+  it.each([
+    [
+      'fn throws',
+      'card declined',
+      async () => {
+        throw new Error('card declined');
+      },
+    ],
+    ['the response cannot be stored', 'JSON', async () => ({ n: 1n })],
+  ])(
+    'commits nothing when %s and the caller tries to commit anyway',
+    async (_label, message, fail) => {
+      const key = uniqueKey();
+      const committed = fx.db.transaction().execute(async (trx) => {
+        await expect(
+          withIdempotency(trx, { scope: 's', key }, async () => {
+            await createPayment('s', key)(trx);
+            return fail();
+          }),
+        ).rejects.toThrow(message);
+        // Swallowing the error does not let the half-done work commit: the transaction is aborted.
+      });
+      await expect(committed).rejects.toThrow();
+      expect(await fx.countPayments(key)).toBe(0);
+      expect(await fx.countEntries(key)).toBe(0);
+
+      const retry = await withIdempotency(fx.db, { scope: 's', key }, createPayment('s', key));
+      expect(retry.replayed).toBe(false);
+      expect(await fx.countPayments(key)).toBe(1);
+    },
+  );
+
+  it('lets a savepoint around the call carry the transaction on after a failure', async () => {
     const key = uniqueKey();
-    await fx.db.transaction().execute(async (trx) => {
-      await expect(
-        withIdempotency(trx, { scope: 's', key }, async () => {
-          throw new Error('validation failed');
-        }),
-      ).rejects.toThrow('validation failed');
-      await expect(
-        withIdempotency(trx, { scope: 's', key }, async () => ({ n: 1n })),
-      ).rejects.toBeInstanceOf(UnstorableResponseError);
-    });
+    const trx = await fx.db.startTransaction().execute();
+    await trx.insertInto('payments').values({ scope: 'audit', key, amount: 0 }).execute();
+    const savepoint = await trx.savepoint('idempotent_call').execute();
+    await expect(
+      withIdempotency(savepoint, { scope: 's', key }, async () => {
+        await createPayment('s', key)(savepoint);
+        throw new Error('card declined');
+      }),
+    ).rejects.toThrow('card declined');
+    await savepoint.rollbackToSavepoint('idempotent_call').execute();
+    await trx.commit().execute();
+    expect(await fx.countPayments(key, 'audit')).toBe(1);
+    expect(await fx.countPayments(key, 's')).toBe(0);
     expect(await fx.countEntries(key)).toBe(0);
-    const later = await withIdempotency(fx.db, { scope: 's', key }, async () => 'executed');
-    expect(later).toEqual({ response: 'executed', replayed: false });
   });
 
   it('keeps the committed entry when a reused key is refused inside a transaction that commits', async () => {

@@ -129,6 +129,34 @@ describe('concurrent duplicates', () => {
     expect(await fx.countPayments(key)).toBe(1);
   });
 
+  it('starts the time to live when the response is stored, so a slow fn still replays', async () => {
+    const key = uniqueKey();
+    const inside = deferred();
+    const release = deferred();
+    const first = withIdempotency(fx.db, { scope: 's', key, ttlMs: 200 }, async (trx) => {
+      const response = await createPayment('s', key)(trx);
+      // Hold the transaction open until the database clock has passed ttlMs since the claim.
+      for (;;) {
+        const { rows } = await sql<{ passed: boolean }>`
+          select clock_timestamp() > expires_at as passed
+            from idempotency.ledger where scope = 's' and key = ${key}`.execute(trx);
+        if (rows[0]?.passed) break;
+      }
+      inside.resolve();
+      await release.promise;
+      return response;
+    });
+    await inside.promise;
+    const duplicate = withIdempotency(fx.db, { scope: 's', key }, createPayment('s', key));
+    await waitForLockWaiters(fx.db, 1);
+    release.resolve();
+
+    const [a, b] = await Promise.all([first, duplicate]);
+    expect(a.replayed).toBe(false);
+    expect(b).toEqual({ response: a.response, replayed: true });
+    expect(await fx.countPayments(key)).toBe(1);
+  });
+
   it("does not apply waitTimeoutMs to fn's own statements", async () => {
     const key = uniqueKey();
     const { rows } = await sql<{ lock_timeout: string }>`show lock_timeout`.execute(fx.db);
