@@ -24,7 +24,6 @@ interface CodecContext<T> {
  */
 export function encodeResponse<T>(value: T, context: CodecContext<T>): EncodedResponse<T> {
   const { scope, key, responseSchema, maxResponseBytes } = context;
-  let checked: unknown = value;
   if (responseSchema) {
     const result = responseSchema.safeParse(value);
     if (!result.success) {
@@ -36,9 +35,10 @@ export function encodeResponse<T>(value: T, context: CodecContext<T>): EncodedRe
         result.error,
       );
     }
-    checked = result.data;
   }
-  const json = stringify(checked, scope, key);
+  // The value itself is stored, not the schema's output: decoding applies the schema (and any
+  // transform in it) once, on the first call and on every replay alike.
+  const json = stringify(value, scope, key);
   if (json !== null) {
     const bytes = Buffer.byteLength(json, 'utf8');
     if (bytes > maxResponseBytes) {
@@ -56,8 +56,8 @@ export function encodeResponse<T>(value: T, context: CodecContext<T>): EncodedRe
       scope,
       key,
       'schema',
-      'The response no longer matches responseSchema after a JSON round trip ' +
-        '(a Date needs z.coerce.date(), a Map or Set has no JSON form)',
+      'responseSchema does not accept the JSON form of the response, so it could not be replayed ' +
+        '(JSON turns a Date into a string: use z.coerce.date())',
       decoded.error,
     );
   }

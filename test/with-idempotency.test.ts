@@ -167,6 +167,16 @@ describe('withIdempotency', () => {
     expect(replay.response).toEqual({ id: 'p1', createdAt });
   });
 
+  it('applies a responseSchema transform once, on the first call and on replay alike', async () => {
+    const key = uniqueKey();
+    const responseSchema = z.object({ cents: z.number().transform((cents) => cents / 100) });
+    const options = { scope: 's', key, responseSchema };
+    const first = await withIdempotency(fx.db, options, async () => ({ cents: 250 }) as never);
+    const replay = await withIdempotency(fx.db, options, async () => ({ cents: 1 }) as never);
+    expect(first.response).toEqual({ cents: 2.5 });
+    expect(replay).toEqual({ response: { cents: 2.5 }, replayed: true });
+  });
+
   it('reports a stored response that no longer matches responseSchema', async () => {
     const key = uniqueKey();
     await withIdempotency(fx.db, { scope: 's', key }, async () => ({ id: 42 }));
