@@ -5,10 +5,10 @@
  */
 import { parseArgs } from 'node:util';
 import { Kysely, PostgresDialect } from 'kysely';
-import pg from 'pg';
 import { cleanupExpired } from './cleanup.ts';
 import { IdempotencyError } from './errors.ts';
 import { migrate } from './migrate.ts';
+import { createPool } from './pg-pool.ts';
 import { scheduleCleanup } from './schedule-cleanup.ts';
 
 const USAGE = `Usage:
@@ -65,9 +65,9 @@ async function cleanup(
   schema: string | undefined,
   flags: { 'batch-size'?: string | undefined; 'interval-ms'?: string | undefined; loop: boolean },
 ): Promise<number> {
-  const pool = new pg.Pool({ connectionString, max: 1 });
-  pool.on('error', () => undefined);
-  const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });
+  const db = new Kysely<unknown>({
+    dialect: new PostgresDialect({ pool: createPool(connectionString, 1) }),
+  });
   const options = {
     ...(schema ? { schema } : {}),
     ...(flags['batch-size'] ? { batchSize: Number(flags['batch-size']) } : {}),

@@ -2,11 +2,11 @@ import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { applyMigrations, connect } from '@databases/pg-migrations';
 import { Kysely, PostgresDialect, sql } from 'kysely';
-import pg from 'pg';
 import { z } from 'zod';
 import { migrationLockKey } from './advisory-locks.ts';
 import { LedgerSchemaError } from './errors.ts';
 import { DEFAULT_SCHEMA, parseOptions, schemaNameSchema } from './options.ts';
+import { createPool } from './pg-pool.ts';
 import { sqlState, UNDEFINED_TABLE } from './postgres-errors.ts';
 
 /** The SQL files this version of the library ships, in the order they apply. */
@@ -55,10 +55,9 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
   const { connectionString, schema } = parseOptions(migrateOptionsSchema, options, 'migrate');
   // One dedicated connection holds the lock for the whole run; if this process dies, Postgres
   // drops the connection and the lock with it.
-  const pool = new pg.Pool({ connectionString, max: 1 });
-  // An idle client that loses its backend emits 'error'; unheard, Node would crash the process.
-  pool.on('error', () => undefined);
-  const lockDb = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });
+  const lockDb = new Kysely<unknown>({
+    dialect: new PostgresDialect({ pool: createPool(connectionString, 1) }),
+  });
   try {
     return await lockDb.connection().execute(async (conn) => {
       await sql`select pg_advisory_lock(${migrationLockKey(schema)})`.execute(conn);
@@ -67,7 +66,11 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
         await refuseNewerSchema(conn, schema);
         return { applied: await applyFiles(connectionString, schema) };
       } finally {
-        await sql`select pg_advisory_unlock(${migrationLockKey(schema)})`.execute(conn);
+        // If this fails the connection is broken, and closing it below releases the lock anyway;
+        // the outcome of the migration is what the caller needs to hear about.
+        await sql`select pg_advisory_unlock(${migrationLockKey(schema)})`
+          .execute(conn)
+          .catch(() => undefined);
       }
     });
   } finally {

@@ -20,12 +20,12 @@ export interface ScheduleCleanupOptions {
    * Receives every error of a tick (the next tick runs as planned). Default: a process warning
    * (`process.emitWarning`), never an unhandled rejection.
    */
-  onError?: (error: unknown) => void;
+  onError?: (error: unknown) => void | Promise<void>;
   /**
    * Called after each tick: `ran` is false when another instance held the cleanup lock, so this
    * one skipped the tick. Useful for metrics.
    */
-  onTick?: (tick: CleanupTick) => void;
+  onTick?: (tick: CleanupTick) => void | Promise<void>;
 }
 
 /** The outcome of one tick of {@link scheduleCleanup}. */
@@ -42,8 +42,12 @@ export interface CleanupSchedule {
 
 const scheduleOptionsSchema = cleanupOptionsSchema.extend({
   intervalMs: z.int().positive().max(2_147_483_647).default(DEFAULT_CLEANUP_INTERVAL_MS),
-  onError: z.custom<(error: unknown) => void>((f) => typeof f === 'function').optional(),
-  onTick: z.custom<(tick: CleanupTick) => void>((f) => typeof f === 'function').optional(),
+  onError: z
+    .custom<(error: unknown) => void | Promise<void>>((f) => typeof f === 'function')
+    .optional(),
+  onTick: z
+    .custom<(tick: CleanupTick) => void | Promise<void>>((f) => typeof f === 'function')
+    .optional(),
 });
 
 /**
@@ -77,12 +81,13 @@ export function scheduleCleanup<DB>(
   const tick = async () => {
     try {
       const result = await runTick(db, schema, batchSize);
-      onTick?.(result);
+      // Awaited, so that an async onTick that rejects lands in onError too.
+      await onTick?.(result);
     } catch (error) {
       try {
-        report(error);
+        await report(error);
       } catch {
-        // An onError that throws must not turn into an unhandled rejection either.
+        // An onError that throws or rejects must not become an unhandled rejection either.
       }
     }
     if (!stopped) timer = setTimeout(start, intervalMs);

@@ -187,6 +187,23 @@ describe('scheduleCleanup', () => {
     expect(errors[0]).toBeInstanceOf(LedgerSchemaError);
   });
 
+  it('routes a rejecting async onTick to onError instead of an unhandled rejection', async () => {
+    const failure = new Error('metrics backend down');
+    const reported = deferred<unknown>();
+    const schedule = scheduleCleanup(fx.db, {
+      intervalMs: 60_000,
+      onTick: async () => {
+        throw failure;
+      },
+      onError: async (error) => {
+        reported.resolve(error);
+        throw new Error('and the logger is down too');
+      },
+    });
+    expect(await reported.promise).toBe(failure);
+    await schedule.stop();
+  });
+
   it('stop() waits for the tick in progress', async () => {
     const prefix = uniqueKey('stopping');
     await sql`
