@@ -24,7 +24,18 @@ export class NotJsonError extends TypeError {
  * otherwise fingerprint as `{}`).
  */
 export function canonicalJson(value: unknown): string {
-  return write(value, '$', new Set());
+  const resolved = applyToJson(value, '');
+  if (resolved === undefined) throw new NotJsonError('$', 'is undefined, which JSON cannot hold');
+  return write(resolved, '$', new Set());
+}
+
+/** `value.toJSON(key)` where it exists, as JSON.stringify calls it (a Date becomes its ISO text). */
+function applyToJson(value: unknown, key: string): unknown {
+  if (typeof value !== 'object' || value === null) return value;
+  const toJSON = (value as { toJSON?: unknown }).toJSON;
+  return typeof toJSON === 'function'
+    ? (toJSON as (key: string) => unknown).call(value, key)
+    : value;
 }
 
 function write(value: unknown, path: string, ancestors: Set<object>): string {
@@ -44,17 +55,16 @@ function write(value: unknown, path: string, ancestors: Set<object>): string {
 }
 
 function writeObject(value: object, path: string, ancestors: Set<object>): string {
-  const withToJson = value as { toJSON?: unknown };
-  if (typeof withToJson.toJSON === 'function') {
-    return write((withToJson.toJSON as () => unknown).call(value), path, ancestors);
-  }
   if (ancestors.has(value)) throw new NotJsonError(path, 'refers to itself (a cycle)');
   ancestors.add(value);
   try {
     if (Array.isArray(value)) {
-      const items = value.map((item, index) =>
-        item === undefined ? 'null' : write(item, `${path}[${index}]`, ancestors),
-      );
+      // By index, not map(): a hole in a sparse array is null, as in JSON.stringify.
+      const items: string[] = [];
+      for (let index = 0; index < value.length; index++) {
+        const item = applyToJson(value[index], String(index));
+        items.push(item === undefined ? 'null' : write(item, `${path}[${index}]`, ancestors));
+      }
       return `[${items.join(',')}]`;
     }
     const prototype = Object.getPrototypeOf(value);
@@ -65,7 +75,7 @@ function writeObject(value: object, path: string, ancestors: Set<object>): strin
     const record = value as Record<string, unknown>;
     const members: string[] = [];
     for (const name of Object.keys(record).sort()) {
-      const member = record[name];
+      const member = applyToJson(record[name], name);
       if (member === undefined) continue;
       members.push(`${JSON.stringify(name)}:${write(member, `${path}.${name}`, ancestors)}`);
     }

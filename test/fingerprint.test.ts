@@ -19,6 +19,15 @@ describe('canonicalJson', () => {
     for (const value of samples) expect(canonicalJson(value)).toBe(JSON.stringify(value));
   });
 
+  it('writes holes in sparse arrays as null, and omits members whose toJSON() gives undefined', () => {
+    const sparse: unknown[] = [];
+    sparse[2] = 1;
+    expect(canonicalJson(sparse)).toBe(canonicalJson([null, null, 1]));
+    expect(canonicalJson(new Array(1))).toBe('[null]');
+    const hidden = { toJSON: () => undefined };
+    expect(canonicalJson({ a: 1, hidden })).toBe(JSON.stringify({ a: 1, hidden }));
+  });
+
   it.each([
     ['a BigInt', { n: 1n }, '$.n'],
     ['a function', [() => 1], '$[0]'],
