@@ -34,6 +34,7 @@ export {
   type IsolationLevel,
   type ResponseSchema,
 } from './options.ts';
+export { handlePoolErrors, type PoolEvents } from './pool-errors.ts';
 export {
   type CleanupSchedule,
   type CleanupTick,

@@ -1,5 +1,6 @@
 import { type Generated, Kysely, PostgresDialect, type Selectable, sql } from 'kysely';
 import pg from 'pg';
+import { handlePoolErrors } from '../../src/index.ts';
 
 export interface PaymentsTable {
   id: Generated<string>;
@@ -36,23 +37,19 @@ export function toPayment(row: Selectable<PaymentsTable>): Payment {
 }
 
 /**
- * A pool that survives its backends dying. pg emits 'error' on the pool when an idle client loses
- * its backend, and on the client itself when that happens while it is checked out between two
- * queries; an unheard 'error' event would crash the whole process.
+ * A pool that survives its backends dying: handlePoolErrors() adds the 'error' listeners without
+ * which pg's 'error' event, emitted when a connection breaks, would crash the whole service.
  */
 export function createPool(
   connectionString: string,
   options: { max: number; applicationName: string; onError?: (error: Error) => void },
 ): pg.Pool {
-  const onError = options.onError ?? (() => undefined);
   const pool = new pg.Pool({
     connectionString,
     max: options.max,
     application_name: options.applicationName,
   });
-  pool.on('error', onError);
-  pool.on('connect', (client) => client.on('error', onError));
-  return pool;
+  return handlePoolErrors(pool, options.onError);
 }
 
 export function createDb(pool: pg.Pool): Kysely<Database> {
