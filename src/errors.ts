@@ -119,12 +119,13 @@ export class IdempotencyConflictError extends IdempotencyError {
 }
 
 /** Why a response could not be stored. */
-export type UnstorableResponseReason = 'not_json' | 'too_large' | 'schema';
+export type UnstorableResponseReason = 'not_json' | 'too_large' | 'schema' | 'transaction_aborted';
 
 /**
  * The value returned by `fn` cannot be stored as a replayable response: it is not JSON (a BigInt,
- * a cycle), it exceeds `maxResponseBytes`, or it fails `responseSchema` before or after the JSON
- * round trip. The transaction was rolled back: no business write and no ledger entry remain.
+ * a cycle), it exceeds `maxResponseBytes`, it fails `responseSchema` before or after the JSON
+ * round trip, or a statement inside `fn` failed and aborted the transaction although `fn`
+ * returned. The transaction was rolled back: no business write and no ledger entry remain.
  */
 export class UnstorableResponseError extends IdempotencyError {
   readonly reason: UnstorableResponseReason;

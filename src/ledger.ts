@@ -3,8 +3,13 @@
  * name is quoted as an identifier.
  */
 import { type Kysely, sql } from 'kysely';
-import { IdempotencyConflictError, LedgerSchemaError } from './errors.ts';
-import { isMissingLedgerError, LOCK_NOT_AVAILABLE, sqlState } from './postgres-errors.ts';
+import { IdempotencyConflictError, LedgerSchemaError, UnstorableResponseError } from './errors.ts';
+import {
+  IN_FAILED_SQL_TRANSACTION,
+  isMissingLedgerError,
+  LOCK_NOT_AVAILABLE,
+  sqlState,
+} from './postgres-errors.ts';
 
 /** A committed, unexpired ledger entry as a replay needs it. */
 export interface LedgerEntry {
@@ -104,14 +109,28 @@ export async function recordResponse(
   entry: { scope: string; key: string; ttlMs: number },
   responseJson: string | null,
 ): Promise<void> {
-  await run(
-    schema,
-    sql`
-      update ${sql.id(schema, 'ledger')}
-         set response = ${responseJson}::json,
-             expires_at = clock_timestamp() + ${entry.ttlMs} * interval '1 millisecond'
-       where scope = ${entry.scope} and key = ${entry.key}`.execute(trx),
-  );
+  try {
+    await run(
+      schema,
+      sql`
+        update ${sql.id(schema, 'ledger')}
+           set response = ${responseJson}::json,
+               expires_at = clock_timestamp() + ${entry.ttlMs} * interval '1 millisecond'
+         where scope = ${entry.scope} and key = ${entry.key}`.execute(trx),
+    );
+  } catch (error) {
+    if (sqlState(error) !== IN_FAILED_SQL_TRANSACTION) throw error;
+    // fn returned normally, but one of its statements failed and the error was caught inside fn:
+    // Postgres has aborted the transaction, so neither fn's writes nor the response can commit.
+    throw new UnstorableResponseError(
+      entry.scope,
+      entry.key,
+      'transaction_aborted',
+      'fn returned, but a statement inside it had failed and aborted the transaction ' +
+        '(was an SQL error caught and ignored in fn?); nothing was committed',
+      error,
+    );
+  }
 }
 
 /**

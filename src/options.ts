@@ -22,7 +22,8 @@ export const schemaNameSchema = z
   .string()
   .min(1)
   .max(63)
-  .refine((name) => !name.includes('\0'), 'must not contain NUL');
+  .refine((name) => !name.includes('\0'), 'must not contain NUL')
+  .refine((name) => name.isWellFormed(), 'must be well-formed Unicode (no lone surrogates)');
 
 /** A printable-ASCII key of 1 to 255 characters, as Stripe and the IETF draft accept. */
 const KEY_PATTERN = /^[\x20-\x7e]{1,255}$/;
@@ -103,7 +104,10 @@ const optionsSchema = z.strictObject({
     .string({ error: 'is required and must be a string' })
     .min(1)
     .max(255)
-    .refine((scope) => !scope.includes('\0'), 'must not contain NUL'),
+    .refine((scope) => !scope.includes('\0'), 'must not contain NUL')
+    // A lone surrogate has no UTF-8 form: pg would send U+FFFD, and two different scopes would
+    // become the same one in the ledger.
+    .refine((scope) => scope.isWellFormed(), 'must be well-formed Unicode (no lone surrogates)'),
   key: z.unknown().optional(),
   request: z.unknown().optional(),
   ttlMs: z.int().positive().max(MAX_TTL_MS).default(DEFAULT_TTL_MS),

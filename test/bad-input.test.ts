@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import {
@@ -74,6 +75,7 @@ describe('bad input', () => {
   it.each([
     ['a missing scope', { key: 'k' }],
     ['an empty scope', { scope: '', key: 'k' }],
+    ['a scope with a lone surrogate', { scope: 'tenant-\uD800', key: 'k' }],
     ['a negative ttlMs', { scope: 's', key: 'k', ttlMs: -1 }],
     ['a fractional ttlMs', { scope: 's', key: 'k', ttlMs: 1.5 }],
     ['an unknown onConcurrent', { scope: 's', key: 'k', onConcurrent: 'maybe' }],
@@ -116,6 +118,19 @@ describe('responses that cannot be stored', () => {
     const retry = await withIdempotency(fx.db, { scope: 's', key }, createPayment('s', key));
     expect(retry.replayed).toBe(false);
     expect(await fx.countPayments(key)).toBe(1);
+  });
+
+  it('reports an SQL error that fn caught and ignored, and commits nothing', async () => {
+    const key = uniqueKey();
+    const call = withIdempotency(fx.db, { scope: 's', key }, async (trx) => {
+      await createPayment('s', key)(trx);
+      await sql`select 1 / 0`.execute(trx).catch(() => undefined);
+      return 'ok';
+    });
+    await expect(call).rejects.toBeInstanceOf(UnstorableResponseError);
+    await expect(call).rejects.toMatchObject({ reason: 'transaction_aborted', key });
+    expect(await fx.countPayments(key)).toBe(0);
+    expect(await fx.countEntries(key)).toBe(0);
   });
 
   it('honours a smaller maxResponseBytes', async () => {
