@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import {
   type IdempotencyError,
@@ -10,20 +10,9 @@ import {
   withIdempotency,
 } from '../src/index.ts';
 import { countCheckedOutClients } from './support/database.ts';
-import {
-  createLedgerFixture,
-  createPayment,
-  type LedgerFixture,
-  uniqueKey,
-} from './support/ledger-fixture.ts';
+import { createPayment, uniqueKey, useLedgerFixture } from './support/ledger-fixture.ts';
 
-let fx: LedgerFixture;
-beforeAll(async () => {
-  fx = await createLedgerFixture();
-});
-afterAll(async () => {
-  await fx?.drop();
-});
+const fx = useLedgerFixture();
 afterEach(() => {
   expect(countCheckedOutClients(fx)).toBe(0);
 });

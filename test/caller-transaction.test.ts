@@ -1,23 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   IdempotencyKeyReusedError,
   InvalidIdempotencyOptionsError,
   withIdempotency,
 } from '../src/index.ts';
-import {
-  createLedgerFixture,
-  createPayment,
-  type LedgerFixture,
-  uniqueKey,
-} from './support/ledger-fixture.ts';
+import { createPayment, uniqueKey, useLedgerFixture } from './support/ledger-fixture.ts';
 
-let fx: LedgerFixture;
-beforeAll(async () => {
-  fx = await createLedgerFixture();
-});
-afterAll(async () => {
-  await fx?.drop();
-});
+const fx = useLedgerFixture();
 
 class Rollback extends Error {}
 

@@ -1,21 +1,10 @@
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { IdempotencyConflictError, withIdempotency } from '../src/index.ts';
 import { deferred, waitForLockWaiters } from './support/barrier.ts';
-import {
-  createLedgerFixture,
-  createPayment,
-  type LedgerFixture,
-  uniqueKey,
-} from './support/ledger-fixture.ts';
+import { createPayment, uniqueKey, useLedgerFixture } from './support/ledger-fixture.ts';
 
-let fx: LedgerFixture;
-beforeAll(async () => {
-  fx = await createLedgerFixture();
-});
-afterAll(async () => {
-  await fx?.drop();
-});
+const fx = useLedgerFixture();
 
 describe('concurrent duplicates', () => {
   it("with 'wait', 50 concurrent calls execute once and all return the same response", async () => {

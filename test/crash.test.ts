@@ -3,23 +3,12 @@ import { once } from 'node:events';
 import { setTimeout } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { withIdempotency } from '../src/index.ts';
 import { countCheckedOutClients } from './support/database.ts';
-import {
-  createLedgerFixture,
-  createPayment,
-  type LedgerFixture,
-  uniqueKey,
-} from './support/ledger-fixture.ts';
+import { createPayment, uniqueKey, useLedgerFixture } from './support/ledger-fixture.ts';
 
-let fx: LedgerFixture;
-beforeAll(async () => {
-  fx = await createLedgerFixture();
-});
-afterAll(async () => {
-  await fx?.drop();
-});
+const fx = useLedgerFixture();
 
 /** Terminates backend `pid` from another session once it is running a statement. */
 async function terminateWhenActive(pid: number | undefined) {

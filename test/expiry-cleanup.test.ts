@@ -1,5 +1,5 @@
 import { type Kysely, sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   type CleanupTick,
   cleanupExpired,
@@ -9,20 +9,9 @@ import {
 } from '../src/index.ts';
 import { deferred } from './support/barrier.ts';
 import { newPool } from './support/database.ts';
-import {
-  createLedgerFixture,
-  createPayment,
-  type LedgerFixture,
-  uniqueKey,
-} from './support/ledger-fixture.ts';
+import { createPayment, uniqueKey, useLedgerFixture } from './support/ledger-fixture.ts';
 
-let fx: LedgerFixture;
-beforeAll(async () => {
-  fx = await createLedgerFixture();
-});
-afterAll(async () => {
-  await fx?.drop();
-});
+const fx = useLedgerFixture();
 
 /** Moves the expiry of matching entries into the past, as the database clock passing would. */
 async function expire(keyPrefix: string) {

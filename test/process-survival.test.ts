@@ -3,16 +3,10 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLedgerFixture, type LedgerFixture } from './support/ledger-fixture.ts';
+import { describe, expect, it } from 'vitest';
+import { useLedgerFixture } from './support/ledger-fixture.ts';
 
-let fx: LedgerFixture;
-beforeAll(async () => {
-  fx = await createLedgerFixture();
-});
-afterAll(async () => {
-  await fx?.drop();
-});
+const fx = useLedgerFixture();
 
 /** A service process under load, driven line by line over stdin/stdout. */
 function startService(mode: 'protected' | 'unprotected') {

@@ -1,23 +1,16 @@
 import type { Transaction } from 'kysely';
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { withIdempotency } from '../src/index.ts';
 import { deferred } from './support/barrier.ts';
 import {
-  createLedgerFixture,
   createPayment,
   type Database,
-  type LedgerFixture,
   uniqueKey,
+  useLedgerFixture,
 } from './support/ledger-fixture.ts';
 
-let fx: LedgerFixture;
-beforeAll(async () => {
-  fx = await createLedgerFixture();
-});
-afterAll(async () => {
-  await fx?.drop();
-});
+const fx = useLedgerFixture();
 
 /**
  * Two calls that each count a scope's payments and then add one: a write skew that SERIALIZABLE

@@ -1,24 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import {
   IdempotencyKeyReusedError,
   StoredResponseInvalidError,
   withIdempotency,
 } from '../src/index.ts';
-import {
-  createLedgerFixture,
-  createPayment,
-  type LedgerFixture,
-  uniqueKey,
-} from './support/ledger-fixture.ts';
+import { createPayment, uniqueKey, useLedgerFixture } from './support/ledger-fixture.ts';
 
-let fx: LedgerFixture;
-beforeAll(async () => {
-  fx = await createLedgerFixture();
-});
-afterAll(async () => {
-  await fx?.drop();
-});
+const fx = useLedgerFixture();
 
 describe('withIdempotency', () => {
   it('executes once, then replays the identical response with replayed: true', async () => {

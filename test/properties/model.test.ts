@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check';
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { canonicalJson } from '../../src/canonical-json.ts';
 import {
   cleanupExpired,
@@ -14,16 +14,10 @@ import {
   withIdempotency,
 } from '../../src/index.ts';
 import { countCheckedOutClients } from '../support/database.ts';
-import { createLedgerFixture, type LedgerFixture } from '../support/ledger-fixture.ts';
+import { type LedgerFixture, useLedgerFixture } from '../support/ledger-fixture.ts';
 import { emptyTables, runs, settle } from './support.ts';
 
-let fx: LedgerFixture;
-beforeAll(async () => {
-  fx = await createLedgerFixture();
-});
-afterAll(async () => {
-  await fx?.drop();
-});
+const fx = useLedgerFixture();
 
 // A few slots, so that sequences keep coming back to the same (scope, key).
 const scopes = ['tenant-a', 'é🔑 tenant'];

@@ -2,18 +2,12 @@
  * The same key in two scopes is two operations, however alike the two scopes look.
  */
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { InvalidIdempotencyOptionsError, withIdempotency } from '../../src/index.ts';
-import { createLedgerFixture, type LedgerFixture } from '../support/ledger-fixture.ts';
+import { useLedgerFixture } from '../support/ledger-fixture.ts';
 import { emptyTables, runs, settle, unicodeChar } from './support.ts';
 
-let fx: LedgerFixture;
-beforeAll(async () => {
-  fx = await createLedgerFixture();
-});
-afterAll(async () => {
-  await fx?.drop();
-});
+const fx = useLedgerFixture();
 
 describe('scopes (property-based)', () => {
   // Lone surrogates ('a\uD800' vs 'a\uDC00') have no UTF-8 form and would reach Postgres as the

@@ -3,6 +3,7 @@
  * business data. Tests count payments to prove that a key executed once.
  */
 import { type Generated, type Kysely, sql } from 'kysely';
+import { afterAll, beforeAll } from 'vitest';
 import { migrate } from '../../src/index.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
 
@@ -51,6 +52,21 @@ export async function createLedgerFixture(): Promise<LedgerFixture> {
     countPayments: (key, scope) => count('payments', key, scope),
     countEntries: (key, scope) => count('idempotency.ledger', key, scope),
   };
+}
+
+/**
+ * The fixture of a test file: a fresh database created before its tests and dropped after them.
+ * The returned object is filled in by `beforeAll`, so tests read `fx.db` as usual.
+ */
+export function useLedgerFixture(): LedgerFixture {
+  const fx = {} as LedgerFixture;
+  beforeAll(async () => {
+    Object.assign(fx, await createLedgerFixture());
+  });
+  afterAll(async () => {
+    await fx.drop?.();
+  });
+  return fx;
 }
 
 /** A business write as a handler would do it: insert a payment, return what the client sees. */
