@@ -6,6 +6,20 @@ import { createPayment, uniqueKey, useLedgerFixture } from './support/ledger-fix
 
 const fx = useLedgerFixture();
 
+/** Starts a first call for `key` that writes its payment, then holds its transaction open. */
+async function startHeldCall(key: string) {
+  const inside = deferred();
+  const release = deferred();
+  const first = withIdempotency(fx.db, { scope: 's', key }, async (trx) => {
+    const response = await createPayment('s', key)(trx);
+    inside.resolve();
+    await release.promise;
+    return response;
+  });
+  await inside.promise;
+  return { first, release };
+}
+
 describe('concurrent duplicates', () => {
   it("with 'wait', 50 concurrent calls execute once and all return the same response", async () => {
     const key = uniqueKey();
@@ -38,15 +52,7 @@ describe('concurrent duplicates', () => {
 
   it("with 'reject', duplicates in flight fail at once with a 409 conflict", async () => {
     const key = uniqueKey();
-    const inside = deferred();
-    const release = deferred();
-    const first = withIdempotency(fx.db, { scope: 's', key }, async (trx) => {
-      const response = await createPayment('s', key)(trx);
-      inside.resolve();
-      await release.promise;
-      return response;
-    });
-    await inside.promise;
+    const { first, release } = await startHeldCall(key);
 
     let duplicateRuns = 0;
     const duplicates = await Promise.allSettled(
@@ -79,15 +85,7 @@ describe('concurrent duplicates', () => {
 
   it('gives up waiting after waitTimeoutMs with a conflict, leaving the first call intact', async () => {
     const key = uniqueKey();
-    const inside = deferred();
-    const release = deferred();
-    const first = withIdempotency(fx.db, { scope: 's', key }, async (trx) => {
-      const response = await createPayment('s', key)(trx);
-      inside.resolve();
-      await release.promise;
-      return response;
-    });
-    await inside.promise;
+    const { first, release } = await startHeldCall(key);
 
     const waiter = withIdempotency(fx.db, { scope: 's', key, waitTimeoutMs: 100 }, async () => 0);
     await expect(waiter).rejects.toMatchObject({ code: 'conflict', reason: 'wait_timeout' });
