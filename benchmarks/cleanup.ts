@@ -1,0 +1,154 @@
+// cleanupExpired: how fast it deletes expired rows (default batch size), alone and under live
+// traffic, and what it does to the latency of that traffic (first executions at c=4), measured
+// before, during and after it in the same run.
+import { randomInt, randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { type Kysely, sql } from 'kysely';
+import { type BenchDB, insertCharge, newChargeRequest } from './business.ts';
+import { filledScope, fillLedger, vacuumAnalyze } from './fill.ts';
+import { cleanupExpired, migrate, withIdempotency } from './library.ts';
+import { type CellRun, median, runWhile, runWorkers } from './measure.ts';
+import { sampled, type WaitProfile, type WaitSampler } from './waits.ts';
+
+const SCHEMA = 'bench_cleanup';
+export const LIVE_CONCURRENCY = 4;
+
+export interface CleanupSettings {
+  rows: number;
+  /** Live traffic without cleanup, measured once before and once after it. */
+  baselineMs: number;
+}
+
+export type LiveRun = CellRun & { waits: WaitProfile };
+
+export interface CleanupPass {
+  deleted: number;
+  ms: number;
+  rowsPerSec: number;
+  /** WAL written while the pass ran (live traffic's included, when there is some), per row deleted. */
+  walBytesPerRow: number;
+}
+
+export interface CleanupResult {
+  rows: number;
+  /** The plan of delete_expired's inner SELECT on the filled, analyzed table. */
+  plan: string[];
+  alone: CleanupPass;
+  underTraffic: CleanupPass;
+  live: {
+    concurrency: number;
+    before: LiveRun;
+    during: LiveRun;
+    after: LiveRun;
+    /** during / median(before, after). */
+    p50Ratio: number;
+    p99Ratio: number;
+  };
+}
+
+export async function measureCleanup(
+  db: Kysely<BenchDB>,
+  url: string,
+  settings: CleanupSettings,
+  sampler: WaitSampler,
+  progress: (line: string) => void,
+): Promise<CleanupResult> {
+  await migrate({ connectionString: url, schema: SCHEMA });
+  const { rows } = settings;
+
+  await fillLedger(db, SCHEMA, 1, rows, 'expired');
+  await vacuumAnalyze(db, SCHEMA);
+  const plan = await explainBatch(db);
+  await checkpoint(db);
+  const alone = await timeCleanup(db);
+  if (alone.deleted !== rows) throw new Error(`cleanup deleted ${alone.deleted} of ${rows} rows`);
+  progress(`cleanup alone: ${fmt(alone.rowsPerSec)} rows/s`);
+
+  // Again, with live traffic: new expired rows, the dead ones of the first pass vacuumed away.
+  await vacuumAnalyze(db, SCHEMA);
+  await fillLedger(db, SCHEMA, rows + 1, 2 * rows, 'expired');
+  await vacuumAnalyze(db, SCHEMA);
+  await checkpoint(db);
+
+  const live = () => {
+    const request = newChargeRequest();
+    const scope = filledScope(randomInt(1000));
+    return withIdempotency(db, { scope, key: randomUUID(), request, schema: SCHEMA }, (trx) =>
+      insertCharge(trx, request),
+    );
+  };
+  const baseline = () =>
+    sampled(sampler, () => runWorkers(LIVE_CONCURRENCY, settings.baselineMs, live));
+  const before = await baseline();
+  let cleaning = true;
+  // Settled into a value at once, so that a failure is not an unhandled rejection meanwhile.
+  const outcome = timeCleanup(db).then(
+    (pass) => ({ pass }),
+    (error: unknown) => ({ error }),
+  );
+  void outcome.finally(() => {
+    cleaning = false;
+  });
+  const during = await sampled(sampler, () => runWhile(LIVE_CONCURRENCY, () => cleaning, live));
+  const settled = await outcome;
+  if ('error' in settled) throw settled.error;
+  const underTraffic = settled.pass;
+  const after = await baseline();
+  progress(`cleanup under traffic: ${fmt(underTraffic.rowsPerSec)} rows/s`);
+
+  const ratio = (field: 'p50' | 'p99') =>
+    during.latency[field] / median([before.latency[field], after.latency[field]]);
+  return {
+    rows,
+    plan,
+    alone,
+    underTraffic,
+    live: {
+      concurrency: LIVE_CONCURRENCY,
+      before,
+      during,
+      after,
+      p50Ratio: ratio('p50'),
+      p99Ratio: ratio('p99'),
+    },
+  };
+}
+
+async function timeCleanup(db: Kysely<BenchDB>): Promise<CleanupPass> {
+  const walBefore = await walPosition(db);
+  const started = performance.now();
+  const { deleted } = await cleanupExpired(db, { schema: SCHEMA });
+  const ms = performance.now() - started;
+  const { rows } = await sql<{ bytes: string }>`
+    select pg_wal_lsn_diff(pg_current_wal_lsn(), ${walBefore}::pg_lsn) as bytes`.execute(db);
+  const walBytes = Number(rows[0]?.bytes);
+  return { deleted, ms, rowsPerSec: deleted / (ms / 1000), walBytesPerRow: walBytes / deleted };
+}
+
+async function walPosition(db: Kysely<BenchDB>): Promise<string> {
+  const { rows } = await sql<{ lsn: string }>`select pg_current_wal_lsn()::text as lsn`.execute(db);
+  return rows[0]?.lsn ?? '0/0';
+}
+
+/**
+ * Starts each pass right after a checkpoint: the first change to each page after a checkpoint
+ * writes the whole page to the WAL, and a checkpoint that the fill's WAL happens to trigger in the
+ * middle of one pass and not the other would decide the comparison. Needs superuser (or
+ * pg_checkpoint); without it the passes just start wherever the server is.
+ */
+async function checkpoint(db: Kysely<BenchDB>): Promise<void> {
+  await sql`checkpoint`.execute(db).catch(() => undefined);
+}
+
+/** The plan Postgres picks for one batch's SELECT (delete_expired runs the same query). */
+async function explainBatch(db: Kysely<BenchDB>): Promise<string[]> {
+  const { rows } = await sql<{ 'QUERY PLAN': string }>`
+    explain select ctid from ${sql.id(SCHEMA, 'ledger')}
+     where expires_at <= statement_timestamp()
+     limit 1000 for update skip locked`.execute(db);
+  return rows.map((row) => row['QUERY PLAN']);
+}
+
+function fmt(value: number): string {
+  return Math.round(value).toLocaleString('en-US');
+}

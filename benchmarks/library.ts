@@ -1,0 +1,18 @@
+// The benchmark measures the package as it ships: dist/, built by `npm run build` (which
+// `npm run bench` runs first), never src/. The types come from src/ so that type-checking works
+// without a build (CI type-checks before it builds); the code is loaded from dist/ at runtime.
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+type Library = typeof import('../src/index.ts');
+
+const entry = new URL('../dist/index.js', import.meta.url);
+if (!existsSync(fileURLToPath(entry))) {
+  throw new Error('dist/index.js is missing: run `npm run build` first (`npm run bench` does)');
+}
+
+// A variable specifier: TypeScript must not resolve dist/ (absent before a build).
+const library = (await import(entry.href)) as Library;
+
+export const { cleanupExpired, fingerprintRequest, handlePoolErrors, migrate, withIdempotency } =
+  library;

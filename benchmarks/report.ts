@@ -1,0 +1,224 @@
+// Markdown tables for a person to read at a glance; the raw figures go to the JSON file.
+import type { CleanupResult } from './cleanup.ts';
+import { median } from './measure.ts';
+import type { ScaleResult } from './scale.ts';
+import type { StorageResult } from './storage.ts';
+import type { CellResult } from './throughput.ts';
+import type { VariantId } from './variants.ts';
+
+const LABELS: Record<VariantId, string> = {
+  bare: 'bare transaction (BEGIN; INSERT; COMMIT)',
+  first: 'withIdempotency, first execution',
+  replay: 'withIdempotency, replay',
+  'hot-key': 'withIdempotency, hot key (16 duplicates at once)',
+  'powertools-first': 'Powertools + Redis, first execution',
+  'powertools-replay': 'Powertools + Redis, replay',
+};
+
+// The Powertools variant each of ours is compared with.
+const POWERTOOLS_PEER: Partial<Record<VariantId, VariantId>> = {
+  first: 'powertools-first',
+  replay: 'powertools-replay',
+};
+
+export interface CellMedians {
+  opsPerSec: number;
+  p50: number;
+  p99: number;
+  pgRoundTrips: number;
+  redisRoundTrips: number;
+  nodeCores: number;
+  machineBusy: number;
+}
+
+/** Medians over the repetitions of one cell. */
+export function cellMedians(cell: CellResult): CellMedians {
+  const of = (pick: (run: CellResult['runs'][number]) => number) => median(cell.runs.map(pick));
+  return {
+    opsPerSec: of((run) => run.opsPerSec),
+    p50: of((run) => run.latency.p50),
+    p99: of((run) => run.latency.p99),
+    pgRoundTrips: of((run) => run.pgRoundTripsPerOp),
+    redisRoundTrips: of((run) => run.redisRoundTripsPerOp),
+    nodeCores: of((run) => run.cpu.nodeCores),
+    machineBusy: of((run) => run.cpu.machineBusy),
+  };
+}
+
+export function throughputTable(cells: CellResult[]): string {
+  const find = (variant: VariantId, c: number) =>
+    cells.find((cell) => cell.variant === variant && cell.concurrency === c);
+  const rows: string[][] = [];
+  for (const cell of [...cells].sort((a, b) => a.concurrency - b.concurrency)) {
+    const m = cellMedians(cell);
+    const bare = find('bare', cell.concurrency);
+    const peerId = POWERTOOLS_PEER[cell.variant];
+    const peer = peerId && find(peerId, cell.concurrency);
+    rows.push([
+      LABELS[cell.variant],
+      String(cell.concurrency),
+      int(m.opsPerSec),
+      ms(m.p50),
+      ms(m.p99),
+      bare ? times(m.opsPerSec / cellMedians(bare).opsPerSec) : '–',
+      peer ? times(m.opsPerSec / cellMedians(peer).opsPerSec) : '–',
+      roundTrips(m),
+      m.nodeCores.toFixed(2),
+      `${Math.round(m.machineBusy * 100)} %`,
+    ]);
+  }
+  const headers = ['variant', 'c', 'ops/s', 'p50 ms', 'p99 ms', 'ops/s vs bare'];
+  headers.push('vs Powertools', 'round trips/op', 'node CPU (cores)', 'machine CPU');
+  return markdownTable(headers, rows, 'llrrrrrlrr');
+}
+
+export function hotKeyLine(cells: CellResult[]): string {
+  const cell = cells.find((candidate) => candidate.variant === 'hot-key');
+  if (!cell) return '';
+  const sum = (pick: (stats: NonNullable<CellResult['runs'][number]['hotKey']>) => number) =>
+    cell.runs.reduce((total, run) => total + (run.hotKey ? pick(run.hotKey) : 0), 0);
+  const batches = sum((s) => s.batches);
+  const executed = sum((s) => s.executed);
+  const charges = sum((s) => s.chargesWritten);
+  const ok = executed === batches && charges === batches;
+  return (
+    `Hot key: ${int(batches)} keys x ${cell.concurrency} concurrent calls; executed ${int(executed)}, ` +
+    `charges written ${int(charges)}: ${ok ? 'exactly 1 per key ✓' : 'NOT 1 per key ✗'}`
+  );
+}
+
+/** Where Postgres sessions spent the run: average sessions per state, over the repetitions. */
+export function waitsTable(cells: CellResult[]): string {
+  const rows = [...cells]
+    .sort((a, b) => a.concurrency - b.concurrency)
+    .map((cell) => {
+      const total = new Map<string, number>();
+      for (const run of cell.runs) {
+        for (const [state, sessions] of Object.entries(run.waits ?? {})) {
+          total.set(state, (total.get(state) ?? 0) + sessions / cell.runs.length);
+        }
+      }
+      return [LABELS[cell.variant], String(cell.concurrency), topStates(total)];
+    });
+  return markdownTable(
+    ['variant', 'c', 'Postgres sessions by state (average; top 4)'],
+    rows,
+    'lll',
+  );
+}
+
+export function topStates(profile: Map<string, number> | Record<string, number>, count = 4) {
+  const entries = profile instanceof Map ? [...profile] : Object.entries(profile);
+  return entries
+    .filter(([state]) => state !== 'idle')
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, count)
+    .map(([state, sessions]) => `${state} ${sessions.toFixed(1)}`)
+    .join(' · ');
+}
+
+export function storageTable(result: StorageResult): string {
+  const { written, compact } = result;
+  const line = (label: string, pick: (f: StorageResult['written']) => number) => [
+    label,
+    bytes(pick(written)),
+    bytes(pick(compact)),
+  ];
+  return markdownTable(
+    [
+      `per ledger row, ${result.responseJsonBytes}-byte response`,
+      `written by withIdempotency (${int(written.rows)} rows)`,
+      'compact copy (1 INSERT per row)',
+    ],
+    [
+      line('pg_column_size(row)', (f) => f.rowBytes),
+      line('pg_column_size(response)', (f) => f.responseBytes),
+      line('heap', (f) => f.perRow.heap),
+      line('primary key (scope, key)', (f) => f.perRow.primaryKey),
+      line('expiry index', (f) => f.perRow.expiryIndex),
+      line('total on disk (heap + indexes)', (f) => f.perRow.total),
+    ],
+    'lrr',
+  );
+}
+
+export function scaleTable(result: ScaleResult): string {
+  const rows = result.points.map((point) => {
+    const pick = (runs: typeof point.claim, field: 'p50' | 'p99') =>
+      ms(median(runs.map((run) => run.latency[field])));
+    const size = point.sizes.heap + point.sizes.indexes;
+    return [
+      int(point.rows),
+      `${(size / 2 ** 20).toFixed(1)} MiB`,
+      pick(point.claim, 'p50'),
+      pick(point.claim, 'p99'),
+      pick(point.replay, 'p50'),
+      pick(point.replay, 'p99'),
+    ];
+  });
+  const [small, large] = result.points;
+  const { ratios } = result;
+  rows.push([
+    `ratio ${compactCount(large.rows)} / ${compactCount(small.rows)}`,
+    '',
+    times(ratios.claimP50),
+    times(ratios.claimP99),
+    times(ratios.replayP50),
+    times(ratios.replayP99),
+  ]);
+  const headers = ['ledger rows', 'heap + indexes', 'claim p50 ms', 'claim p99 ms'];
+  headers.push('replay p50 ms', 'replay p99 ms');
+  return markdownTable(headers, rows, 'lrrrrr');
+}
+
+export function cleanupTable(result: CleanupResult): string {
+  const pass = (p: CleanupResult['alone']) =>
+    `${int(p.rowsPerSec)} rows/s (${int(p.deleted)} rows in ${(p.ms / 1000).toFixed(1)} s; ` +
+    `${int(p.walBytesPerRow)} B of WAL per row)`;
+  const latency = (run: CleanupResult['live']['before']) =>
+    `p50 ${ms(run.latency.p50)} ms, p99 ${ms(run.latency.p99)} ms, ${int(run.opsPerSec)} ops/s`;
+  const { live } = result;
+  return markdownTable(
+    ['cleanupExpired, default batch size', ''],
+    [
+      ['alone', pass(result.alone)],
+      [`under live traffic (first executions, c=${live.concurrency})`, pass(result.underTraffic)],
+      ['live traffic before cleanup', latency(live.before)],
+      ['live traffic during cleanup', latency(live.during)],
+      ['live traffic after cleanup', latency(live.after)],
+      [
+        'during / without (median of before, after)',
+        `p50 ${times(live.p50Ratio)}, p99 ${times(live.p99Ratio)}`,
+      ],
+      ['Postgres sessions before cleanup', topStates(live.before.waits, 3)],
+      ['Postgres sessions during cleanup', topStates(live.during.waits, 3)],
+    ],
+    'll',
+  );
+}
+
+function markdownTable(headers: string[], rows: string[][], align: string): string {
+  const widths = headers.map((header, i) =>
+    Math.max(header.length, ...rows.map((row) => (row[i] ?? '').length), 3),
+  );
+  const pad = (text: string, i: number) =>
+    align[i] === 'r' ? text.padStart(widths[i] as number) : text.padEnd(widths[i] as number);
+  const line = (cells: string[]) => `| ${cells.map(pad).join(' | ')} |`;
+  const rule = widths.map((width, i) =>
+    align[i] === 'r' ? `${'-'.repeat(width - 1)}:` : '-'.repeat(width),
+  );
+  return [line(headers), `| ${rule.join(' | ')} |`, ...rows.map(line)].join('\n');
+}
+
+function roundTrips(m: CellMedians): string {
+  const pg = `${trim(m.pgRoundTrips)} PG`;
+  return m.redisRoundTrips > 0 ? `${pg} + ${trim(m.redisRoundTrips)} Redis` : pg;
+}
+
+const trim = (value: number) => String(Math.round(value * 10) / 10);
+const int = (value: number) => Math.round(value).toLocaleString('en-US');
+const ms = (value: number) => (value < 10 ? value.toFixed(2) : value.toFixed(1));
+const times = (value: number) => `${value.toFixed(2)}x`;
+const bytes = (value: number) => `${Math.round(value)} B`;
+const compactCount = (value: number) =>
+  value >= 1e6 ? `${value / 1e6}M` : value >= 1e3 ? `${value / 1e3}k` : String(value);

@@ -1,0 +1,176 @@
+// `npm run bench [-- --quick] [-- --repetitions N]`: benchmarks the built package (dist/) against
+// a dedicated database, prints markdown tables and writes every raw figure to
+// benchmarks/results/<timestamp>.json. Never part of `npm test`.
+import { randomBytes } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { measureCleanup } from './cleanup.ts';
+import { type BenchDatabase, openBenchDatabase } from './database.ts';
+import { migrate } from './library.ts';
+import { connectRedis, type RedisConnection, removeRunKeys } from './powertools.ts';
+import {
+  cleanupTable,
+  hotKeyLine,
+  scaleTable,
+  storageTable,
+  throughputTable,
+  waitsTable,
+} from './report.ts';
+import { measureScale } from './scale.ts';
+import { measureStorage } from './storage.ts';
+import { runThroughput } from './throughput.ts';
+import { startWaitSampler, type WaitSampler } from './waits.ts';
+
+const { values: args } = parseArgs({
+  options: { quick: { type: 'boolean' }, repetitions: { type: 'string' } },
+});
+const quick = args.quick === true || process.env.BENCH_QUICK === '1';
+const repetitions = Number(args.repetitions ?? process.env.BENCH_REPETITIONS ?? (quick ? 1 : 3));
+if (!Number.isInteger(repetitions) || repetitions < 1) throw new Error('--repetitions: a count');
+
+// Quick: a smoke run in about half a minute. Full: about four minutes on a 2-core machine.
+const settings = {
+  mode: quick ? 'quick' : 'full',
+  throughput: { repetitions, warmupMs: quick ? 300 : 1000, cellMs: quick ? 700 : 4000 },
+  storageRows: quick ? 2_000 : 20_000,
+  scale: {
+    sizes: [10_000, quick ? 100_000 : 1_000_000] as [number, number],
+    opsPerCell: quick ? 200 : 1000,
+    repetitions,
+  },
+  cleanup: { rows: quick ? 200_000 : 1_000_000, baselineMs: quick ? 1500 : 5000 },
+};
+
+const startedAt = new Date();
+const loadAverageAtStart = os.loadavg();
+const started = performance.now();
+const progress = (line: string) =>
+  console.error(`[${((performance.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}`);
+
+const THROUGHPUT_NOTES = [
+  'Every op: one charges row inserted in its own transaction, a 210-byte response; a pg pool of',
+  '16 shared by the workers. Ours passes `request` (fingerprint checked on replay). Powertools:',
+  'CachePersistenceLayer over one @redis/client connection, key = event.key, default expiry, no',
+  'local cache, no payload validation (broken for the cache layer in 2.35, powertools#5705).',
+  '"vs Powertools" compares ops/s: first execution with first execution, replay with replay.',
+  '',
+].join('\n');
+
+const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const keyPrefix = `idempotency-bench-${randomBytes(6).toString('hex')}`;
+let database: BenchDatabase | undefined;
+let redis: RedisConnection | undefined;
+let sampler: WaitSampler | undefined;
+
+let tearingDown: Promise<void> | undefined;
+function teardown(): Promise<void> {
+  tearingDown ??= (async () => {
+    try {
+      await sampler?.stop();
+      if (redis) await removeRunKeys(redis, keyPrefix).finally(() => redis?.close());
+    } finally {
+      await database?.close();
+    }
+  })();
+  return tearingDown;
+}
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    progress(`${signal}: dropping the benchmark database and Redis keys`);
+    void teardown().finally(() => process.exit(130));
+  });
+}
+
+try {
+  database = await openBenchDatabase();
+  const { server, db, url } = database;
+  await migrate({ connectionString: url });
+  sampler = await startWaitSampler(url);
+  redis = await connectRedis(redisUrl);
+
+  const serverSettings = Object.entries(server.settings)
+    .map(([name, value]) => `${name}=${value}`)
+    .join(', ');
+  const header = [
+    `# idempotency-ledger benchmark (${settings.mode}): ${repetitions} repetition(s), interleaved`,
+    '',
+    `- server: PostgreSQL ${server.version} at ${server.address} (${server.source === 'embedded' ? 'embedded, started for this run' : 'DATABASE_URL'}), database ${database.name}`,
+    `  - ${serverSettings}`,
+    '  - numbers differ between servers (fsync, disk, version): compare runs on the same server only',
+    `- redis: ${redis ? `${redis.version} at ${redisUrl}` : `nothing answers at ${redisUrl}: Powertools variants SKIPPED`}`,
+    `- machine: ${os.cpus().length} x ${os.cpus()[0]?.model ?? '?'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}, load average ${loadAverageAtStart[0]?.toFixed(2)} at start`,
+  ].join('\n');
+  console.log(header);
+  if (!redis) progress(`no Redis at ${redisUrl} (set REDIS_URL): skipping the Powertools variants`);
+
+  progress('throughput');
+  const throughput = await runThroughput(
+    db,
+    redis,
+    keyPrefix,
+    settings.throughput,
+    sampler,
+    progress,
+  );
+  console.log(`\n## Throughput and latency (medians of ${repetitions})\n`);
+  console.log(THROUGHPUT_NOTES);
+  console.log(throughputTable(throughput));
+  console.log(`\n${hotKeyLine(throughput)}`);
+  console.log('\n### Where the Postgres sessions were (pg_stat_activity every 25 ms)\n');
+  console.log(waitsTable(throughput));
+
+  progress('storage');
+  const storage = await measureStorage(db, url, settings.storageRows);
+  console.log('\n## Storage per ledger row\n');
+  console.log(storageTable(storage));
+
+  progress('scale');
+  const scale = await measureScale(db, url, settings.scale, progress);
+  console.log('\n## Latency against ledger size (c=1; VACUUM ANALYZE after the fill)\n');
+  console.log(scaleTable(scale));
+
+  progress('cleanup');
+  const cleanup = await measureCleanup(db, url, settings.cleanup, sampler, progress);
+  console.log('\n## Cleanup\n');
+  console.log(cleanupTable(cleanup));
+  console.log(
+    `\nPlan of one cleanup batch: ${cleanup.plan.map((line) => line.trim()).join(' / ')}`,
+  );
+
+  const durationMs = performance.now() - started;
+  const results = {
+    startedAt: startedAt.toISOString(),
+    durationMs,
+    settings,
+    machine: {
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model,
+      totalMemBytes: os.totalmem(),
+      platform: `${os.platform()} ${os.release()}`,
+      node: process.version,
+      // Anything else running moves the numbers: interleaving spreads it, it does not remove it.
+      loadAverageAtStart,
+      loadAverageAtEnd: os.loadavg(),
+    },
+    server: { ...server, database: database.name },
+    redis: redis
+      ? { url: redisUrl, version: redis.version }
+      : { skipped: `no answer at ${redisUrl}` },
+    throughput,
+    storage,
+    scale,
+    cleanup,
+  };
+  await mkdir(new URL('./results/', import.meta.url), { recursive: true });
+  const file = `results/${startedAt.toISOString().replace(/[:.]/g, '-')}.json`;
+  await writeFile(new URL(file, import.meta.url), `${JSON.stringify(results, null, 2)}\n`);
+  console.log(
+    `\nFinished in ${(durationMs / 1000).toFixed(0)} s (load average ${os.loadavg()[0]?.toFixed(2)} ` +
+      `at the end); raw figures in benchmarks/${file}`,
+  );
+  if (hotKeyLine(throughput).includes('✗')) process.exitCode = 1;
+} finally {
+  await teardown();
+}

@@ -1,0 +1,146 @@
+// The PostgreSQL variants: the bare business transaction, and withIdempotency around it (first
+// execution, replay, and a hot key hit by concurrent duplicates).
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { type Kysely, sql } from 'kysely';
+import {
+  type BenchDB,
+  type ChargeRequest,
+  createCharge,
+  insertCharge,
+  newChargeRequest,
+  SCOPE,
+} from './business.ts';
+import { withIdempotency } from './library.ts';
+import { type CellRun, measure, runWorkers, timed } from './measure.ts';
+import type { WaitProfile } from './waits.ts';
+
+export type VariantId =
+  | 'bare'
+  | 'first'
+  | 'replay'
+  | 'hot-key'
+  | 'powertools-first'
+  | 'powertools-replay';
+
+export interface HotKeyStats {
+  /** Keys hit, each by `duplicates` concurrent calls. */
+  batches: number;
+  duplicates: number;
+  /** Calls that returned `replayed: false`: must equal `batches`. */
+  executed: number;
+  /** Charges rows written for those keys, counted in the database: must equal `batches`. */
+  chargesWritten: number;
+}
+
+export interface ThroughputRun extends CellRun {
+  hotKey?: HotKeyStats;
+  /** Average Postgres sessions per state during the run; see waits.ts. */
+  waits?: WaitProfile;
+}
+
+/** One variant at one concurrency: a cell of the throughput table. */
+export interface Cell {
+  variant: VariantId;
+  concurrency: number;
+  run(durationMs: number): Promise<ThroughputRun>;
+}
+
+/** How many distinct keys the replay variants cycle through. */
+export const REPLAY_KEYS = 16;
+
+type Db = Kysely<BenchDB>;
+
+function idempotentCharge(db: Db, key: string, request: ChargeRequest) {
+  return withIdempotency(db, { scope: SCOPE, key, request }, (trx) => insertCharge(trx, request));
+}
+
+export function bareCell(db: Db, concurrency: number): Cell {
+  return {
+    variant: 'bare',
+    concurrency,
+    run: (durationMs) =>
+      runWorkers(concurrency, durationMs, () => createCharge(db, newChargeRequest())),
+  };
+}
+
+export function firstExecutionCell(db: Db, concurrency: number): Cell {
+  return {
+    variant: 'first',
+    concurrency,
+    run: (durationMs) =>
+      runWorkers(concurrency, durationMs, async () => {
+        const { replayed } = await idempotentCharge(db, randomUUID(), newChargeRequest());
+        if (replayed) throw new Error('a fresh key replayed');
+      }),
+  };
+}
+
+/** Executes REPLAY_KEYS keys once; the replay cells then cycle through them. */
+export async function prepareReplayKeys(
+  db: Db,
+): Promise<{ key: string; request: ChargeRequest }[]> {
+  const keys = Array.from({ length: REPLAY_KEYS }, () => ({
+    key: randomUUID(),
+    request: newChargeRequest(),
+  }));
+  for (const { key, request } of keys) await idempotentCharge(db, key, request);
+  return keys;
+}
+
+export function replayCell(
+  db: Db,
+  concurrency: number,
+  keys: { key: string; request: ChargeRequest }[],
+): Cell {
+  let next = 0;
+  return {
+    variant: 'replay',
+    concurrency,
+    run: (durationMs) =>
+      runWorkers(concurrency, durationMs, async () => {
+        const { key, request } = keys[next++ % keys.length] as (typeof keys)[number];
+        const { replayed } = await idempotentCharge(db, key, request);
+        if (!replayed) throw new Error('a completed key executed again');
+      }),
+  };
+}
+
+/**
+ * Fresh keys, one after another, each hit by `duplicates` concurrent calls at once: one executes,
+ * the others wait for its transaction on the primary key and replay. Throughput counts every
+ * completed call.
+ */
+export function hotKeyCell(db: Db, duplicates: number): Cell {
+  return {
+    variant: 'hot-key',
+    concurrency: duplicates,
+    async run(durationMs) {
+      const customers: string[] = [];
+      let executed = 0;
+      const run = await measure(async (latencies) => {
+        const deadline = performance.now() + durationMs;
+        while (performance.now() < deadline) {
+          const key = randomUUID();
+          const request = newChargeRequest();
+          customers.push(request.customer);
+          const results = await Promise.all(
+            Array.from({ length: duplicates }, () =>
+              timed(latencies, () => idempotentCharge(db, key, request)),
+            ),
+          );
+          executed += results.filter((result) => !result.replayed).length;
+        }
+      });
+      // Counted outside the timed stretch: the database's own word on how many executions
+      // committed (each batch's request has its own customer).
+      const { rows } = await sql<{ count: string }>`
+        select count(*) as count from charges where customer = any(${customers})`.execute(db);
+      const chargesWritten = Number(rows[0]?.count);
+      return {
+        ...run,
+        hotKey: { batches: customers.length, duplicates, executed, chargesWritten },
+      };
+    },
+  };
+}
