@@ -144,6 +144,9 @@ CREATE FUNCTION delete_expired(p_batch_size integer)
 RETURNS integer
 LANGUAGE sql
 SET search_path FROM CURRENT
+-- A batch never waits long for a table lock (a DDL statement, a VACUUM FULL): it fails, and the
+-- next tick tries again, rather than hanging a scheduler's stop() behind it.
+SET lock_timeout = '5s'
 AS $$
   WITH deleted AS (
     DELETE FROM ledger

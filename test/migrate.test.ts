@@ -1,4 +1,6 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { sql } from 'kysely';
@@ -84,5 +86,30 @@ describe('migrate', () => {
     expect((await run('migrate')).stdout).toBe('ledger is up to date\n');
     expect((await run('cleanup', '--batch-size', '10')).stdout).toBe('deleted 0 expired entries\n');
     await expect(run('frobnicate')).rejects.toMatchObject({ code: 2 });
+  });
+
+  it('cleans up in a loop from the command line until SIGTERM', async () => {
+    await migrate({ connectionString: database.url });
+    await sql`
+      insert into idempotency.ledger (scope, key, expires_at)
+      select 's', 'expired-' || g, statement_timestamp() - interval '1 hour'
+        from generate_series(1, 25) g`.execute(database.db);
+    const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
+    const child = spawn(
+      process.execPath,
+      [cli, 'cleanup', '--loop', '--interval-ms', '20', '--batch-size', '10'],
+      { env: { ...process.env, DATABASE_URL: database.url }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    const exited = once(child, 'exit');
+    expect((await lines.next()).value).toBe('deleted 25 expired entries');
+    // Further ticks run, and find nothing left.
+    expect((await lines.next()).value).toBe('deleted 0 expired entries');
+    child.kill('SIGTERM');
+    const [code] = await exited;
+    expect(code).toBe(0);
+    const { rows } = await sql<{ n: number }>`
+      select count(*)::int as n from idempotency.ledger`.execute(database.db);
+    expect(rows[0]?.n).toBe(0);
   });
 });
