@@ -19,6 +19,7 @@ export {
   type UnstorableResponseReason,
 } from './errors.ts';
 export { fingerprintRequest } from './fingerprint.ts';
+export type { Jsonified } from './jsonified.ts';
 export {
   MIGRATIONS_DIRECTORY,
   type MigrateOptions,

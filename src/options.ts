@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { type ZodType, z } from 'zod';
 import { NotJsonError } from './canonical-json.ts';
 import { InvalidIdempotencyKeyError, InvalidIdempotencyOptionsError } from './errors.ts';
 import { fingerprintRequest } from './fingerprint.ts';
@@ -31,17 +31,18 @@ const KEY_PATTERN = /^[\x20-\x7e]{1,255}$/;
 /** The Postgres isolation levels the library's own transaction can run at. */
 export type IsolationLevel = 'read committed' | 'repeatable read' | 'serializable';
 
-/** Validates a value against a schema; any zod 4 schema fits. */
-export interface ResponseSchema<T> {
-  safeParse(value: unknown): { success: true; data: T } | { success: false; error: unknown };
-}
+/**
+ * A zod 4 schema for the response. `fn` returns what the schema accepts (its input type); every
+ * call returns what it produces (its output type).
+ */
+export type ResponseSchema = ZodType;
 
 /**
  * Options of {@link withIdempotency}.
  *
  * @example
  * ```ts
- * const options: IdempotencyOptions<Payment> = {
+ * const options: IdempotencyOptions = {
  *   scope: `tenant:${tenantId}:create-payment`,
  *   key: request.headers['idempotency-key'],
  *   request: request.body,
@@ -49,7 +50,7 @@ export interface ResponseSchema<T> {
  * };
  * ```
  */
-export interface IdempotencyOptions<T = unknown> {
+export interface IdempotencyOptions {
   /**
    * Namespace of the key: a tenant, a principal and/or an operation. The same key in two scopes is
    * two operations. Scope keys to the authenticated principal, so that one client's key can never
@@ -57,14 +58,16 @@ export interface IdempotencyOptions<T = unknown> {
    */
   scope: string;
   /**
-   * The client's idempotency key: 1 to 255 printable ASCII characters. `undefined` (a missing
-   * header) is accepted by the type and refused with {@link InvalidIdempotencyKeyError} (400).
+   * The client's idempotency key: 1 to 255 printable ASCII characters. Typed to take a request
+   * header as it comes: `undefined` (a missing header) and an array (a repeated one) are refused
+   * with an {@link InvalidIdempotencyKeyError} (400).
    */
-  key: string | undefined;
+  key: string | readonly string[] | undefined;
   /**
    * The request the key stands for; any JSON value. Its fingerprint (SHA-256 of canonical JSON, so
    * key order does not matter) is stored, and the same key with another request is refused with
-   * {@link IdempotencyKeyReusedError}. Omit it to skip the check.
+   * {@link IdempotencyKeyReusedError}. Omit it on every call for a key to skip the check: a
+   * call with a request and one without are different requests.
    */
   request?: unknown;
   /** How long a completed key replays, measured by the database clock. Default 24 hours. */
@@ -78,17 +81,23 @@ export interface IdempotencyOptions<T = unknown> {
   /** Longest wait for an in-flight duplicate with `onConcurrent: 'wait'`. Default 10 s. */
   waitTimeoutMs?: number;
   /**
-   * Validates the response before it is stored, and parses the stored JSON on replay, so every
-   * call returns the same typed value. Use `z.coerce.date()` for dates: JSON stores them as text.
+   * Validates the response before it is stored, and parses the stored JSON on the first call and
+   * on every replay, so every call returns the same typed value. Use `z.coerce.date()` for dates:
+   * JSON stores them as text.
+   *
+   * @example
+   * ```ts
+   * responseSchema: z.object({ id: z.string(), createdAt: z.coerce.date() })
+   * ```
    */
-  responseSchema?: ResponseSchema<T>;
+  responseSchema?: ResponseSchema;
   /** Largest storable response, as UTF-8 JSON. Default 1 MiB. */
   maxResponseBytes?: number;
   /** Postgres schema that holds the ledger (the one you migrated). Default `idempotency`. */
   schema?: string;
   /**
-   * Isolation level of the library's own transaction. Default `'read committed'`. Not allowed when
-   * you pass your own transaction: it already has one.
+   * Isolation level of the library's own transaction. Default: the database's default (normally
+   * `'read committed'`). Not allowed when you pass your own transaction: it already has one.
    */
   isolationLevel?: IsolationLevel;
   /**
@@ -114,7 +123,7 @@ const optionsSchema = z.strictObject({
   onConcurrent: z.enum(['wait', 'reject']).default('wait'),
   waitTimeoutMs: z.int().positive().max(MAX_TIMEOUT_MS).default(DEFAULT_WAIT_TIMEOUT_MS),
   responseSchema: z
-    .custom<ResponseSchema<unknown>>(
+    .custom<ResponseSchema>(
       (schema) =>
         typeof schema === 'object' &&
         schema !== null &&
@@ -129,14 +138,14 @@ const optionsSchema = z.strictObject({
 });
 
 /** Options after validation, with defaults filled in and the request fingerprinted. */
-export interface ResolvedOptions<T> {
+export interface ResolvedOptions {
   scope: string;
   key: string;
   fingerprint: Buffer | null;
   ttlMs: number;
   onConcurrent: 'wait' | 'reject';
   waitTimeoutMs: number;
-  responseSchema: ResponseSchema<T> | undefined;
+  responseSchema?: ResponseSchema | undefined;
   maxResponseBytes: number;
   schema: string;
   isolationLevel?: IsolationLevel | undefined;
@@ -149,7 +158,7 @@ export interface ResolvedOptions<T> {
  * @throws {InvalidIdempotencyKeyError} for a missing or malformed key.
  * @throws {InvalidIdempotencyOptionsError} for anything else that is wrong.
  */
-export function resolveOptions<T>(options: IdempotencyOptions<T>): ResolvedOptions<T> {
+export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
   if (typeof options !== 'object' || options === null) {
     throw new InvalidIdempotencyOptionsError('withIdempotency options must be an object', []);
   }
@@ -165,7 +174,6 @@ export function resolveOptions<T>(options: IdempotencyOptions<T>): ResolvedOptio
     ...parsed,
     key,
     fingerprint: fingerprintOrThrow(parsed.request),
-    responseSchema: parsed.responseSchema as ResponseSchema<T> | undefined,
   };
 }
 

@@ -2,15 +2,15 @@ import { StoredResponseInvalidError, UnstorableResponseError } from './errors.ts
 import type { ResponseSchema } from './options.ts';
 
 /** A response ready to store: its JSON text (null for `undefined`) and the value every call returns. */
-export interface EncodedResponse<T> {
+export interface EncodedResponse {
   json: string | null;
-  response: T;
+  response: unknown;
 }
 
-interface CodecContext<T> {
+interface CodecContext {
   scope: string;
   key: string;
-  responseSchema: ResponseSchema<T> | undefined;
+  responseSchema?: ResponseSchema | undefined;
   maxResponseBytes: number;
 }
 
@@ -22,7 +22,7 @@ interface CodecContext<T> {
  *
  * @throws {UnstorableResponseError} when the value is not JSON, too large, or fails the schema.
  */
-export function encodeResponse<T>(value: T, context: CodecContext<T>): EncodedResponse<T> {
+export function encodeResponse(value: unknown, context: CodecContext): EncodedResponse {
   const { scope, key, responseSchema, maxResponseBytes } = context;
   if (responseSchema) {
     const result = responseSchema.safeParse(value);
@@ -69,10 +69,10 @@ export function encodeResponse<T>(value: T, context: CodecContext<T>): EncodedRe
  *
  * @throws {StoredResponseInvalidError} when it no longer matches `responseSchema`.
  */
-export function decodeResponse<T>(
+export function decodeResponse(
   json: string | null,
-  context: Pick<CodecContext<T>, 'scope' | 'key' | 'responseSchema'>,
-): T {
+  context: Pick<CodecContext, 'scope' | 'key' | 'responseSchema'>,
+): unknown {
   const decoded = decode(json, context.responseSchema);
   if (!decoded.success) {
     throw new StoredResponseInvalidError(context.scope, context.key, decoded.error);
@@ -107,10 +107,10 @@ function stringify(value: unknown, scope: string, key: string): string | null {
   return json;
 }
 
-function decode<T>(
+function decode(
   json: string | null,
-  responseSchema: ResponseSchema<T> | undefined,
-): { success: true; data: T } | { success: false; error: unknown } {
+  responseSchema: ResponseSchema | undefined,
+): { success: true; data: unknown } | { success: false; error: unknown } {
   const value: unknown = json === null ? undefined : JSON.parse(json);
-  return responseSchema ? responseSchema.safeParse(value) : { success: true, data: value as T };
+  return responseSchema ? responseSchema.safeParse(value) : { success: true, data: value };
 }

@@ -1,6 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kysely, Transaction } from 'kysely';
+import type { input as zodInput, output as zodOutput } from 'zod';
 import { IdempotencyKeyReusedError, InvalidIdempotencyOptionsError } from './errors.ts';
+import type { Jsonified } from './jsonified.ts';
 import {
   abortTransaction,
   type ClaimResult,
@@ -13,6 +15,7 @@ import {
   DEFAULT_MAX_ATTEMPTS,
   type IdempotencyOptions,
   type ResolvedOptions,
+  type ResponseSchema,
   resolveOptions,
 } from './options.ts';
 import { isRetryableTransactionError } from './postgres-errors.ts';
@@ -28,13 +31,17 @@ export interface IdempotencyResult<T> {
 
 // biome-ignore lint/suspicious/noExplicitAny: any database type; K carries the caller's.
 type AnyKysely = Kysely<any>;
+// `any`, not `infer`: inferring a database type through a ControlledTransaction fails.
+// biome-ignore lint/suspicious/noExplicitAny: any database type; K carries the caller's.
+type AnyTransaction = Transaction<any>;
 
 /**
  * The transaction `fn` receives: yours when you pass a `Transaction` (a `ControlledTransaction`
  * keeps its savepoint methods), otherwise the one the library opened on your `Kysely` instance.
  */
-export type IdempotentTransaction<K> =
-  K extends Transaction<infer _> ? K : Transaction<K extends Kysely<infer DB> ? DB : never>;
+export type IdempotentTransaction<K> = K extends AnyTransaction
+  ? K
+  : Transaction<K extends Kysely<infer DB> ? DB : never>;
 
 // With 'reject', a duplicate waits this long for the first call's transaction (lock_timeout = 0
 // would mean "wait forever").
@@ -78,16 +85,31 @@ const REJECT_WAIT_MS = 1;
  * );
  * ```
  */
-export async function withIdempotency<K extends AnyKysely, T>(
+export function withIdempotency<K extends AnyKysely, S extends ResponseSchema>(
   db: K,
-  options: IdempotencyOptions<T>,
-  fn: (trx: IdempotentTransaction<K>) => Promise<T>,
-): Promise<IdempotencyResult<T>> {
+  options: IdempotencyOptions & { responseSchema: S },
+  fn: (trx: IdempotentTransaction<K>) => Promise<zodInput<S>>,
+): Promise<IdempotencyResult<zodOutput<S>>>;
+export function withIdempotency<K extends AnyKysely, R>(
+  db: K,
+  options: IdempotencyOptions & { responseSchema?: undefined },
+  fn: (trx: IdempotentTransaction<K>) => Promise<R>,
+): Promise<IdempotencyResult<Jsonified<R>>>;
+export function withIdempotency<K extends AnyKysely>(
+  db: K,
+  options: IdempotencyOptions,
+  fn: (trx: IdempotentTransaction<K>) => Promise<unknown>,
+): Promise<IdempotencyResult<unknown>>;
+export async function withIdempotency(
+  db: AnyKysely,
+  options: IdempotencyOptions,
+  fn: (trx: never) => Promise<unknown>,
+): Promise<IdempotencyResult<unknown>> {
   const resolved = resolveOptions(options);
   if (typeof fn !== 'function') {
     throw new InvalidIdempotencyOptionsError('withIdempotency needs a function to run', ['fn']);
   }
-  const run = fn as (trx: Transaction<unknown>) => Promise<T>;
+  const run = fn as (trx: Transaction<unknown>) => Promise<unknown>;
   if (db.isTransaction) {
     if (resolved.isolationLevel !== undefined || resolved.maxAttempts !== undefined) {
       throw new InvalidIdempotencyOptionsError(
@@ -96,18 +118,18 @@ export async function withIdempotency<K extends AnyKysely, T>(
         ['isolationLevel', 'maxAttempts'],
       );
     }
-    return runInCallerTransaction(db as AnyKysely as Transaction<unknown>, resolved, run);
+    return runInCallerTransaction(db as Transaction<unknown>, resolved, run);
   }
   return runInOwnTransaction(db as Kysely<unknown>, resolved, run);
 }
 
-type Attempt<T> = { executed: true; response: T } | { executed: false; entry: LedgerEntry };
+type Attempt = { executed: true; response: unknown } | { executed: false; entry: LedgerEntry };
 
-async function runInOwnTransaction<DB, T>(
-  db: Kysely<DB>,
-  options: ResolvedOptions<T>,
-  fn: (trx: Transaction<DB>) => Promise<T>,
-): Promise<IdempotencyResult<T>> {
+async function runInOwnTransaction(
+  db: Kysely<unknown>,
+  options: ResolvedOptions,
+  fn: (trx: Transaction<unknown>) => Promise<unknown>,
+): Promise<IdempotencyResult<unknown>> {
   const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
   for (let attempt = 1; ; attempt++) {
     try {
@@ -131,11 +153,11 @@ async function runInOwnTransaction<DB, T>(
   }
 }
 
-async function runInCallerTransaction<DB, T>(
-  trx: Transaction<DB>,
-  options: ResolvedOptions<T>,
-  fn: (trx: Transaction<DB>) => Promise<T>,
-): Promise<IdempotencyResult<T>> {
+async function runInCallerTransaction(
+  trx: Transaction<unknown>,
+  options: ResolvedOptions,
+  fn: (trx: Transaction<unknown>) => Promise<unknown>,
+): Promise<IdempotencyResult<unknown>> {
   const claim = await claimFor(trx, options);
   if (!claim.claimed) return replay(claim.entry, options);
   try {
@@ -147,17 +169,17 @@ async function runInCallerTransaction<DB, T>(
 }
 
 /** Claim, then run fn and record its response; or hand back the entry that already holds the key. */
-async function claimAndExecute<DB, T>(
-  trx: Transaction<DB>,
-  options: ResolvedOptions<T>,
-  fn: (trx: Transaction<DB>) => Promise<T>,
-): Promise<Attempt<T>> {
+async function claimAndExecute(
+  trx: Transaction<unknown>,
+  options: ResolvedOptions,
+  fn: (trx: Transaction<unknown>) => Promise<unknown>,
+): Promise<Attempt> {
   const claim = await claimFor(trx, options);
   if (!claim.claimed) return { executed: false, entry: claim.entry };
   return { executed: true, response: await executeAndRecord(trx, options, fn) };
 }
 
-function claimFor<DB, T>(trx: Transaction<DB>, options: ResolvedOptions<T>): Promise<ClaimResult> {
+function claimFor(trx: Transaction<unknown>, options: ResolvedOptions): Promise<ClaimResult> {
   return claimKey(trx, options.schema, {
     scope: options.scope,
     key: options.key,
@@ -169,18 +191,18 @@ function claimFor<DB, T>(trx: Transaction<DB>, options: ResolvedOptions<T>): Pro
 }
 
 /** Runs fn in the transaction that holds the claim, and stores what it returned. */
-async function executeAndRecord<DB, T>(
-  trx: Transaction<DB>,
-  options: ResolvedOptions<T>,
-  fn: (trx: Transaction<DB>) => Promise<T>,
-): Promise<T> {
+async function executeAndRecord(
+  trx: Transaction<unknown>,
+  options: ResolvedOptions,
+  fn: (trx: Transaction<unknown>) => Promise<unknown>,
+): Promise<unknown> {
   const value = await fn(trx);
   const encoded = encodeResponse(value, options);
   await recordResponse(trx, options.schema, options, encoded.json);
   return encoded.response;
 }
 
-function replay<T>(entry: LedgerEntry, options: ResolvedOptions<T>): IdempotencyResult<T> {
+function replay(entry: LedgerEntry, options: ResolvedOptions): IdempotencyResult<unknown> {
   if (!sameFingerprint(entry.fingerprint, options.fingerprint)) {
     throw new IdempotencyKeyReusedError(options.scope, options.key);
   }

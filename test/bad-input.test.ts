@@ -48,6 +48,7 @@ describe('bad input', () => {
     ['a key with a control character', 'abc\ndef'],
     ['a missing key', undefined],
     ['a number as key', 42],
+    ['a repeated header (an array)', ['k1', 'k2']],
   ])('refuses %s with a 400 InvalidIdempotencyKeyError', async (_label, key) => {
     const error = await expectRefused({ scope: 's', key }, InvalidIdempotencyKeyError);
     expect(error).toMatchObject({ status: 400, code: 'invalid_key' });

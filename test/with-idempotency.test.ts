@@ -160,8 +160,8 @@ describe('withIdempotency', () => {
     const key = uniqueKey();
     const responseSchema = z.object({ cents: z.number().transform((cents) => cents / 100) });
     const options = { scope: 's', key, responseSchema };
-    const first = await withIdempotency(fx.db, options, async () => ({ cents: 250 }) as never);
-    const replay = await withIdempotency(fx.db, options, async () => ({ cents: 1 }) as never);
+    const first = await withIdempotency(fx.db, options, async () => ({ cents: 250 }));
+    const replay = await withIdempotency(fx.db, options, async () => ({ cents: 1 }));
     expect(first.response).toEqual({ cents: 2.5 });
     expect(replay).toEqual({ response: { cents: 2.5 }, replayed: true });
   });

@@ -49,8 +49,7 @@ export function createPaymentService(
     // Validated before the ledger sees it: a malformed request must not use up its key.
     const body = parseBody(await readBody(req));
     // Possibly undefined: the library answers a missing key with InvalidIdempotencyKeyError (400).
-    // (Node joins a repeated custom header into one string, so it is never an array.)
-    const key = req.headers['idempotency-key'] as string | undefined;
+    const key = req.headers['idempotency-key'];
 
     const { response, replayed } = await withIdempotency(
       db,

@@ -224,7 +224,7 @@ describe('withIdempotency over arbitrary inputs (property-based)', () => {
             key,
             request,
             ...(maxResponseBytes === undefined ? {} : { maxResponseBytes }),
-          } as IdempotencyOptions<unknown>;
+          } as IdempotencyOptions;
 
           let fnRuns = 0;
           let thrown: unknown;
