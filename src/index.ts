@@ -1,3 +1,4 @@
+export { NotJsonError } from './canonical-json.ts';
 export {
   type CleanupOptions,
   type CleanupResult,

@@ -2,6 +2,7 @@ import { Kysely, PostgresDialect } from 'kysely';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withIdempotency } from '../src/index.ts';
+import { deferred, waitForLockWaiters } from './support/barrier.ts';
 import { newPool } from './support/database.ts';
 import {
   createLedgerFixture,
@@ -64,6 +65,45 @@ describe('round trips', () => {
       withIdempotency(db, { scope: 's', key }, createPayment('s', key)),
     );
     expect(sent).toEqual(['select fingerprint, response::text']);
+  });
+
+  it('a duplicate that waited for the first call costs four statements', async () => {
+    const key = uniqueKey();
+    const inside = deferred();
+    const release = deferred();
+    // The first call runs on the fixture's own pool, so only the duplicate's statements count.
+    const first = withIdempotency(fx.db, { scope: 's', key }, async (trx) => {
+      const response = await createPayment('s', key)(trx);
+      inside.resolve();
+      await release.promise;
+      return response;
+    });
+    await inside.promise;
+    const sent = await record(async () => {
+      const duplicate = withIdempotency(db, { scope: 's', key }, createPayment('s', key));
+      await waitForLockWaiters(fx.db, 1);
+      release.resolve();
+      expect((await duplicate).replayed).toBe(true);
+    });
+    await first;
+    expect(sent).toEqual([
+      'select fingerprint, response::text', // the lookup: the first call has not committed
+      'begin',
+      'select claimed, fingerprint,', // waits for the first call, then returns its entry
+      'commit',
+    ]);
+  });
+
+  it("inside the caller's transaction, a replay costs one statement", async () => {
+    const key = uniqueKey();
+    await withIdempotency(db, { scope: 's', key }, createPayment('s', key));
+    const sent = await record(() =>
+      db.transaction().execute(async (trx) => {
+        const replay = await withIdempotency(trx, { scope: 's', key }, createPayment('s', key));
+        expect(replay.replayed).toBe(true);
+      }),
+    );
+    expect(sent).toEqual(['begin', 'select claimed, fingerprint,', 'commit']);
   });
 
   it("inside the caller's transaction, the ledger adds two statements", async () => {
