@@ -50,7 +50,10 @@ export async function openBenchDatabase(): Promise<BenchDatabase> {
     closing ??= (async () => {
       try {
         await db?.destroy();
-        await adminQuery(adminUrl, `drop database if exists "${name}" with (force)`);
+        await adminQuery(
+          adminUrl,
+          `drop database if exists ${pg.escapeIdentifier(name)} with (force)`,
+        );
       } finally {
         await embedded?.stop();
       }
@@ -60,9 +63,12 @@ export async function openBenchDatabase(): Promise<BenchDatabase> {
 
   try {
     // template0: CREATE DATABASE fails while anyone (a test run) is connected to template1.
-    await adminQuery(adminUrl, `create database "${name}" template template0`);
+    await adminQuery(adminUrl, `create database ${pg.escapeIdentifier(name)} template template0`);
     // The variants measure durable commits, whatever the server's default is.
-    await adminQuery(adminUrl, `alter database "${name}" set synchronous_commit = on`);
+    await adminQuery(
+      adminUrl,
+      `alter database ${pg.escapeIdentifier(name)} set synchronous_commit = on`,
+    );
     const url = withDatabase(adminUrl, name);
     db = new Kysely<BenchDB>({ dialect: new PostgresDialect({ pool: countingPool(url) }) });
     await createChargesTable(db);

@@ -35,6 +35,9 @@ export const cleanupOptionsSchema = z.strictObject({
  * `withIdempotency` calls. An expired key that has not been cleaned up yet is already treated as
  * new by `withIdempotency`: cleanup reclaims space, not correctness.
  *
+ * @throws {InvalidIdempotencyOptionsError} for an invalid batch size or schema.
+ * @throws {LedgerSchemaError} when the ledger has not been migrated into `schema`.
+ *
  * @example
  * ```ts
  * const { deleted } = await cleanupExpired(db, { batchSize: 5000 });

@@ -22,21 +22,23 @@ Reads the connection string from DATABASE_URL.
 `;
 
 async function main(argv: string[]): Promise<number> {
-  const { positionals, values } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      schema: { type: 'string' },
-      'batch-size': { type: 'string' },
-      'interval-ms': { type: 'string' },
-      loop: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
+  let parsed: ReturnType<typeof parseFlags>;
+  try {
+    parsed = parseFlags(argv);
+  } catch (error) {
+    // An unknown or malformed flag is a usage error, like an unknown command.
+    process.stderr.write(`${(error as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { positionals, values } = parsed;
   const command = positionals[0];
-  if (values.help || command === undefined) {
+  if (values.help) {
     process.stdout.write(USAGE);
-    return values.help ? 0 : 2;
+    return 0;
+  }
+  if (command === undefined) {
+    process.stderr.write(USAGE);
+    return 2;
   }
   const connectionString = process.env.DATABASE_URL;
   if (!connectionString) {
@@ -99,6 +101,20 @@ async function cleanup(
   } finally {
     await db.destroy();
   }
+}
+
+function parseFlags(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      schema: { type: 'string' },
+      'batch-size': { type: 'string' },
+      'interval-ms': { type: 'string' },
+      loop: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
 }
 
 main(process.argv.slice(2)).then(

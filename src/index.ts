@@ -28,6 +28,7 @@ export {
   migrate,
 } from './migrate.ts';
 export {
+  DEFAULT_MAX_ATTEMPTS,
   DEFAULT_MAX_RESPONSE_BYTES,
   DEFAULT_SCHEMA,
   DEFAULT_TTL_MS,

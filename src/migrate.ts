@@ -45,6 +45,9 @@ const migrateOptionsSchema = z.strictObject({
  * migration is applied exactly once, and the others wait and then find nothing to do.
  *
  * @throws {LedgerSchemaError} when the database was migrated by a newer version of this library.
+ * @throws {InvalidIdempotencyOptionsError} for a missing connection string or an invalid schema.
+ * @throws Errors of the connection and of `@databases/pg-migrations` (e.g. an applied migration
+ *   whose file has changed), unchanged.
  *
  * @example
  * ```ts

@@ -17,6 +17,8 @@ export const DEFAULT_MAX_ATTEMPTS = 5;
 const MAX_TTL_MS = 10 * 365 * DEFAULT_TTL_MS;
 // lock_timeout is an int in milliseconds on the server.
 const MAX_TIMEOUT_MS = 2_147_483_647;
+// A json value can be 1 GB; far below that, a response this large is a mistake.
+const MAX_RESPONSE_BYTES_LIMIT = 256 * 1024 * 1024;
 // A Postgres identifier is at most 63 bytes; anything else is quoted, so any text is safe.
 export const schemaNameSchema = z
   .string()
@@ -131,7 +133,11 @@ const optionsSchema = z.strictObject({
       'must be a zod schema',
     )
     .optional(),
-  maxResponseBytes: z.int().positive().max(MAX_TIMEOUT_MS).default(DEFAULT_MAX_RESPONSE_BYTES),
+  maxResponseBytes: z
+    .int()
+    .positive()
+    .max(MAX_RESPONSE_BYTES_LIMIT)
+    .default(DEFAULT_MAX_RESPONSE_BYTES),
   schema: schemaNameSchema.default(DEFAULT_SCHEMA),
   isolationLevel: z.enum(['read committed', 'repeatable read', 'serializable']).optional(),
   maxAttempts: z.int().min(1).max(100).optional(),

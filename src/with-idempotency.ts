@@ -63,11 +63,16 @@ const REJECT_WAIT_MS = 1;
  * @param fn - Your business work, given the transaction to run it in. Its return value (JSON) is
  *   the response.
  * @throws {InvalidIdempotencyKeyError} (400) for a missing or malformed key.
+ * @throws {InvalidIdempotencyOptionsError} for any other invalid option, or a non-JSON `request`.
  * @throws {IdempotencyKeyReusedError} (422) when the key was used with a different request.
  * @throws {IdempotencyConflictError} (409) when a call with the same key is in flight and
  *   `onConcurrent` is `'reject'`, or the wait for it exceeded `waitTimeoutMs`.
  * @throws {UnstorableResponseError} when `fn`'s return value cannot be stored; nothing is committed.
+ * @throws {StoredResponseInvalidError} when a stored response no longer matches `responseSchema`.
+ * @throws {LedgerSchemaError} when the ledger has not been migrated into `schema`.
  * @throws Whatever `fn` throws, unchanged; nothing is committed.
+ * @throws Database and driver errors (a lost connection, a statement timeout, a serialization
+ *   failure once `maxAttempts` is spent), unchanged, with their SQLSTATE in `code`.
  *
  * @example
  * ```ts

@@ -86,6 +86,7 @@ describe('migrate', () => {
     expect((await run('migrate')).stdout).toBe('ledger is up to date\n');
     expect((await run('cleanup', '--batch-size', '10')).stdout).toBe('deleted 0 expired entries\n');
     await expect(run('frobnicate')).rejects.toMatchObject({ code: 2 });
+    await expect(run('cleanup', '--bogus')).rejects.toMatchObject({ code: 2 });
   });
 
   it('cleans up in a loop from the command line until SIGTERM', async () => {

@@ -32,7 +32,10 @@ export function createClientDatabases(
     const lockMs = rng.int(1, 15);
     // Queued before anything the library sends on this connection.
     client
-      .query(`set statement_timeout = ${statementMs}; set lock_timeout = ${lockMs}`)
+      .query(
+        "select set_config('statement_timeout', $1, false), set_config('lock_timeout', $2, false)",
+        [`${statementMs}ms`, `${lockMs}ms`],
+      )
       .catch(() => undefined);
   });
   const steadyDb = new Kysely({ dialect: new PostgresDialect({ pool: steady }) });
