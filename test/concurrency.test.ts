@@ -2,23 +2,14 @@ import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import { IdempotencyConflictError, withIdempotency } from '../src/index.ts';
 import { deferred, waitForLockWaiters } from './support/barrier.ts';
-import { createPayment, uniqueKey, useLedgerFixture } from './support/ledger-fixture.ts';
+import {
+  createPayment,
+  startHeldCall,
+  uniqueKey,
+  useLedgerFixture,
+} from './support/ledger-fixture.ts';
 
 const fx = useLedgerFixture();
-
-/** Starts a first call for `key` that writes its payment, then holds its transaction open. */
-async function startHeldCall(key: string) {
-  const inside = deferred();
-  const release = deferred();
-  const first = withIdempotency(fx.db, { scope: 's', key }, async (trx) => {
-    const response = await createPayment('s', key)(trx);
-    inside.resolve();
-    await release.promise;
-    return response;
-  });
-  await inside.promise;
-  return { first, release };
-}
 
 describe('concurrent duplicates', () => {
   it("with 'wait', 50 concurrent calls execute once and all return the same response", async () => {
@@ -52,7 +43,7 @@ describe('concurrent duplicates', () => {
 
   it("with 'reject', duplicates in flight fail at once with a 409 conflict", async () => {
     const key = uniqueKey();
-    const { first, release } = await startHeldCall(key);
+    const { first, release } = await startHeldCall(fx.db, 's', key);
 
     let duplicateRuns = 0;
     const duplicates = await Promise.allSettled(
@@ -62,7 +53,7 @@ describe('concurrent duplicates', () => {
         }),
       ),
     );
-    release.resolve();
+    release();
     const firstResult = await first;
 
     expect(duplicateRuns).toBe(0);
@@ -85,11 +76,11 @@ describe('concurrent duplicates', () => {
 
   it('gives up waiting after waitTimeoutMs with a conflict, leaving the first call intact', async () => {
     const key = uniqueKey();
-    const { first, release } = await startHeldCall(key);
+    const { first, release } = await startHeldCall(fx.db, 's', key);
 
     const waiter = withIdempotency(fx.db, { scope: 's', key, waitTimeoutMs: 100 }, async () => 0);
     await expect(waiter).rejects.toMatchObject({ code: 'conflict', reason: 'wait_timeout' });
-    release.resolve();
+    release();
     expect((await first).replayed).toBe(false);
     expect(await fx.countPayments(key)).toBe(1);
   });

@@ -2,13 +2,14 @@ import { Kysely, PostgresDialect } from 'kysely';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withIdempotency } from '../src/index.ts';
-import { deferred, waitForLockWaiters } from './support/barrier.ts';
+import { waitForLockWaiters } from './support/barrier.ts';
 import { newPool } from './support/database.ts';
 import {
   createLedgerFixture,
   createPayment,
   type Database,
   type LedgerFixture,
+  startHeldCall,
   uniqueKey,
 } from './support/ledger-fixture.ts';
 
@@ -69,20 +70,12 @@ describe('round trips', () => {
 
   it('a duplicate that waited for the first call costs four statements', async () => {
     const key = uniqueKey();
-    const inside = deferred();
-    const release = deferred();
     // The first call runs on the fixture's own pool, so only the duplicate's statements count.
-    const first = withIdempotency(fx.db, { scope: 's', key }, async (trx) => {
-      const response = await createPayment('s', key)(trx);
-      inside.resolve();
-      await release.promise;
-      return response;
-    });
-    await inside.promise;
+    const { first, release } = await startHeldCall(fx.db, 's', key);
     const sent = await record(async () => {
       const duplicate = withIdempotency(db, { scope: 's', key }, createPayment('s', key));
       await waitForLockWaiters(fx.db, 1);
-      release.resolve();
+      release();
       expect((await duplicate).replayed).toBe(true);
     });
     await first;

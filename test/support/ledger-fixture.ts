@@ -4,7 +4,8 @@
  */
 import { type Generated, type Kysely, sql } from 'kysely';
 import { afterAll, beforeAll } from 'vitest';
-import { migrate } from '../../src/index.ts';
+import { migrate, withIdempotency } from '../../src/index.ts';
+import { deferred } from './barrier.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
 
 export interface PaymentsTable {
@@ -86,4 +87,21 @@ let counter = 0;
 export function uniqueKey(label = 'key'): string {
   counter += 1;
   return `${label}-${process.pid}-${counter}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/**
+ * Starts a first call for (scope, key) that writes its payment and then holds its transaction
+ * open until `release()`: duplicates sent meanwhile meet a call in flight.
+ */
+export async function startHeldCall(db: Kysely<Database>, scope: string, key: string) {
+  const inside = deferred();
+  const release = deferred();
+  const first = withIdempotency(db, { scope, key }, async (trx) => {
+    const response = await createPayment(scope, key)(trx);
+    inside.resolve();
+    await release.promise;
+    return response;
+  });
+  await inside.promise;
+  return { first, release: () => release.resolve() };
 }
