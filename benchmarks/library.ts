@@ -14,5 +14,11 @@ if (!existsSync(fileURLToPath(entry))) {
 // A variable specifier: TypeScript must not resolve dist/ (absent before a build).
 const library = (await import(entry.href)) as Library;
 
-export const { cleanupExpired, fingerprintRequest, handlePoolErrors, migrate, withIdempotency } =
-  library;
+export const {
+  cleanupExpired,
+  fingerprintRequest,
+  handlePoolErrors,
+  migrate,
+  ReplayCache,
+  withIdempotency,
+} = library;

@@ -10,6 +10,7 @@ const LABELS: Record<VariantId, string> = {
   bare: 'bare transaction (BEGIN; INSERT; COMMIT)',
   first: 'withIdempotency, first execution',
   replay: 'withIdempotency, replay',
+  'replay-cached': 'withIdempotency, replay with ReplayCache',
   'hot-key': 'withIdempotency, hot key (16 duplicates at once)',
   'powertools-first': 'Powertools + Redis, first execution',
   'powertools-replay': 'Powertools + Redis, replay',
@@ -19,6 +20,7 @@ const LABELS: Record<VariantId, string> = {
 const POWERTOOLS_PEER: Partial<Record<VariantId, VariantId>> = {
   first: 'powertools-first',
   replay: 'powertools-replay',
+  'replay-cached': 'powertools-replay',
 };
 
 export interface CellMedians {

@@ -47,7 +47,12 @@ export async function runThroughput(
 
   const cells: Cell[] = [];
   for (const c of CONCURRENCIES) {
-    cells.push(bareCell(db, c), firstExecutionCell(db, c), replayCell(db, c, replayKeys));
+    cells.push(
+      bareCell(db, c),
+      firstExecutionCell(db, c),
+      replayCell(db, c, replayKeys),
+      replayCell(db, c, replayKeys, true),
+    );
     if (powertools) cells.push(powertools.first(c), powertools.replay(c));
   }
   cells.push(hotKeyCell(db, HOT_KEY_DUPLICATES));

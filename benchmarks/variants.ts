@@ -1,5 +1,6 @@
 // The PostgreSQL variants: the bare business transaction, and withIdempotency around it (first
-// execution, replay, and a hot key hit by concurrent duplicates).
+// execution, replay with and without the in-process cache, and a hot key hit by concurrent
+// duplicates).
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { type Kysely, sql } from 'kysely';
@@ -11,7 +12,7 @@ import {
   newChargeRequest,
   SCOPE,
 } from './business.ts';
-import { withIdempotency } from './library.ts';
+import { ReplayCache, withIdempotency } from './library.ts';
 import { type CellRun, measure, runWorkers, timed } from './measure.ts';
 import type { WaitProfile } from './waits.ts';
 
@@ -19,6 +20,7 @@ export type VariantId =
   | 'bare'
   | 'first'
   | 'replay'
+  | 'replay-cached'
   | 'hot-key'
   | 'powertools-first'
   | 'powertools-replay';
@@ -51,8 +53,15 @@ export const REPLAY_KEYS = 16;
 
 type Db = Kysely<BenchDB>;
 
-function idempotentCharge(db: Db, key: string, request: ChargeRequest) {
-  return withIdempotency(db, { scope: SCOPE, key, request }, (trx) => insertCharge(trx, request));
+function idempotentCharge(
+  db: Db,
+  key: string,
+  request: ChargeRequest,
+  replayCache?: InstanceType<typeof ReplayCache>,
+) {
+  return withIdempotency(db, { scope: SCOPE, key, request, replayCache }, (trx) =>
+    insertCharge(trx, request),
+  );
 }
 
 export function bareCell(db: Db, concurrency: number): Cell {
@@ -88,19 +97,22 @@ export async function prepareReplayKeys(
   return keys;
 }
 
+/** Replays of completed keys; with `cached`, through an in-process ReplayCache. */
 export function replayCell(
   db: Db,
   concurrency: number,
   keys: { key: string; request: ChargeRequest }[],
+  cached = false,
 ): Cell {
   let next = 0;
+  const replayCache = cached ? new ReplayCache() : undefined;
   return {
-    variant: 'replay',
+    variant: cached ? 'replay-cached' : 'replay',
     concurrency,
     run: (durationMs) =>
       runWorkers(concurrency, durationMs, async () => {
         const { key, request } = keys[next++ % keys.length] as (typeof keys)[number];
-        const { replayed } = await idempotentCharge(db, key, request);
+        const { replayed } = await idempotentCharge(db, key, request, replayCache);
         if (!replayed) throw new Error('a completed key executed again');
       }),
   };

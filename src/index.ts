@@ -39,6 +39,11 @@ export {
 } from './options.ts';
 export { handlePoolErrors, type PoolEvents } from './pool-errors.ts';
 export {
+  DEFAULT_REPLAY_CACHE_ENTRIES,
+  ReplayCache,
+  type ReplayCacheOptions,
+} from './replay-cache.ts';
+export {
   type CleanupSchedule,
   type CleanupTick,
   DEFAULT_CLEANUP_INTERVAL_MS,

@@ -19,6 +19,11 @@ export interface LedgerEntry {
   response: string | null;
 }
 
+/** An entry read by {@link lookupEntry}, with the time it has left by the database clock. */
+export interface LiveEntry extends LedgerEntry {
+  remainingMs: number;
+}
+
 /** What {@link claimKey} found: the key is now ours, or a committed entry already holds it. */
 export type ClaimResult = { claimed: true } | { claimed: false; entry: LedgerEntry };
 
@@ -51,13 +56,14 @@ export async function lookupEntry(
   schema: string,
   scope: string,
   key: string,
-): Promise<LedgerEntry | undefined> {
+): Promise<LiveEntry | undefined> {
   // response::text: the stored JSON text as it is, independent of any json type parser the
   // application installed on pg, and SQL NULL stays distinguishable from a JSON null.
   const { rows } = await run(
     schema,
-    sql<EntryRow>`
-      select fingerprint, response::text as response
+    sql<LiveEntry>`
+      select fingerprint, response::text as response,
+             (extract(epoch from expires_at - statement_timestamp()) * 1000)::float8 as "remainingMs"
         from ${sql.id(schema, 'ledger')}
        where scope = ${scope} and key = ${key} and expires_at > statement_timestamp()`.execute(db),
   );

@@ -2,6 +2,7 @@ import { type ZodType, z } from 'zod';
 import { NotJsonError } from './canonical-json.ts';
 import { InvalidIdempotencyKeyError, InvalidIdempotencyOptionsError } from './errors.ts';
 import { fingerprintRequest } from './fingerprint.ts';
+import type { ReplayCache } from './replay-cache.ts';
 
 /** Default Postgres schema that holds the ledger. */
 export const DEFAULT_SCHEMA = 'idempotency';
@@ -108,6 +109,17 @@ export interface IdempotencyOptions {
    * transaction: only you can retry it.
    */
   maxAttempts?: number;
+  /**
+   * An in-process cache of completed entries: a replay found there costs no database round trip.
+   * Share one {@link ReplayCache} between calls. Used when the library owns the transaction.
+   *
+   * @example
+   * ```ts
+   * const replayCache = new ReplayCache();
+   * await withIdempotency(db, { scope, key, replayCache }, fn);
+   * ```
+   */
+  replayCache?: ReplayCache;
 }
 
 const optionsSchema = z.strictObject({
@@ -141,6 +153,16 @@ const optionsSchema = z.strictObject({
   schema: schemaNameSchema.default(DEFAULT_SCHEMA),
   isolationLevel: z.enum(['read committed', 'repeatable read', 'serializable']).optional(),
   maxAttempts: z.int().min(1).max(100).optional(),
+  replayCache: z
+    .custom<ReplayCache>(
+      (cache) =>
+        typeof cache === 'object' &&
+        cache !== null &&
+        typeof (cache as { find?: unknown }).find === 'function' &&
+        typeof (cache as { remember?: unknown }).remember === 'function',
+      'must be a ReplayCache',
+    )
+    .optional(),
 });
 
 /** Options after validation, with defaults filled in and the request fingerprinted. */
@@ -156,6 +178,7 @@ export interface ResolvedOptions {
   schema: string;
   isolationLevel?: IsolationLevel | undefined;
   maxAttempts?: number | undefined;
+  replayCache?: ReplayCache | undefined;
 }
 
 /**

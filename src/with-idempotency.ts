@@ -19,6 +19,7 @@ import {
   resolveOptions,
 } from './options.ts';
 import { isRetryableTransactionError } from './postgres-errors.ts';
+import { replayCacheId } from './replay-cache.ts';
 import { decodeResponse, encodeResponse } from './response-codec.ts';
 
 /** What {@link withIdempotency} returns. */
@@ -128,29 +129,50 @@ export async function withIdempotency(
   return runInOwnTransaction(db as Kysely<unknown>, resolved, run);
 }
 
-type Attempt = { executed: true; response: unknown } | { executed: false; entry: LedgerEntry };
+type Attempt = ({ executed: true } & Recorded) | { executed: false; entry: LedgerEntry };
+
+/** What executeAndRecord stored, and when (`performance.now()` before the record statement). */
+interface Recorded {
+  response: unknown;
+  json: string | null;
+  recordedAtMs: number;
+}
 
 async function runInOwnTransaction(
   db: Kysely<unknown>,
   options: ResolvedOptions,
   fn: (trx: Transaction<unknown>) => Promise<unknown>,
 ): Promise<IdempotencyResult<unknown>> {
+  const { replayCache } = options;
+  const cacheId = replayCache && replayCacheId(options.schema, options.scope, options.key);
   const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
   for (let attempt = 1; ; attempt++) {
     try {
+      const cached = cacheId && replayCache.find(cacheId);
+      if (cached) return replay(cached, options);
+
       // A replay is one statement outside any transaction. A miss costs this extra round trip on
       // a first execution, which is the price of cheap replays during a retry storm.
+      const lookedUpAtMs = performance.now();
       const existing = await lookupEntry(db, options.schema, options.scope, options.key);
-      if (existing) return replay(existing, options);
+      if (existing) {
+        // Counted from before the statement was sent: the cached copy expires no later than the
+        // entry does by the database clock.
+        if (cacheId) replayCache.remember(cacheId, existing, lookedUpAtMs + existing.remainingMs);
+        return replay(existing, options);
+      }
 
       const builder = db.transaction();
       const outcome = await (options.isolationLevel
         ? builder.setIsolationLevel(options.isolationLevel)
         : builder
       ).execute((trx) => claimAndExecute(trx, options, fn));
-      return outcome.executed
-        ? { response: outcome.response, replayed: false }
-        : replay(outcome.entry, options);
+      if (!outcome.executed) return replay(outcome.entry, options);
+      if (cacheId) {
+        const entry = { fingerprint: options.fingerprint, response: outcome.json };
+        replayCache.remember(cacheId, entry, outcome.recordedAtMs + options.ttlMs);
+      }
+      return { response: outcome.response, replayed: false };
     } catch (error) {
       if (attempt >= maxAttempts || !isRetryableTransactionError(error)) throw error;
       await sleep(backoffMs(attempt));
@@ -166,7 +188,8 @@ async function runInCallerTransaction(
   const claim = await claimFor(trx, options);
   if (!claim.claimed) return replay(claim.entry, options);
   try {
-    return { response: await executeAndRecord(trx, options, fn), replayed: false };
+    const { response } = await executeAndRecord(trx, options, fn);
+    return { response, replayed: false };
   } catch (error) {
     await abortTransaction(trx);
     throw error;
@@ -181,7 +204,7 @@ async function claimAndExecute(
 ): Promise<Attempt> {
   const claim = await claimFor(trx, options);
   if (!claim.claimed) return { executed: false, entry: claim.entry };
-  return { executed: true, response: await executeAndRecord(trx, options, fn) };
+  return { executed: true, ...(await executeAndRecord(trx, options, fn)) };
 }
 
 function claimFor(trx: Transaction<unknown>, options: ResolvedOptions): Promise<ClaimResult> {
@@ -200,11 +223,12 @@ async function executeAndRecord(
   trx: Transaction<unknown>,
   options: ResolvedOptions,
   fn: (trx: Transaction<unknown>) => Promise<unknown>,
-): Promise<unknown> {
+): Promise<Recorded> {
   const value = await fn(trx);
   const encoded = encodeResponse(value, options);
+  const recordedAtMs = performance.now();
   await recordResponse(trx, options.schema, options, encoded.json);
-  return encoded.response;
+  return { response: encoded.response, json: encoded.json, recordedAtMs };
 }
 
 function replay(entry: LedgerEntry, options: ResolvedOptions): IdempotencyResult<unknown> {

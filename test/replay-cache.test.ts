@@ -1,0 +1,127 @@
+import { sql } from 'kysely';
+import { describe, expect, it } from 'vitest';
+import {
+  IdempotencyKeyReusedError,
+  InvalidIdempotencyOptionsError,
+  ReplayCache,
+  withIdempotency,
+} from '../src/index.ts';
+import { createPayment, uniqueKey, useLedgerFixture } from './support/ledger-fixture.ts';
+
+const fx = useLedgerFixture();
+
+/** Deletes the ledger entry behind the library's back: only a cache can still replay it. */
+async function deleteEntry(key: string) {
+  await sql`delete from idempotency.ledger where key = ${key}`.execute(fx.db);
+}
+
+describe('ReplayCache', () => {
+  it('replays in this process without reading the ledger, after an execution or a lookup', async () => {
+    const replayCache = new ReplayCache();
+    const executed = uniqueKey();
+    const first = await withIdempotency(
+      fx.db,
+      { scope: 's', key: executed, replayCache },
+      createPayment('s', executed),
+    );
+    await deleteEntry(executed);
+    const replay = await withIdempotency(
+      fx.db,
+      { scope: 's', key: executed, replayCache },
+      createPayment('s', executed),
+    );
+    expect(replay).toEqual({ response: first.response, replayed: true });
+    expect(await fx.countPayments(executed)).toBe(1);
+
+    // An entry written by another process is cached when a replay reads it.
+    const looked = uniqueKey();
+    const other = await withIdempotency(
+      fx.db,
+      { scope: 's', key: looked },
+      createPayment('s', looked),
+    );
+    await withIdempotency(
+      fx.db,
+      { scope: 's', key: looked, replayCache },
+      createPayment('s', looked),
+    );
+    await deleteEntry(looked);
+    const cached = await withIdempotency(
+      fx.db,
+      { scope: 's', key: looked, replayCache },
+      createPayment('s', looked),
+    );
+    expect(cached).toEqual({ response: other.response, replayed: true });
+  });
+
+  it('checks the request fingerprint and the scope of a cached entry', async () => {
+    const replayCache = new ReplayCache();
+    const key = uniqueKey();
+    await withIdempotency(
+      fx.db,
+      { scope: 'tenant-a', key, request: { amount: 1 }, replayCache },
+      createPayment('tenant-a', key),
+    );
+    await expect(
+      withIdempotency(
+        fx.db,
+        { scope: 'tenant-a', key, request: { amount: 2 }, replayCache },
+        createPayment('tenant-a', key),
+      ),
+    ).rejects.toBeInstanceOf(IdempotencyKeyReusedError);
+    const otherScope = await withIdempotency(
+      fx.db,
+      { scope: 'tenant-b', key, request: { amount: 1 }, replayCache },
+      createPayment('tenant-b', key),
+    );
+    expect(otherScope.replayed).toBe(false);
+  });
+
+  it('stops replaying once the entry has expired by the database clock', async () => {
+    const replayCache = new ReplayCache();
+    const key = uniqueKey();
+    const first = await withIdempotency(
+      fx.db,
+      { scope: 's', key, ttlMs: 200, replayCache },
+      createPayment('s', key),
+    );
+    // Wait, by the database clock, until the entry has expired.
+    for (;;) {
+      const { rows } = await sql<{ expired: boolean }>`
+        select clock_timestamp() >= expires_at as expired
+          from idempotency.ledger where key = ${key}`.execute(fx.db);
+      if (rows[0]?.expired) break;
+    }
+    const again = await withIdempotency(
+      fx.db,
+      { scope: 's', key, replayCache },
+      createPayment('s', key),
+    );
+    expect(again.replayed).toBe(false);
+    expect(again.response).not.toEqual(first.response);
+    expect(await fx.countPayments(key)).toBe(2);
+  });
+
+  it('keeps at most maxEntries, dropping the least recently used', async () => {
+    const replayCache = new ReplayCache({ maxEntries: 2 });
+    const [a, b, c] = [uniqueKey(), uniqueKey(), uniqueKey()];
+    for (const key of [a, b]) {
+      await withIdempotency(fx.db, { scope: 's', key, replayCache }, createPayment('s', key));
+    }
+    // Using a makes b the least recently used, so c pushes b out.
+    await withIdempotency(fx.db, { scope: 's', key: a, replayCache }, createPayment('s', a));
+    await withIdempotency(fx.db, { scope: 's', key: c, replayCache }, createPayment('s', c));
+    expect(replayCache.size).toBe(2);
+    for (const key of [a, b, c]) await deleteEntry(key);
+    const replays = await Promise.all(
+      [a, b, c].map((key) =>
+        withIdempotency(fx.db, { scope: 's', key, replayCache }, createPayment('s', key)),
+      ),
+    );
+    expect(replays.map((r) => r.replayed)).toEqual([true, false, true]);
+  });
+
+  it('refuses invalid options', () => {
+    expect(() => new ReplayCache({ maxEntries: 0 })).toThrow(InvalidIdempotencyOptionsError);
+  });
+});
