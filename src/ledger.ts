@@ -42,11 +42,6 @@ export interface ClaimRequest {
 // biome-ignore lint/suspicious/noExplicitAny: the executor's table types are irrelevant here.
 type Executor = Kysely<any>;
 
-interface EntryRow {
-  fingerprint: Buffer | null;
-  response: string | null;
-}
-
 /**
  * Reads the live entry for (scope, key), outside any transaction: a replay costs this one
  * statement. Returns undefined when there is none, or it has expired.
@@ -85,7 +80,7 @@ export async function claimKey(
   try {
     const { rows } = await run(
       schema,
-      sql<{ claimed: boolean } & EntryRow>`
+      sql<{ claimed: boolean } & LedgerEntry>`
         select claimed, fingerprint, response
           from ${sql.id(schema, 'claim_key')}(${scope}, ${key}, ${fingerprint}, ${ttlMs}, ${waitMs})`.execute(
         trx,
