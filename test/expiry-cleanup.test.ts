@@ -20,6 +20,14 @@ async function expire(keyPrefix: string) {
      where key like ${`${keyPrefix}%`}`.execute(fx.db);
 }
 
+/** Inserts `count` entries under `prefix` that expired an hour ago, straight into the ledger. */
+async function insertExpired(prefix: string, count: number) {
+  await sql`
+    insert into idempotency.ledger (scope, key, expires_at)
+    select 'bulk', ${prefix} || '-' || g, statement_timestamp() - interval '1 hour'
+      from generate_series(1, ${count}::int) g`.execute(fx.db);
+}
+
 /** Writes `count` entries under `prefix` through the public API. */
 async function seed(prefix: string, count: number) {
   for (let i = 0; i < count; i++) {
@@ -93,10 +101,7 @@ describe('cleanupExpired', () => {
 
   it('shares the work between concurrent runs without deleting anything twice', async () => {
     const prefix = uniqueKey('parallel');
-    await sql`
-      insert into idempotency.ledger (scope, key, expires_at)
-      select 'bulk', ${prefix} || '-' || g, statement_timestamp() - interval '1 hour'
-        from generate_series(1, 3000) g`.execute(fx.db);
+    await insertExpired(prefix, 3000);
     const results = await Promise.all(
       Array.from({ length: 4 }, () => cleanupExpired(fx.db, { batchSize: 200 })),
     );
@@ -200,10 +205,7 @@ describe('scheduleCleanup', () => {
 
   it('stop() waits for the tick in progress', async () => {
     const prefix = uniqueKey('stopping');
-    await sql`
-      insert into idempotency.ledger (scope, key, expires_at)
-      select 'bulk', ${prefix} || '-' || g, statement_timestamp() - interval '1 hour'
-        from generate_series(1, 2000) g`.execute(fx.db);
+    await insertExpired(prefix, 2000);
     const schedule = scheduleCleanup(fx.db as Kysely<unknown>, {
       intervalMs: 60_000,
       batchSize: 10,

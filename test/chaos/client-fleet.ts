@@ -21,13 +21,12 @@ const EXIT_GRACE_MS = 10_000;
 /** A slot whose processes keep crashing by themselves is not restarted again (a harness bug). */
 const MAX_CRASHES = 3;
 
-export interface FleetOptions {
-  url: string;
-  seed: number;
-  scopes: number;
-  inFlight: number;
-  tightShare: number;
-  waitTimeoutMs: number;
+/** What every client gets (see ClientConfig), and what the fleet needs itself. */
+export interface FleetOptions
+  extends Pick<
+    ClientConfig,
+    'url' | 'seed' | 'scopes' | 'inFlight' | 'tightShare' | 'waitTimeoutMs'
+  > {
   /** The operations of each slot, in the order it runs them. */
   perClient: Operation[][];
   tally: RunTally;
