@@ -13,12 +13,14 @@ import { scheduleCleanup } from './schedule-cleanup.ts';
 
 const USAGE = `Usage:
   idempotency-ledger migrate [--schema NAME]
-  idempotency-ledger cleanup [--schema NAME] [--batch-size N] [--loop [--interval-ms N]]
+  idempotency-ledger cleanup [--schema NAME] [--batch-size N] [--pause-ms N]
+                             [--loop [--interval-ms N]]
 
 Reads the connection string from DATABASE_URL.
 
   migrate   create or upgrade the ledger (safe to run from several deploys at once)
-  cleanup   delete expired entries once, or every --interval-ms (default 60000) with --loop
+  cleanup   delete expired entries once, or every --interval-ms (default 60000) with --loop;
+            --pause-ms waits between batches; SIGINT/SIGTERM stop after the running batch
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -65,7 +67,12 @@ async function main(argv: string[]): Promise<number> {
 async function cleanup(
   connectionString: string,
   schema: string | undefined,
-  flags: { 'batch-size'?: string | undefined; 'interval-ms'?: string | undefined; loop: boolean },
+  flags: {
+    'batch-size'?: string | undefined;
+    'pause-ms'?: string | undefined;
+    'interval-ms'?: string | undefined;
+    loop: boolean;
+  },
 ): Promise<number> {
   const db = new Kysely<unknown>({
     dialect: new PostgresDialect({ pool: createPool(connectionString, 1) }),
@@ -73,11 +80,21 @@ async function cleanup(
   const options = {
     ...(schema ? { schema } : {}),
     ...(flags['batch-size'] ? { batchSize: Number(flags['batch-size']) } : {}),
+    ...(flags['pause-ms'] ? { pauseMs: Number(flags['pause-ms']) } : {}),
   };
   try {
     if (!flags.loop) {
-      const { deleted } = await cleanupExpired(db, options);
-      process.stdout.write(`deleted ${deleted} expired entries\n`);
+      const stopping = new AbortController();
+      const stop = () => stopping.abort();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      try {
+        const { deleted } = await cleanupExpired(db, { ...options, signal: stopping.signal });
+        process.stdout.write(`deleted ${deleted} expired entries\n`);
+      } finally {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+      }
       return 0;
     }
     let failed = false;
@@ -110,6 +127,7 @@ function parseFlags(argv: string[]) {
     options: {
       schema: { type: 'string' },
       'batch-size': { type: 'string' },
+      'pause-ms': { type: 'string' },
       'interval-ms': { type: 'string' },
       loop: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },

@@ -2,7 +2,12 @@ import type { Kysely } from 'kysely';
 import { sql } from 'kysely';
 import { z } from 'zod';
 import { cleanupLockKey } from './advisory-locks.ts';
-import { type CleanupResult, cleanupExpired, cleanupOptionsSchema } from './cleanup.ts';
+import {
+  type CleanupOptions,
+  type CleanupResult,
+  cleanupExpired,
+  cleanupOptionsSchema,
+} from './cleanup.ts';
 import { parseOptions } from './options.ts';
 
 /** Default time between two cleanup ticks: one minute. */
@@ -14,6 +19,8 @@ export interface ScheduleCleanupOptions {
   intervalMs?: number;
   /** Entries deleted per statement. Default 1000. */
   batchSize?: number;
+  /** Time to wait after each full batch; see {@link CleanupOptions.pauseMs}. Default 0. */
+  pauseMs?: number;
   /** Postgres schema that holds the ledger. Default `idempotency`. */
   schema?: string;
   /**
@@ -36,11 +43,15 @@ export interface CleanupTick extends CleanupResult {
 
 /** A running cleanup schedule. */
 export interface CleanupSchedule {
-  /** Stops the schedule; resolves once a tick in progress has finished. */
+  /**
+   * Stops the schedule. A tick in progress stops after the batch it is running; resolves once
+   * that batch has committed and the tick has ended.
+   */
   stop(): Promise<void>;
 }
 
-const scheduleOptionsSchema = cleanupOptionsSchema.extend({
+// The schedule owns the signal: stop() aborts it.
+const scheduleOptionsSchema = cleanupOptionsSchema.omit({ signal: true }).extend({
   intervalMs: z.int().positive().max(2_147_483_647).default(DEFAULT_CLEANUP_INTERVAL_MS),
   onError: z
     .custom<(error: unknown) => void | Promise<void>>((f) => typeof f === 'function')
@@ -68,7 +79,7 @@ export function scheduleCleanup<DB>(
   db: Kysely<DB>,
   options: ScheduleCleanupOptions = {},
 ): CleanupSchedule {
-  const { intervalMs, batchSize, schema, onError, onTick } = parseOptions(
+  const { intervalMs, onError, onTick, ...cleanupOptions } = parseOptions(
     scheduleOptionsSchema,
     options,
     'scheduleCleanup',
@@ -77,10 +88,11 @@ export function scheduleCleanup<DB>(
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> = Promise.resolve();
+  const stopping = new AbortController();
 
   const tick = async () => {
     try {
-      const result = await runTick(db, schema, batchSize);
+      const result = await runTick(db, { ...cleanupOptions, signal: stopping.signal });
       // Awaited, so that an async onTick that rejects lands in onError too.
       await onTick?.(result);
     } catch (error) {
@@ -101,6 +113,7 @@ export function scheduleCleanup<DB>(
     async stop() {
       stopped = true;
       clearTimeout(timer);
+      stopping.abort();
       await running;
     },
   };
@@ -108,9 +121,9 @@ export function scheduleCleanup<DB>(
 
 async function runTick<DB>(
   db: Kysely<DB>,
-  schema: string,
-  batchSize: number,
+  options: CleanupOptions & { schema: string },
 ): Promise<CleanupTick> {
+  const { schema } = options;
   // A session-level lock on one pooled connection, held for the whole tick and released before
   // the connection goes back to the pool. If this process dies mid-tick, Postgres drops the
   // connection and the lock with it, and another instance takes the next tick.
@@ -119,7 +132,7 @@ async function runTick<DB>(
       select pg_try_advisory_lock(${cleanupLockKey(schema)}) as locked`.execute(conn);
     if (!rows[0]?.locked) return { ran: false, deleted: 0 };
     try {
-      const { deleted } = await cleanupExpired(conn, { batchSize, schema });
+      const { deleted } = await cleanupExpired(conn, options);
       return { ran: true, deleted };
     } finally {
       await sql`select pg_advisory_unlock(${cleanupLockKey(schema)})`.execute(conn);

@@ -1,8 +1,9 @@
-import { type Kysely, sql } from 'kysely';
+import { Kysely, PostgresDialect, sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import {
   type CleanupTick,
   cleanupExpired,
+  InvalidIdempotencyOptionsError,
   LedgerSchemaError,
   scheduleCleanup,
   withIdempotency,
@@ -109,6 +110,33 @@ describe('cleanupExpired', () => {
     expect(await countEntries(prefix)).toBe(0);
   });
 
+  it('pauses between full batches, and stops at once when its signal aborts', async () => {
+    await cleanupExpired(fx.db); // nothing expired is left over from other tests
+    const prefix = uniqueKey('paced');
+    await insertExpired(prefix, 30);
+    const stopping = new AbortController();
+    // A pause longer than the test's timeout: only the abort can end this run in time.
+    const run = cleanupExpired(fx.db, { batchSize: 10, pauseMs: 600_000, signal: stopping.signal });
+
+    // Wait, by the database, until the first batch has committed: the run is now pausing.
+    while ((await countEntries(prefix)) > 20);
+    stopping.abort();
+
+    expect(await run).toEqual({ deleted: 10 });
+    expect(await countEntries(prefix)).toBe(20);
+    // A signal that has already aborted deletes nothing.
+    expect(await cleanupExpired(fx.db, { signal: stopping.signal })).toEqual({ deleted: 0 });
+    expect(await cleanupExpired(fx.db, { batchSize: 10, pauseMs: 1 })).toEqual({ deleted: 20 });
+  });
+
+  it('refuses a negative or fractional pause', async () => {
+    for (const pauseMs of [-1, 1.5]) {
+      await expect(cleanupExpired(fx.db, { pauseMs })).rejects.toBeInstanceOf(
+        InvalidIdempotencyOptionsError,
+      );
+    }
+  });
+
   it('neither blocks nor is blocked by a live call taking over an expired key', async () => {
     const key = uniqueKey('takeover');
     await withIdempotency(fx.db, { scope: 's', key }, async () => 'old');
@@ -203,15 +231,32 @@ describe('scheduleCleanup', () => {
     await schedule.stop();
   });
 
-  it('stop() waits for the tick in progress', async () => {
+  it('stop() ends the tick in progress after its running batch, and waits for that batch', async () => {
     const prefix = uniqueKey('stopping');
     await insertExpired(prefix, 2000);
-    const schedule = scheduleCleanup(fx.db as Kysely<unknown>, {
-      intervalMs: 60_000,
-      batchSize: 10,
-    });
-    await schedule.stop();
-    // The first tick starts immediately; stop() returned only after it deleted every batch.
-    expect(await countEntries(prefix)).toBe(0);
+    const pool = newPool(fx.url, 2);
+    const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });
+    try {
+      const ticks: CleanupTick[] = [];
+      const schedule = scheduleCleanup(db, {
+        intervalMs: 60_000,
+        batchSize: 10,
+        onTick: (tick) => {
+          ticks.push(tick);
+        },
+      });
+      // Until a batch has committed, by the database.
+      while ((await countEntries(prefix)) === 2000);
+      await schedule.stop();
+
+      // The tick ended early, and no batch is still running on the schedule's connection.
+      expect(ticks).toHaveLength(1);
+      const left = await countEntries(prefix);
+      expect(left).toBeGreaterThan(0);
+      expect(ticks[0]).toEqual({ ran: true, deleted: 2000 - left });
+      expect(pool.totalCount - pool.idleCount).toBe(0);
+    } finally {
+      await db.destroy();
+    }
   });
 });

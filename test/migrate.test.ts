@@ -89,6 +89,36 @@ describe('migrate', () => {
     await expect(run('cleanup', '--bogus')).rejects.toMatchObject({ code: 2 });
   });
 
+  it('stops a paced cleanup from the command line after the running batch on SIGTERM', async () => {
+    await migrate({ connectionString: database.url });
+    await sql`
+      insert into idempotency.ledger (scope, key, expires_at)
+      select 's', 'paced-' || g, statement_timestamp() - interval '1 hour'
+        from generate_series(1, 25) g`.execute(database.db);
+    const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
+    const child = spawn(
+      process.execPath,
+      [cli, 'cleanup', '--batch-size', '10', '--pause-ms', '600000'],
+      { env: { ...process.env, DATABASE_URL: database.url }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    const exited = once(child, 'exit');
+    const left = async () => {
+      const { rows } = await sql<{ n: number }>`
+        select count(*)::int as n from idempotency.ledger where key like 'paced-%'`.execute(
+        database.db,
+      );
+      return rows[0]?.n;
+    };
+    // The first batch has committed; the pause that follows would outlast the test.
+    while ((await left()) === 25);
+    child.kill('SIGTERM');
+    expect((await lines.next()).value).toBe('deleted 10 expired entries');
+    const [code] = await exited;
+    expect(code).toBe(0);
+    expect(await left()).toBe(15);
+  });
+
   it('cleans up in a loop from the command line until SIGTERM', async () => {
     await migrate({ connectionString: database.url });
     await sql`
