@@ -1,6 +1,7 @@
-// cleanupExpired: how fast it deletes expired rows (default batch size), alone and under live
+// cleanupExpired: how fast it deletes expired rows (default settings), alone and under live
 // traffic, and what it does to the latency of that traffic (first executions at c=4), measured
-// before, during and after it in the same run.
+// before, during and after it in the same run; under traffic once more with a pause between
+// batches, to show what pacing buys.
 import { randomInt, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { type Kysely, sql } from 'kysely';
@@ -17,6 +18,8 @@ export interface CleanupSettings {
   rows: number;
   /** Live traffic without cleanup, measured once before and once after it. */
   baselineMs: number;
+  /** The options of the paced pass under traffic (the first pass uses the defaults). */
+  paced: { batchSize?: number; pauseMs?: number };
 }
 
 export type LiveRun = CellRun & { waits: WaitProfile };
@@ -29,21 +32,29 @@ export interface CleanupPass {
   walBytesPerRow: number;
 }
 
+/** One cleanup pass under live traffic, and that traffic's latency while it ran. */
+export interface TrafficPass {
+  /** What cleanupExpired was given besides the schema: {} for the defaults. */
+  options: CleanupSettings['paced'];
+  pass: CleanupPass;
+  during: LiveRun;
+  /** during / median(traffic without cleanup just before, just after). */
+  p50Ratio: number;
+  p99Ratio: number;
+}
+
 export interface CleanupResult {
   rows: number;
   /** The plan of delete_expired's inner SELECT on the filled, analyzed table. */
   plan: string[];
   alone: CleanupPass;
-  underTraffic: CleanupPass;
   live: {
     concurrency: number;
-    before: LiveRun;
-    during: LiveRun;
-    after: LiveRun;
-    /** during / median(before, after). */
-    p50Ratio: number;
-    p99Ratio: number;
+    /** Live traffic without cleanup: before each pass under traffic, and after the last. */
+    without: LiveRun[];
   };
+  /** Under traffic with the defaults, then with `paced`. */
+  underTraffic: [TrafficPass, TrafficPass];
 }
 
 export async function measureCleanup(
@@ -60,15 +71,9 @@ export async function measureCleanup(
   await vacuumAnalyze(db, SCHEMA);
   const plan = await explainBatch(db);
   await checkpoint(db);
-  const alone = await timeCleanup(db);
+  const alone = await timeCleanup(db, {});
   if (alone.deleted !== rows) throw new Error(`cleanup deleted ${alone.deleted} of ${rows} rows`);
   progress(`cleanup alone: ${fmt(alone.rowsPerSec)} rows/s`);
-
-  // Again, with live traffic: new expired rows, the dead ones of the first pass vacuumed away.
-  await vacuumAnalyze(db, SCHEMA);
-  await fillLedger(db, SCHEMA, rows + 1, 2 * rows, 'expired');
-  await vacuumAnalyze(db, SCHEMA);
-  await checkpoint(db);
 
   const live = () => {
     const request = newChargeRequest();
@@ -79,45 +84,54 @@ export async function measureCleanup(
   };
   const baseline = () =>
     sampled(sampler, () => runWorkers(LIVE_CONCURRENCY, settings.baselineMs, live));
-  const before = await baseline();
-  let cleaning = true;
-  // Settled into a value at once, so that a failure is not an unhandled rejection meanwhile.
-  const outcome = timeCleanup(db).then(
-    (pass) => ({ pass }),
-    (error: unknown) => ({ error }),
-  );
-  void outcome.finally(() => {
-    cleaning = false;
-  });
-  const during = await sampled(sampler, () => runWhile(LIVE_CONCURRENCY, () => cleaning, live));
-  const settled = await outcome;
-  if ('error' in settled) throw settled.error;
-  const underTraffic = settled.pass;
-  const after = await baseline();
-  progress(`cleanup under traffic: ${fmt(underTraffic.rowsPerSec)} rows/s`);
+  // Each pass gets new expired rows (the dead ones of the pass before vacuumed away), then live
+  // traffic is measured without cleanup and with it; once more without it after the last pass.
+  // A pass is compared with the traffic just before it and the traffic just after it.
+  const passes: { options: CleanupSettings['paced']; pass: CleanupPass; during: LiveRun }[] = [];
+  const without: LiveRun[] = [];
+  for (const [i, options] of [{}, settings.paced].entries()) {
+    await vacuumAnalyze(db, SCHEMA);
+    await fillLedger(db, SCHEMA, (i + 1) * rows + 1, (i + 2) * rows, 'expired');
+    await vacuumAnalyze(db, SCHEMA);
+    await checkpoint(db);
+    without.push(await baseline());
+    let cleaning = true;
+    // Settled into a value at once, so that a failure is not an unhandled rejection meanwhile.
+    const outcome = timeCleanup(db, options).then(
+      (pass) => ({ pass }),
+      (error: unknown) => ({ error }),
+    );
+    void outcome.finally(() => {
+      cleaning = false;
+    });
+    const during = await sampled(sampler, () => runWhile(LIVE_CONCURRENCY, () => cleaning, live));
+    const settled = await outcome;
+    if ('error' in settled) throw settled.error;
+    passes.push({ options, pass: settled.pass, during });
+    progress(
+      `cleanup under traffic ${JSON.stringify(options)}: ${fmt(settled.pass.rowsPerSec)} rows/s`,
+    );
+  }
+  await vacuumAnalyze(db, SCHEMA);
+  without.push(await baseline());
 
-  const ratio = (field: 'p50' | 'p99') =>
-    during.latency[field] / median([before.latency[field], after.latency[field]]);
-  return {
-    rows,
-    plan,
-    alone,
-    underTraffic,
-    live: {
-      concurrency: LIVE_CONCURRENCY,
-      before,
-      during,
-      after,
-      p50Ratio: ratio('p50'),
-      p99Ratio: ratio('p99'),
-    },
-  };
+  const underTraffic = passes.map((p, i): TrafficPass => {
+    const around = [without[i], without[i + 1]] as [LiveRun, LiveRun];
+    const ratio = (field: 'p50' | 'p99') =>
+      p.during.latency[field] / median(around.map((run) => run.latency[field]));
+    return { ...p, p50Ratio: ratio('p50'), p99Ratio: ratio('p99') };
+  }) as [TrafficPass, TrafficPass];
+  return { rows, plan, alone, live: { concurrency: LIVE_CONCURRENCY, without }, underTraffic };
 }
 
-async function timeCleanup(db: Kysely<BenchDB>): Promise<CleanupPass> {
+async function timeCleanup(
+  db: Kysely<BenchDB>,
+  options: CleanupSettings['paced'],
+): Promise<CleanupPass> {
   const walBefore = await walPosition(db);
   const started = performance.now();
-  const { deleted } = await cleanupExpired(db, { schema: SCHEMA });
+  const { deleted } = await cleanupExpired(db, { ...options, schema: SCHEMA });
+  if (deleted === 0) throw new Error('cleanup found nothing to delete');
   const ms = performance.now() - started;
   const { rows } = await sql<{ bytes: string }>`
     select pg_wal_lsn_diff(pg_current_wal_lsn(), ${walBefore}::pg_lsn) as bytes`.execute(db);

@@ -1,5 +1,5 @@
 // Markdown tables for a person to read at a glance; the raw figures go to the JSON file.
-import type { CleanupResult } from './cleanup.ts';
+import type { CleanupResult, LiveRun, TrafficPass } from './cleanup.ts';
 import { median } from './measure.ts';
 import type { ScaleResult } from './scale.ts';
 import type { StorageResult } from './storage.ts';
@@ -177,23 +177,31 @@ export function cleanupTable(result: CleanupResult): string {
   const pass = (p: CleanupResult['alone']) =>
     `${int(p.rowsPerSec)} rows/s (${int(p.deleted)} rows in ${(p.ms / 1000).toFixed(1)} s; ` +
     `${int(p.walBytesPerRow)} B of WAL per row)`;
-  const latency = (run: CleanupResult['live']['before']) =>
-    `p50 ${ms(run.latency.p50)} ms, p99 ${ms(run.latency.p99)} ms, ${int(run.opsPerSec)} ops/s`;
+  const latency = (run: LiveRun | undefined) =>
+    run === undefined
+      ? ''
+      : `p50 ${ms(run.latency.p50)} ms, p99 ${ms(run.latency.p99)} ms, ${int(run.opsPerSec)} ops/s`;
+  const settings = (options: TrafficPass['options']) =>
+    Object.keys(options).length === 0
+      ? 'defaults'
+      : Object.entries(options)
+          .map(([name, value]) => `${name} ${value}`)
+          .join(', ');
   const { live } = result;
+  const traffic = `first executions, c=${live.concurrency}`;
   return markdownTable(
-    ['cleanupExpired, default batch size', ''],
+    ['cleanupExpired', ''],
     [
-      ['alone', pass(result.alone)],
-      [`under live traffic (first executions, c=${live.concurrency})`, pass(result.underTraffic)],
-      ['live traffic before cleanup', latency(live.before)],
-      ['live traffic during cleanup', latency(live.during)],
-      ['live traffic after cleanup', latency(live.after)],
-      [
-        'during / without (median of before, after)',
-        `p50 ${times(live.p50Ratio)}, p99 ${times(live.p99Ratio)}`,
-      ],
-      ['Postgres sessions before cleanup', topStates(live.before.waits, 3)],
-      ['Postgres sessions during cleanup', topStates(live.during.waits, 3)],
+      ['alone (defaults)', pass(result.alone)],
+      ...result.underTraffic.flatMap((p, i) => [
+        [`live traffic without cleanup (${traffic})`, latency(live.without[i])],
+        [`under live traffic (${settings(p.options)})`, pass(p.pass)],
+        [`  live traffic meanwhile`, latency(p.during)],
+        [`  during / without`, `p50 ${times(p.p50Ratio)}, p99 ${times(p.p99Ratio)}`],
+        [`  Postgres sessions meanwhile`, topStates(p.during.waits, 3)],
+      ]),
+      ['live traffic without cleanup, after', latency(live.without.at(-1))],
+      ['Postgres sessions without cleanup', topStates(live.without[0]?.waits ?? {}, 3)],
     ],
     'll',
   );
