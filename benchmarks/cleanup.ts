@@ -10,6 +10,7 @@ import { filledScope, fillLedger, vacuumAnalyze } from './fill.ts';
 import { cleanupExpired, migrate, withIdempotency } from './library.ts';
 import { type CellRun, median, runWhile, runWorkers } from './measure.ts';
 import { sampled, type WaitProfile, type WaitSampler } from './waits.ts';
+import { walBytesSince, walPosition } from './wal.ts';
 
 const SCHEMA = 'bench_cleanup';
 export const LIVE_CONCURRENCY = 4;
@@ -133,15 +134,8 @@ async function timeCleanup(
   const { deleted } = await cleanupExpired(db, { ...options, schema: SCHEMA });
   if (deleted === 0) throw new Error('cleanup found nothing to delete');
   const ms = performance.now() - started;
-  const { rows } = await sql<{ bytes: string }>`
-    select pg_wal_lsn_diff(pg_current_wal_lsn(), ${walBefore}::pg_lsn) as bytes`.execute(db);
-  const walBytes = Number(rows[0]?.bytes);
+  const walBytes = await walBytesSince(db, walBefore);
   return { deleted, ms, rowsPerSec: deleted / (ms / 1000), walBytesPerRow: walBytes / deleted };
-}
-
-async function walPosition(db: Kysely<BenchDB>): Promise<string> {
-  const { rows } = await sql<{ lsn: string }>`select pg_current_wal_lsn()::text as lsn`.execute(db);
-  return rows[0]?.lsn ?? '0/0';
 }
 
 /**

@@ -31,6 +31,7 @@ export interface CellMedians {
   redisRoundTrips: number;
   nodeCores: number;
   machineBusy: number;
+  walBytesPerOp: number;
 }
 
 /** Medians over the repetitions of one cell. */
@@ -44,6 +45,7 @@ export function cellMedians(cell: CellResult): CellMedians {
     redisRoundTrips: of((run) => run.redisRoundTripsPerOp),
     nodeCores: of((run) => run.cpu.nodeCores),
     machineBusy: of((run) => run.cpu.machineBusy),
+    walBytesPerOp: of((run) => run.walBytesPerOp ?? Number.NaN),
   };
 }
 
@@ -65,13 +67,14 @@ export function throughputTable(cells: CellResult[]): string {
       bare ? times(m.opsPerSec / cellMedians(bare).opsPerSec) : '–',
       peer ? times(m.opsPerSec / cellMedians(peer).opsPerSec) : '–',
       roundTrips(m),
+      int(m.walBytesPerOp),
       m.nodeCores.toFixed(2),
       `${Math.round(m.machineBusy * 100)} %`,
     ]);
   }
   const headers = ['variant', 'c', 'ops/s', 'p50 ms', 'p99 ms', 'ops/s vs bare'];
-  headers.push('vs Powertools', 'round trips/op', 'node CPU (cores)', 'machine CPU');
-  return markdownTable(headers, rows, 'llrrrrrlrr');
+  headers.push('vs Powertools', 'round trips/op', 'WAL B/op', 'node CPU (cores)', 'machine CPU');
+  return markdownTable(headers, rows, 'llrrrrrlrrr');
 }
 
 export function hotKeyLine(cells: CellResult[]): string {

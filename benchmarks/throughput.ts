@@ -15,6 +15,7 @@ import {
   type VariantId,
 } from './variants.ts';
 import { sampled, type WaitSampler } from './waits.ts';
+import { walBytesSince, walPosition } from './wal.ts';
 
 export const CONCURRENCIES = [1, 16] as const;
 /** Concurrent duplicates per hot key. */
@@ -74,8 +75,10 @@ export async function runThroughput(
     // Start each repetition at another cell, so that no variant always follows the same one.
     for (let i = 0; i < cells.length; i++) {
       const index = (i + rep) % cells.length;
+      const wal = await walPosition(db);
       const run = await sampled(sampler, () => (cells[index] as Cell).run(settings.cellMs));
-      (results[index] as CellResult).runs.push(run);
+      const walBytesPerOp = (await walBytesSince(db, wal)) / (run.ops || 1);
+      (results[index] as CellResult).runs.push({ ...run, walBytesPerOp });
     }
   }
   return results;

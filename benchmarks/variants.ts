@@ -36,6 +36,8 @@ export interface HotKeyStats {
 }
 
 export interface ThroughputRun extends CellRun {
+  /** WAL the server wrote during the run, per operation. */
+  walBytesPerOp?: number;
   hotKey?: HotKeyStats;
   /** Average Postgres sessions per state during the run; see waits.ts. */
   waits?: WaitProfile;
