@@ -90,19 +90,12 @@ describe('migrate', () => {
   });
 
   it('stops a paced cleanup from the command line after the running batch on SIGTERM', async () => {
-    await migrate({ connectionString: database.url });
-    await sql`
-      insert into idempotency.ledger (scope, key, expires_at)
-      select 's', 'paced-' || g, statement_timestamp() - interval '1 hour'
-        from generate_series(1, 25) g`.execute(database.db);
-    const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
-    const child = spawn(
-      process.execPath,
-      [cli, 'cleanup', '--batch-size', '10', '--pause-ms', '600000'],
-      { env: { ...process.env, DATABASE_URL: database.url }, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
-    const exited = once(child, 'exit');
+    const { child, lines, exited } = await startCleanupCli('paced', [
+      '--batch-size',
+      '10',
+      '--pause-ms',
+      '600000',
+    ]);
     const left = async () => {
       const { rows } = await sql<{ n: number }>`
         select count(*)::int as n from idempotency.ledger where key like 'paced-%'`.execute(
@@ -120,19 +113,13 @@ describe('migrate', () => {
   });
 
   it('cleans up in a loop from the command line until SIGTERM', async () => {
-    await migrate({ connectionString: database.url });
-    await sql`
-      insert into idempotency.ledger (scope, key, expires_at)
-      select 's', 'expired-' || g, statement_timestamp() - interval '1 hour'
-        from generate_series(1, 25) g`.execute(database.db);
-    const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
-    const child = spawn(
-      process.execPath,
-      [cli, 'cleanup', '--loop', '--interval-ms', '20', '--batch-size', '10'],
-      { env: { ...process.env, DATABASE_URL: database.url }, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
-    const exited = once(child, 'exit');
+    const { child, lines, exited } = await startCleanupCli('expired', [
+      '--loop',
+      '--interval-ms',
+      '20',
+      '--batch-size',
+      '10',
+    ]);
     expect((await lines.next()).value).toBe('deleted 25 expired entries');
     // Further ticks run, and find nothing left.
     expect((await lines.next()).value).toBe('deleted 0 expired entries');
@@ -144,3 +131,19 @@ describe('migrate', () => {
     expect(rows[0]?.n).toBe(0);
   });
 });
+
+/** Migrates, inserts 25 entries `<prefix>-1`… that expired an hour ago, and starts `cleanup`. */
+async function startCleanupCli(prefix: string, flags: string[]) {
+  await migrate({ connectionString: database.url });
+  await sql`
+    insert into idempotency.ledger (scope, key, expires_at)
+    select 's', ${prefix} || '-' || g, statement_timestamp() - interval '1 hour'
+      from generate_series(1, 25) g`.execute(database.db);
+  const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
+  const child = spawn(process.execPath, [cli, 'cleanup', ...flags], {
+    env: { ...process.env, DATABASE_URL: database.url },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  return { child, lines, exited: once(child, 'exit') };
+}
