@@ -51,10 +51,10 @@ CREATE INDEX ledger_expires_at_idx ON ledger (expires_at);
 -- time it started waiting. recordResponse() sets expires_at when the response is stored.
 --
 -- p_wait_ms bounds the time spent waiting, in all (onConcurrent 'wait': waitTimeoutMs; 'reject':
--- 1 ms). Each statement that may wait gets what is left of it as lock_timeout, set here rather than
--- with a separate SET statement to spare a round trip, and restored before returning, so the
--- caller's own statements keep their lock_timeout. When the time is up, lock_not_available (55P03)
--- is raised and the transaction aborts: nothing was written.
+-- 1 ms). Each statement that may wait gets what is left of it as lock_timeout (at least 1 ms), set
+-- here rather than with a separate SET statement to spare a round trip, and restored before
+-- returning, so the caller's own statements keep their lock_timeout. When a wait outlasts it,
+-- lock_not_available (55P03) is raised and the transaction aborts: nothing was written.
 CREATE FUNCTION claim_key(
   p_scope text,
   p_key text,
@@ -116,21 +116,16 @@ BEGIN
 END;
 $$;
 
--- wait_budget: what is left until p_deadline, as a lock_timeout value; raises lock_not_available
--- once nothing is left (lock_timeout = 0 would mean "wait forever").
+-- wait_budget: what is left until p_deadline, as a lock_timeout value; 1 ms once nothing is left
+-- (lock_timeout = 0 would mean "wait forever"). It never fails by itself: a statement whose budget
+-- ran out before it could even start (its backend was descheduled, say) still goes ahead when
+-- nothing blocks it, so a key that no one else holds is claimed however late; only a lock wait
+-- longer than the budget raises lock_not_available.
 CREATE FUNCTION wait_budget(p_deadline timestamptz)
 RETURNS text
-LANGUAGE plpgsql
+LANGUAGE sql
 AS $$
-DECLARE
-  left_ms bigint := ceil(extract(epoch FROM p_deadline - clock_timestamp()) * 1000);
-BEGIN
-  IF left_ms <= 0 THEN
-    RAISE EXCEPTION 'timed out waiting for the transaction that holds this idempotency key'
-      USING ERRCODE = 'lock_not_available';
-  END IF;
-  RETURN left_ms || 'ms';
-END;
+  SELECT greatest(1, ceil(extract(epoch FROM p_deadline - clock_timestamp()) * 1000))::bigint || 'ms';
 $$;
 
 -- delete_expired: deletes up to p_batch_size expired entries and returns how many it deleted.

@@ -74,6 +74,33 @@ describe('concurrent duplicates', () => {
     expect(later).toEqual({ response: firstResult.response, replayed: true });
   });
 
+  it('claims a free key even when the wait budget is spent before the claim could try', async () => {
+    // As if the backend had been descheduled for longer than the whole wait between entering
+    // claim_key and its INSERT (it happens on a busy machine with 'reject's 1 ms): a budget of
+    // 0 ms. Nothing holds the key, so nothing waits, and the claim must succeed, not conflict.
+    const free = uniqueKey();
+    const held = uniqueKey();
+    const { first, release } = await startHeldCall(fx.db, 's', held);
+    const claim = async (key: string) => {
+      const trx = await fx.db.startTransaction().execute();
+      try {
+        const { rows } = await sql<{ claimed: boolean }>`
+          select claimed from idempotency.claim_key('s', ${key}, null, 60000, 0)`.execute(trx);
+        return rows[0]?.claimed;
+      } finally {
+        await trx.rollback().execute();
+      }
+    };
+    try {
+      expect(await claim(free)).toBe(true);
+      // A key that is held still conflicts at once.
+      await expect(claim(held)).rejects.toMatchObject({ code: '55P03' });
+    } finally {
+      release();
+    }
+    expect((await first).replayed).toBe(false);
+  });
+
   it('gives up waiting after waitTimeoutMs with a conflict, leaving the first call intact', async () => {
     const key = uniqueKey();
     const { first, release } = await startHeldCall(fx.db, 's', key);
