@@ -14,20 +14,24 @@ const fx = useLedgerFixture();
 
 /**
  * Two calls that each count a scope's payments and then add one: a write skew that SERIALIZABLE
- * refuses. Both read before either writes (a barrier), so one of them must fail with 40001.
+ * refuses. Both read before either writes (a barrier), so one of them must fail with 40001. A
+ * third execution (the retry) first waits for `settled`, which the test resolves once the winner
+ * has returned: reading before the winner's commit would be refused again.
  */
 function writeSkew(scope: string) {
   const bothRead = { count: 0, done: deferred() };
+  const settled = deferred();
   let executions = 0;
   const fn = (key: string) => async (trx: Transaction<Database>) => {
     executions += 1;
+    if (executions > 2) await settled.promise;
     await sql`select count(*) from payments where scope = ${scope}`.execute(trx);
     bothRead.count += 1;
     if (bothRead.count === 2) bothRead.done.resolve();
     await bothRead.done.promise;
     return createPayment(scope, key)(trx);
   };
-  return { fn, executions: () => executions };
+  return { fn, executions: () => executions, winnerReturned: () => settled.resolve() };
 }
 
 describe('retries of the library-owned transaction', () => {
@@ -36,10 +40,13 @@ describe('retries of the library-owned transaction', () => {
     const [keyA, keyB] = [uniqueKey(), uniqueKey()];
     const skew = writeSkew(scope);
     const options = { scope, isolationLevel: 'serializable' as const };
-    const [a, b] = await Promise.all([
+    const calls = [
       withIdempotency(fx.db, { ...options, key: keyA }, skew.fn(keyA)),
       withIdempotency(fx.db, { ...options, key: keyB }, skew.fn(keyB)),
-    ]);
+    ] as const;
+    // The loser cannot return before its retry has run, so the first to return is the winner.
+    Promise.race(calls).then(skew.winnerReturned, skew.winnerReturned);
+    const [a, b] = await Promise.all(calls);
     expect(a.replayed).toBe(false);
     expect(b.replayed).toBe(false);
     // fn ran a third time: the attempt that lost the conflict was rolled back and run again.
