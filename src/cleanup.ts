@@ -17,7 +17,13 @@ export interface CleanupOptions {
   /**
    * Time to wait after each full batch before the next one. Default 0: delete as fast as the
    * database can. A pause leaves the database's CPU and WAL to live traffic while a large
-   * backlog drains; see "Performance" in the README for what it buys.
+   * backlog drains (see "Performance" in the README for what it buys); the run, and the
+   * connection it holds when it has one to itself, lasts that much longer.
+   *
+   * @example
+   * ```ts
+   * await cleanupExpired(db, { pauseMs: 10 });
+   * ```
    */
   pauseMs?: number;
   /** Postgres schema that holds the ledger. Default `idempotency`. */
@@ -25,6 +31,11 @@ export interface CleanupOptions {
   /**
    * Stops the cleanup between two batches: the batch in progress finishes (it is one statement),
    * no other starts, and the entries deleted so far are reported.
+   *
+   * @example
+   * ```ts
+   * const { deleted } = await cleanupExpired(db, { signal: AbortSignal.timeout(30_000) });
+   * ```
    */
   signal?: AbortSignal;
 }
@@ -39,7 +50,17 @@ export const cleanupOptionsSchema = z.strictObject({
   batchSize: z.int().positive().max(1_000_000).default(DEFAULT_CLEANUP_BATCH_SIZE),
   pauseMs: z.int().nonnegative().max(2_147_483_647).default(0),
   schema: schemaNameSchema.default(DEFAULT_SCHEMA),
-  signal: z.instanceof(AbortSignal).optional(),
+  // Duck-typed, like Node's own APIs: a signal from another realm or a polyfill works too.
+  signal: z
+    .custom<AbortSignal>(
+      (value) =>
+        typeof value === 'object' &&
+        value !== null &&
+        typeof (value as AbortSignal).aborted === 'boolean' &&
+        typeof (value as AbortSignal).addEventListener === 'function',
+      { message: 'Expected an AbortSignal' },
+    )
+    .optional(),
 });
 
 /**
@@ -49,12 +70,15 @@ export const cleanupOptionsSchema = z.strictObject({
  * and never stalls live `withIdempotency` calls. An expired key that has not been cleaned up yet
  * is already treated as new by `withIdempotency`: cleanup reclaims space, not correctness.
  *
- * @throws {InvalidIdempotencyOptionsError} for an invalid batch size, pause or schema.
+ * @throws {InvalidIdempotencyOptionsError} for an invalid batch size, pause, schema or signal.
  * @throws {LedgerSchemaError} when the ledger has not been migrated into `schema`.
  *
  * @example
  * ```ts
  * const { deleted } = await cleanupExpired(db, { batchSize: 5000 });
+ *
+ * // Beside live traffic: leave the database room, and give up after a minute.
+ * await cleanupExpired(db, { pauseMs: 10, signal: AbortSignal.timeout(60_000) });
  * ```
  */
 export async function cleanupExpired<DB>(

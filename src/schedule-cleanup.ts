@@ -19,7 +19,11 @@ export interface ScheduleCleanupOptions {
   intervalMs?: number;
   /** Entries deleted per statement. Default 1000. */
   batchSize?: number;
-  /** Time to wait after each full batch; see {@link CleanupOptions.pauseMs}. Default 0. */
+  /**
+   * Time to wait after each full batch; see {@link CleanupOptions.pauseMs}. Default 0. A tick
+   * holds one connection of `db`'s pool (and the cleanup lock) from its first batch to its
+   * last, pauses included: with a pause, a large backlog keeps that connection longer.
+   */
   pauseMs?: number;
   /** Postgres schema that holds the ledger. Default `idempotency`. */
   schema?: string;
@@ -93,8 +97,9 @@ export function scheduleCleanup<DB>(
   const tick = async () => {
     try {
       const result = await runTick(db, { ...cleanupOptions, signal: stopping.signal });
-      // Awaited, so that an async onTick that rejects lands in onError too.
-      await onTick?.(result);
+      // Awaited, so that an async onTick that rejects lands in onError too. A tick that stop()
+      // cut off before it began is not one.
+      if (result) await onTick?.(result);
     } catch (error) {
       try {
         await report(error);
@@ -119,11 +124,12 @@ export function scheduleCleanup<DB>(
   };
 }
 
+/** Runs one tick; undefined when the schedule was stopped before the tick took the lock. */
 async function runTick<DB>(
   db: Kysely<DB>,
-  options: CleanupOptions & { schema: string },
-): Promise<CleanupTick> {
-  const { schema } = options;
+  options: CleanupOptions & { schema: string; signal: AbortSignal },
+): Promise<CleanupTick | undefined> {
+  const { schema, signal } = options;
   // A session-level lock on one pooled connection, held for the whole tick and released before
   // the connection goes back to the pool. If this process dies mid-tick, Postgres drops the
   // connection and the lock with it, and another instance takes the next tick.
@@ -132,6 +138,7 @@ async function runTick<DB>(
       select pg_try_advisory_lock(${cleanupLockKey(schema)}) as locked`.execute(conn);
     if (!rows[0]?.locked) return { ran: false, deleted: 0 };
     try {
+      if (signal.aborted) return undefined;
       const { deleted } = await cleanupExpired(conn, options);
       return { ran: true, deleted };
     } finally {

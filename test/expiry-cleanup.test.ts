@@ -232,6 +232,7 @@ describe('scheduleCleanup', () => {
   });
 
   it('stop() ends the tick in progress after its running batch, and waits for that batch', async () => {
+    await cleanupExpired(fx.db); // nothing expired is left over from other tests
     const prefix = uniqueKey('stopping');
     await insertExpired(prefix, 2000);
     const pool = newPool(fx.url, 2);
@@ -258,5 +259,21 @@ describe('scheduleCleanup', () => {
     } finally {
       await db.destroy();
     }
+  });
+
+  it('stop() before the first tick has begun deletes nothing and reports no tick', async () => {
+    const prefix = uniqueKey('stopped-early');
+    await insertExpired(prefix, 50);
+    const ticks: CleanupTick[] = [];
+    const schedule = scheduleCleanup(fx.db, {
+      intervalMs: 60_000,
+      onTick: (tick) => {
+        ticks.push(tick);
+      },
+    });
+    await schedule.stop();
+    expect(ticks).toEqual([]);
+    expect(await countEntries(prefix)).toBe(50);
+    await cleanupExpired(fx.db);
   });
 });
