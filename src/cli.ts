@@ -90,7 +90,11 @@ async function cleanup(
       process.once('SIGTERM', stop);
       try {
         const { deleted } = await cleanupExpired(db, { ...options, signal: stopping.signal });
-        process.stdout.write(`deleted ${deleted} expired entries\n`);
+        process.stdout.write(
+          stopping.signal.aborted
+            ? `stopped: deleted ${deleted} expired entries before the signal\n`
+            : `deleted ${deleted} expired entries\n`,
+        );
       } finally {
         process.off('SIGINT', stop);
         process.off('SIGTERM', stop);

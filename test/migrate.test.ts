@@ -1,4 +1,4 @@
-import { execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -106,7 +106,9 @@ describe('migrate', () => {
     // The first batch has committed; the pause that follows would outlast the test.
     while ((await left()) === 25);
     child.kill('SIGTERM');
-    expect((await lines.next()).value).toBe('deleted 10 expired entries');
+    expect((await lines.next()).value).toBe(
+      'stopped: deleted 10 expired entries before the signal',
+    );
     const [code] = await exited;
     expect(code).toBe(0);
     expect(await left()).toBe(15);
@@ -132,6 +134,12 @@ describe('migrate', () => {
   });
 });
 
+/** CLI processes started by a test; one that failed before stopping its child leaves it here. */
+const cliChildren: ChildProcess[] = [];
+afterEach(() => {
+  for (const child of cliChildren.splice(0)) child.kill('SIGKILL');
+});
+
 /** Migrates, inserts 25 entries `<prefix>-1`… that expired an hour ago, and starts `cleanup`. */
 async function startCleanupCli(prefix: string, flags: string[]) {
   await migrate({ connectionString: database.url });
@@ -144,6 +152,7 @@ async function startCleanupCli(prefix: string, flags: string[]) {
     env: { ...process.env, DATABASE_URL: database.url },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  cliChildren.push(child);
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   return { child, lines, exited: once(child, 'exit') };
 }
