@@ -50,11 +50,12 @@ CREATE INDEX ledger_expires_at_idx ON ledger (expires_at);
 -- must judge the entry the other transaction just committed by the time it sees it, not by the
 -- time it started waiting. recordResponse() sets expires_at when the response is stored.
 --
--- p_wait_ms bounds the time spent waiting, in all (onConcurrent 'wait': waitTimeoutMs; 'reject':
--- 1 ms). Each statement that may wait gets what is left of it as lock_timeout (at least 1 ms), set
--- here rather than with a separate SET statement to spare a round trip, and restored before
--- returning, so the caller's own statements keep their lock_timeout. When a wait outlasts it,
--- lock_not_available (55P03) is raised and the transaction aborts: nothing was written.
+-- p_wait_ms is the time this call may spend waiting, in all (onConcurrent 'wait': waitTimeoutMs;
+-- 'reject': 1 ms). Each statement that may wait gets what is left of it as lock_timeout, but at
+-- least 1 ms (so a rare further pass of the loop may add up to 1 ms), set here rather than with a
+-- separate SET statement to spare a round trip, and restored before returning, so the caller's
+-- own statements keep their lock_timeout. When a wait outlasts it, lock_not_available (55P03) is
+-- raised and the transaction aborts: nothing was written.
 CREATE FUNCTION claim_key(
   p_scope text,
   p_key text,
