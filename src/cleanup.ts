@@ -46,9 +46,12 @@ export interface CleanupResult {
   deleted: number;
 }
 
+/** A pause in milliseconds, at most what a Node timer can wait. */
+export const pauseMsSchema = z.int().nonnegative().max(2_147_483_647);
+
 export const cleanupOptionsSchema = z.strictObject({
   batchSize: z.int().positive().max(1_000_000).default(DEFAULT_CLEANUP_BATCH_SIZE),
-  pauseMs: z.int().nonnegative().max(2_147_483_647).default(0),
+  pauseMs: pauseMsSchema.default(0),
   schema: schemaNameSchema.default(DEFAULT_SCHEMA),
   // Duck-typed, like Node's own APIs: a signal from another realm or a polyfill works too.
   signal: z

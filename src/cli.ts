@@ -20,7 +20,8 @@ Reads the connection string from DATABASE_URL.
 
   migrate   create or upgrade the ledger (safe to run from several deploys at once)
   cleanup   delete expired entries once, or every --interval-ms (default 60000) with --loop;
-            --pause-ms waits between batches; SIGINT/SIGTERM stop after the running batch
+            --pause-ms waits after each full batch (default 0 once, 10 with --loop);
+            SIGINT/SIGTERM stop after the running batch
 `;
 
 async function main(argv: string[]): Promise<number> {

@@ -47,6 +47,7 @@ export {
   type CleanupSchedule,
   type CleanupTick,
   DEFAULT_CLEANUP_INTERVAL_MS,
+  DEFAULT_SCHEDULED_CLEANUP_PAUSE_MS,
   type ScheduleCleanupOptions,
   scheduleCleanup,
 } from './schedule-cleanup.ts';
