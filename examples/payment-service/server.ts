@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { withIdempotency } from '../../src/index.ts';
+import { scheduleCleanup, withIdempotency } from '../../src/index.ts';
 import { problemFor, RequestError, sendProblem } from './problem.ts';
 import { createDb, createPool, toPayment } from './schema.ts';
 
@@ -17,7 +17,10 @@ const createPaymentBody = z.strictObject({
 
 export interface PaymentService {
   server: Server;
-  /** Stops accepting requests, lets those in flight finish, and closes the pool. */
+  /**
+   * Stops accepting requests, lets those in flight finish, stops the ledger cleanup, and closes
+   * the pool.
+   */
   close(): Promise<void>;
 }
 
@@ -36,6 +39,11 @@ export function createPaymentService(
     onError: (error) => log(`connection lost: ${error.message}`),
   });
   const db = createDb(pool);
+  // Expired keys are deleted in the background; across several instances, one works each tick.
+  const cleanup = scheduleCleanup(db, {
+    intervalMs: 5 * 60_000,
+    onError: (error) => log(`ledger cleanup failed: ${describe(error)}`),
+  });
 
   async function createPayment(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (req.method !== 'POST' || req.url !== '/payments') {
@@ -105,6 +113,7 @@ export function createPaymentService(
         server.close(() => resolve());
         server.closeIdleConnections();
       });
+      await cleanup.stop();
       await db.destroy();
     },
   };
