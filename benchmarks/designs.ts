@@ -1,0 +1,243 @@
+// `npm run bench:designs [-- --quick]`: what would other ledger designs cost? Each design is the
+// sequence of SQL statements a first execution would send, written out with raw pg (not the
+// library), next to the bare business transaction and to what the library sends today. Designs
+// interleaved round-robin, c=1 and c=16, medians; WAL per operation. It prices options for the
+// library's design, so it lives beside the benchmark and is never part of `npm test`.
+import { createHash, randomUUID } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { chargeResponse, newChargeRequest, SCOPE } from './business.ts';
+import { openBenchDatabase } from './database.ts';
+import { handlePoolErrors, migrate } from './library.ts';
+import { median, runWorkers } from './measure.ts';
+import { walBytesSince, walPosition } from './wal.ts';
+
+const { values: args } = parseArgs({ options: { quick: { type: 'boolean' } } });
+const quick = args.quick === true || process.env.BENCH_QUICK === '1';
+const repetitions = quick ? 1 : 3;
+const cellMs = quick ? 700 : 2000;
+const TTL_MS = 86_400_000;
+const WAIT_MS = 10_000;
+
+const INSERT_CHARGE =
+  'insert into charges (customer, amount, currency) values ($1, $2, $3) returning id';
+const LOOKUP =
+  'select fingerprint, response::text from idempotency.ledger where scope = $1 and key = $2 and expires_at > statement_timestamp()';
+const CLAIM =
+  'select claimed, fingerprint, response from idempotency.claim_key($1, $2, $3, $4, $5)';
+const RECORD =
+  "update idempotency.ledger set response = $1::json, expires_at = clock_timestamp() + $2 * interval '1 millisecond' where scope = $3 and key = $4";
+// The record without touching the indexed expires_at: a HOT update (the TTL would then count
+// from the claim, not from the record).
+const RECORD_HOT =
+  'update idempotency.ledger set response = $1::json where scope = $2 and key = $3';
+// Claim with a transaction-level advisory lock on the key (no write), then one INSERT of the
+// finished row: what the ledger's claim costs when it writes nothing. The read comes after the
+// lock in a statement of its own, so that it sees what a transaction it waited for committed.
+const CREATE_CLAIM_LOCK = `
+  create function claim_with_lock(p_scope text, p_key text) returns text
+  language plpgsql as $$
+  begin
+    perform pg_advisory_xact_lock(hashtextextended(p_key, hashtextextended(p_scope, 0)));
+    return (select response::text from idempotency.ledger
+             where scope = p_scope and key = p_key and expires_at > clock_timestamp());
+  end $$`;
+const CLAIM_LOCK = 'select claim_with_lock($1, $2)';
+const INSERT_ROW = `
+  insert into idempotency.ledger as l (scope, key, fingerprint, response, expires_at)
+  values ($1, $2, $3, $4::json, clock_timestamp() + $5 * interval '1 millisecond')
+  on conflict (scope, key) do update
+     set fingerprint = excluded.fingerprint, response = excluded.response,
+         created_at = excluded.created_at, expires_at = excluded.expires_at
+   where l.expires_at <= clock_timestamp()`;
+
+interface Design {
+  name: string;
+  /** Round trips of a first execution whose fn is one INSERT. */
+  roundTrips: number;
+  run(): Promise<void>;
+}
+
+const database = await openBenchDatabase();
+const plain = handlePoolErrors(new pg.Pool({ connectionString: database.url, max: 16 }));
+// pg's pipeline mode: queries issued without waiting go out back to back, each with its own Sync.
+const piped = handlePoolErrors(
+  new pg.Pool({ connectionString: database.url, max: 16, pipeline: true } as pg.PoolConfig),
+);
+
+/** One first execution: a fresh key, a charge, its 210-byte response. */
+function operation() {
+  const request = newChargeRequest();
+  const fingerprint = createHash('sha256').update(JSON.stringify(request)).digest();
+  return { request, key: randomUUID(), fingerprint };
+}
+
+async function transaction(
+  pool: pg.Pool,
+  body: (client: pg.PoolClient) => Promise<void>,
+): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await body(client);
+  } catch (error) {
+    await client.query('rollback').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+async function insertCharge(client: pg.PoolClient, op: ReturnType<typeof operation>) {
+  const { request } = op;
+  const { rows } = await client.query(INSERT_CHARGE, [
+    request.customer,
+    request.amount,
+    request.currency,
+  ]);
+  return JSON.stringify(chargeResponse(rows[0].id, request));
+}
+
+/** Sends both statements back to back on a pipelined client; fails unless COMMIT committed. */
+async function withCommit(client: pg.PoolClient, text: string, values: unknown[]) {
+  const [, commit] = await Promise.all([client.query(text, values), client.query('commit')]);
+  if (commit.command !== 'COMMIT') throw new Error('the transaction rolled back');
+}
+
+const designs: Design[] = [
+  {
+    name: 'bare transaction (BEGIN; INSERT; COMMIT)',
+    roundTrips: 3,
+    run: () =>
+      transaction(plain, async (client) => {
+        await client.query('begin');
+        await insertCharge(client, operation());
+        await client.query('commit');
+      }),
+  },
+  {
+    name: 'shipped: lookup, BEGIN, claim, fn, record, COMMIT',
+    roundTrips: 6,
+    run: async () => {
+      const op = operation();
+      await plain.query(LOOKUP, [SCOPE, op.key]);
+      await transaction(plain, async (client) => {
+        await client.query('begin');
+        await client.query(CLAIM, [SCOPE, op.key, op.fingerprint, TTL_MS, WAIT_MS]);
+        const response = await insertCharge(client, op);
+        await client.query(RECORD, [response, TTL_MS, SCOPE, op.key]);
+        await client.query('commit');
+      });
+    },
+  },
+  {
+    name: 'no lookup (a replay: BEGIN, claim, COMMIT)',
+    roundTrips: 5,
+    run: () => {
+      const op = operation();
+      return transaction(plain, async (client) => {
+        await client.query('begin');
+        await client.query(CLAIM, [SCOPE, op.key, op.fingerprint, TTL_MS, WAIT_MS]);
+        const response = await insertCharge(client, op);
+        await client.query(RECORD, [response, TTL_MS, SCOPE, op.key]);
+        await client.query('commit');
+      });
+    },
+  },
+  {
+    name: 'no lookup, HOT record (TTL from the claim)',
+    roundTrips: 5,
+    run: () => {
+      const op = operation();
+      return transaction(plain, async (client) => {
+        await client.query('begin');
+        await client.query(CLAIM, [SCOPE, op.key, op.fingerprint, TTL_MS, WAIT_MS]);
+        const response = await insertCharge(client, op);
+        await client.query(RECORD_HOT, [response, SCOPE, op.key]);
+        await client.query('commit');
+      });
+    },
+  },
+  {
+    name: 'no lookup, pipelined: BEGIN+claim, fn, record+COMMIT',
+    roundTrips: 3,
+    run: () => {
+      const op = operation();
+      return transaction(piped, async (client) => {
+        await Promise.all([
+          client.query('begin'),
+          client.query(CLAIM, [SCOPE, op.key, op.fingerprint, TTL_MS, WAIT_MS]),
+        ]);
+        const response = await insertCharge(client, op);
+        await withCommit(client, RECORD, [response, TTL_MS, SCOPE, op.key]);
+      });
+    },
+  },
+  {
+    name: 'no lookup, pipelined, advisory-lock claim, one INSERT of the row',
+    roundTrips: 3,
+    run: () => {
+      const op = operation();
+      return transaction(piped, async (client) => {
+        await Promise.all([client.query('begin'), client.query(CLAIM_LOCK, [SCOPE, op.key])]);
+        const response = await insertCharge(client, op);
+        await withCommit(client, INSERT_ROW, [SCOPE, op.key, op.fingerprint, response, TTL_MS]);
+      });
+    },
+  },
+  {
+    name: 'floor: no claim before fn, one INSERT of the row with COMMIT (not exactly-once per call)',
+    roundTrips: 3,
+    run: () => {
+      const op = operation();
+      return transaction(piped, async (client) => {
+        await client.query('begin');
+        const response = await insertCharge(client, op);
+        await withCommit(client, INSERT_ROW, [SCOPE, op.key, op.fingerprint, response, TTL_MS]);
+      });
+    },
+  },
+];
+
+try {
+  await migrate({ connectionString: database.url });
+  await plain.query(CREATE_CLAIM_LOCK);
+  const { db } = database;
+  const results = new Map<string, { opsPerSec: number[]; walBytesPerOp: number[] }>();
+  const cells = [1, 16].flatMap((c) => designs.map((design) => ({ c, design })));
+  for (const { c, design } of cells) await runWorkers(c, 200, () => design.run());
+  for (let rep = 0; rep < repetitions; rep++) {
+    console.error(`repetition ${rep + 1}/${repetitions}: ${cells.length} cells x ${cellMs} ms`);
+    for (const { c, design } of cells) {
+      const wal = await walPosition(db);
+      const run = await runWorkers(c, cellMs, () => design.run());
+      const walBytes = await walBytesSince(db, wal);
+      const result = results.get(`${c} ${design.name}`) ?? { opsPerSec: [], walBytesPerOp: [] };
+      result.opsPerSec.push(run.opsPerSec);
+      result.walBytesPerOp.push(walBytes / (run.ops || 1));
+      results.set(`${c} ${design.name}`, result);
+    }
+  }
+
+  const cell = (c: number, design: Design) => results.get(`${c} ${design.name}`);
+  const ops = (c: number, design: Design) => median(cell(c, design)?.opsPerSec ?? []);
+  const bare = designs[0] as Design;
+  const int = (n: number) => Math.round(n).toLocaleString('en-US');
+  console.log(
+    `# Ledger designs, first execution (${quick ? 'quick' : 'full'}; medians of ${repetitions})\n`,
+  );
+  console.log(
+    '| design | round trips | c=1 ops/s | vs bare | c=16 ops/s | vs bare | WAL B/op |\n' +
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+  );
+  for (const design of designs) {
+    const row = [1, 16].flatMap((c) => [
+      int(ops(c, design)),
+      `${(ops(c, design) / ops(c, bare)).toFixed(2)}x`,
+    ]);
+    const wal = int(median(cell(1, design)?.walBytesPerOp ?? []));
+    console.log(`| ${design.name} | ${design.roundTrips} | ${row.join(' | ')} | ${wal} |`);
+  }
+} finally {
+  await Promise.all([plain.end(), piped.end()]);
+  await database.close();
+}
