@@ -87,7 +87,7 @@ async function transaction(
   }
 }
 
-async function insertCharge(client: pg.PoolClient, op: ReturnType<typeof operation>) {
+async function insertCharge(client: pg.PoolClient, op: Op) {
   const { request } = op;
   const { rows } = await client.query(INSERT_CHARGE, [
     request.customer,
@@ -98,9 +98,43 @@ async function insertCharge(client: pg.PoolClient, op: ReturnType<typeof operati
 }
 
 /** Sends both statements back to back on a pipelined client; fails unless COMMIT committed. */
-async function withCommit(client: pg.PoolClient, text: string, values: unknown[]) {
+async function withCommit(client: pg.PoolClient, [text, values]: Statement) {
   const [, commit] = await Promise.all([client.query(text, values), client.query('commit')]);
   if (commit.command !== 'COMMIT') throw new Error('the transaction rolled back');
+}
+
+type Op = ReturnType<typeof operation>;
+type Statement = [text: string, values: unknown[]];
+const claim = (op: Op): Statement => [CLAIM, [SCOPE, op.key, op.fingerprint, TTL_MS, WAIT_MS]];
+const record = (op: Op, response: string): Statement => [RECORD, [response, TTL_MS, SCOPE, op.key]];
+const recordHot = (op: Op, response: string): Statement => [RECORD_HOT, [response, SCOPE, op.key]];
+const insertRow = (op: Op, response: string): Statement => [
+  INSERT_ROW,
+  [SCOPE, op.key, op.fingerprint, response, TTL_MS],
+];
+
+/** BEGIN, claim, fn, record, COMMIT, one statement at a time. */
+function claimAndRecord(op: Op, recordWith: typeof record = record): Promise<void> {
+  return transaction(plain, async (client) => {
+    await client.query('begin');
+    await client.query(...claim(op));
+    const response = await insertCharge(client, op);
+    await client.query(...recordWith(op, response));
+    await client.query('commit');
+  });
+}
+
+/** `first` sent with BEGIN (if any), fn, then `last` sent with COMMIT: three round trips. */
+function pipelined(
+  op: Op,
+  first: Statement | undefined,
+  last: (op: Op, response: string) => Statement,
+): Promise<void> {
+  return transaction(piped, async (client) => {
+    await Promise.all([client.query('begin'), first && client.query(...first)]);
+    const response = await insertCharge(client, op);
+    await withCommit(client, last(op, response));
+  });
 }
 
 const designs: Design[] = [
@@ -120,56 +154,25 @@ const designs: Design[] = [
     run: async () => {
       const op = operation();
       await plain.query(LOOKUP, [SCOPE, op.key]);
-      await transaction(plain, async (client) => {
-        await client.query('begin');
-        await client.query(CLAIM, [SCOPE, op.key, op.fingerprint, TTL_MS, WAIT_MS]);
-        const response = await insertCharge(client, op);
-        await client.query(RECORD, [response, TTL_MS, SCOPE, op.key]);
-        await client.query('commit');
-      });
+      await claimAndRecord(op);
     },
   },
   {
     name: 'no lookup (a replay: BEGIN, claim, COMMIT)',
     roundTrips: 5,
-    run: () => {
-      const op = operation();
-      return transaction(plain, async (client) => {
-        await client.query('begin');
-        await client.query(CLAIM, [SCOPE, op.key, op.fingerprint, TTL_MS, WAIT_MS]);
-        const response = await insertCharge(client, op);
-        await client.query(RECORD, [response, TTL_MS, SCOPE, op.key]);
-        await client.query('commit');
-      });
-    },
+    run: () => claimAndRecord(operation()),
   },
   {
     name: 'no lookup, HOT record (TTL from the claim)',
     roundTrips: 5,
-    run: () => {
-      const op = operation();
-      return transaction(plain, async (client) => {
-        await client.query('begin');
-        await client.query(CLAIM, [SCOPE, op.key, op.fingerprint, TTL_MS, WAIT_MS]);
-        const response = await insertCharge(client, op);
-        await client.query(RECORD_HOT, [response, SCOPE, op.key]);
-        await client.query('commit');
-      });
-    },
+    run: () => claimAndRecord(operation(), recordHot),
   },
   {
     name: 'no lookup, pipelined: BEGIN+claim, fn, record+COMMIT',
     roundTrips: 3,
     run: () => {
       const op = operation();
-      return transaction(piped, async (client) => {
-        await Promise.all([
-          client.query('begin'),
-          client.query(CLAIM, [SCOPE, op.key, op.fingerprint, TTL_MS, WAIT_MS]),
-        ]);
-        const response = await insertCharge(client, op);
-        await withCommit(client, RECORD, [response, TTL_MS, SCOPE, op.key]);
-      });
+      return pipelined(op, claim(op), record);
     },
   },
   {
@@ -177,24 +180,13 @@ const designs: Design[] = [
     roundTrips: 3,
     run: () => {
       const op = operation();
-      return transaction(piped, async (client) => {
-        await Promise.all([client.query('begin'), client.query(CLAIM_LOCK, [SCOPE, op.key])]);
-        const response = await insertCharge(client, op);
-        await withCommit(client, INSERT_ROW, [SCOPE, op.key, op.fingerprint, response, TTL_MS]);
-      });
+      return pipelined(op, [CLAIM_LOCK, [SCOPE, op.key]], insertRow);
     },
   },
   {
     name: 'floor: no claim before fn, one INSERT of the row with COMMIT (not exactly-once per call)',
     roundTrips: 3,
-    run: () => {
-      const op = operation();
-      return transaction(piped, async (client) => {
-        await client.query('begin');
-        const response = await insertCharge(client, op);
-        await withCommit(client, INSERT_ROW, [SCOPE, op.key, op.fingerprint, response, TTL_MS]);
-      });
-    },
+    run: () => pipelined(operation(), undefined, insertRow),
   },
 ];
 
