@@ -10,6 +10,11 @@ import { createPayment, uniqueKey, useLedgerFixture } from './support/ledger-fix
 
 const fx = useLedgerFixture();
 
+/** A payment under `key` in scope 's', through `replayCache` when one is given. */
+function pay(key: string, options: { replayCache?: ReplayCache; ttlMs?: number } = {}) {
+  return withIdempotency(fx.db, { scope: 's', key, ...options }, createPayment('s', key));
+}
+
 /** Deletes the ledger entry behind the library's back: only a cache can still replay it. */
 async function deleteEntry(key: string) {
   await sql`delete from idempotency.ledger where key = ${key}`.execute(fx.db);
@@ -19,38 +24,18 @@ describe('ReplayCache', () => {
   it('replays in this process without reading the ledger, after an execution or a lookup', async () => {
     const replayCache = new ReplayCache();
     const executed = uniqueKey();
-    const first = await withIdempotency(
-      fx.db,
-      { scope: 's', key: executed, replayCache },
-      createPayment('s', executed),
-    );
+    const first = await pay(executed, { replayCache });
     await deleteEntry(executed);
-    const replay = await withIdempotency(
-      fx.db,
-      { scope: 's', key: executed, replayCache },
-      createPayment('s', executed),
-    );
+    const replay = await pay(executed, { replayCache });
     expect(replay).toEqual({ response: first.response, replayed: true });
     expect(await fx.countPayments(executed)).toBe(1);
 
     // An entry written by another process is cached when a replay reads it.
     const looked = uniqueKey();
-    const other = await withIdempotency(
-      fx.db,
-      { scope: 's', key: looked },
-      createPayment('s', looked),
-    );
-    await withIdempotency(
-      fx.db,
-      { scope: 's', key: looked, replayCache },
-      createPayment('s', looked),
-    );
+    const other = await pay(looked);
+    await pay(looked, { replayCache });
     await deleteEntry(looked);
-    const cached = await withIdempotency(
-      fx.db,
-      { scope: 's', key: looked, replayCache },
-      createPayment('s', looked),
-    );
+    const cached = await pay(looked, { replayCache });
     expect(cached).toEqual({ response: other.response, replayed: true });
   });
 
@@ -80,11 +65,7 @@ describe('ReplayCache', () => {
   it('stops replaying once the entry has expired by the database clock', async () => {
     const replayCache = new ReplayCache();
     const key = uniqueKey();
-    const first = await withIdempotency(
-      fx.db,
-      { scope: 's', key, ttlMs: 200, replayCache },
-      createPayment('s', key),
-    );
+    const first = await pay(key, { ttlMs: 200, replayCache });
     // Wait, by the database clock, until the entry has expired.
     for (;;) {
       const { rows } = await sql<{ expired: boolean }>`
@@ -92,11 +73,7 @@ describe('ReplayCache', () => {
           from idempotency.ledger where key = ${key}`.execute(fx.db);
       if (rows[0]?.expired) break;
     }
-    const again = await withIdempotency(
-      fx.db,
-      { scope: 's', key, replayCache },
-      createPayment('s', key),
-    );
+    const again = await pay(key, { replayCache });
     expect(again.replayed).toBe(false);
     expect(again.response).not.toEqual(first.response);
     expect(await fx.countPayments(key)).toBe(2);
@@ -106,18 +83,14 @@ describe('ReplayCache', () => {
     const replayCache = new ReplayCache({ maxEntries: 2 });
     const [a, b, c] = [uniqueKey(), uniqueKey(), uniqueKey()];
     for (const key of [a, b]) {
-      await withIdempotency(fx.db, { scope: 's', key, replayCache }, createPayment('s', key));
+      await pay(key, { replayCache });
     }
     // Using a makes b the least recently used, so c pushes b out.
-    await withIdempotency(fx.db, { scope: 's', key: a, replayCache }, createPayment('s', a));
-    await withIdempotency(fx.db, { scope: 's', key: c, replayCache }, createPayment('s', c));
+    await pay(a, { replayCache });
+    await pay(c, { replayCache });
     expect(replayCache.size).toBe(2);
     for (const key of [a, b, c]) await deleteEntry(key);
-    const replays = await Promise.all(
-      [a, b, c].map((key) =>
-        withIdempotency(fx.db, { scope: 's', key, replayCache }, createPayment('s', key)),
-      ),
-    );
+    const replays = await Promise.all([a, b, c].map((key) => pay(key, { replayCache })));
     expect(replays.map((r) => r.replayed)).toEqual([true, false, true]);
   });
 
