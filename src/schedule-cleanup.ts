@@ -100,7 +100,6 @@ export function scheduleCleanup<DB>(
     'scheduleCleanup',
   );
   const report = onError ?? ((error: unknown) => process.emitWarning(toWarning(error)));
-  let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> = Promise.resolve();
   const stopping = new AbortController();
@@ -118,7 +117,7 @@ export function scheduleCleanup<DB>(
         // An onError that throws or rejects must not become an unhandled rejection either.
       }
     }
-    if (!stopped) timer = setTimeout(start, intervalMs);
+    if (!stopping.signal.aborted) timer = setTimeout(start, intervalMs);
   };
   const start = () => {
     running = tick();
@@ -127,9 +126,8 @@ export function scheduleCleanup<DB>(
 
   return {
     async stop() {
-      stopped = true;
-      clearTimeout(timer);
       stopping.abort();
+      clearTimeout(timer);
       await running;
     },
   };
