@@ -1,8 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kysely } from 'kysely';
 import { z } from 'zod';
+import { parseOptions } from './internal/parse-options.ts';
+import { DEFAULT_SCHEMA, schemaNameSchema } from './internal/schema-name.ts';
 import { deleteExpiredBatch } from './ledger.ts';
-import { DEFAULT_SCHEMA, parseOptions, schemaNameSchema } from './options.ts';
 
 /** Default number of entries one cleanup statement deletes. */
 export const DEFAULT_CLEANUP_BATCH_SIZE = 1000;

@@ -7,8 +7,8 @@ import { parseArgs } from 'node:util';
 import { Kysely, PostgresDialect } from 'kysely';
 import { cleanupExpired } from './cleanup.ts';
 import { IdempotencyError } from './errors.ts';
+import { createPool } from './internal/pg-pool.ts';
 import { migrate } from './migrate.ts';
-import { createPool } from './pg-pool.ts';
 import { scheduleCleanup } from './schedule-cleanup.ts';
 
 const USAGE = `Usage:

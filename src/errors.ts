@@ -4,10 +4,17 @@
  * Every error the library itself raises is an {@link IdempotencyError} with a stable `code`; errors
  * thrown by your own `fn` reach you unchanged. Match with `instanceof` or `code`, never with `name`.
  *
+ * Messages never contain the idempotency key or the scope: a key can act as the bearer of someone's
+ * response, and a scope often names a tenant. Both stay available as fields (`error.key`,
+ * `error.scope`) for code that needs them.
+ *
  * @module
  */
 
-/** Stable, machine-readable codes of {@link IdempotencyError}. */
+/**
+ * Stable, machine-readable codes of {@link IdempotencyError}. Modules that build on the core add
+ * codes of their own, so any string is accepted; the ones listed are the core's.
+ */
 export type IdempotencyErrorCode =
   | 'invalid_key'
   | 'invalid_options'
@@ -15,7 +22,25 @@ export type IdempotencyErrorCode =
   | 'conflict'
   | 'unstorable_response'
   | 'stored_response_invalid'
-  | 'ledger_schema';
+  | 'ledger_schema'
+  // Keeps editor completion for the names above while accepting any other string.
+  | (string & {});
+
+/** What every {@link IdempotencyError} is built from. */
+export interface IdempotencyErrorOptions {
+  /** Stable identifier of the situation, e.g. `'conflict'`. */
+  code: IdempotencyErrorCode;
+  /** Human-readable description. Must not contain the key, the scope, a request or a response. */
+  message: string;
+  /** The HTTP status that answers this situation, where HTTP has a natural one. */
+  status?: number | undefined;
+  /** The scope of the call that failed, when known. */
+  scope?: string | undefined;
+  /** The idempotency key of the call that failed, when known. */
+  key?: string | undefined;
+  /** The underlying error, if any. */
+  cause?: unknown;
+}
 
 /**
  * Base class of every error the library raises.
@@ -37,29 +62,25 @@ export class IdempotencyError extends Error {
   readonly code: IdempotencyErrorCode;
   /** The HTTP status that answers this situation, where HTTP has a natural one. */
   readonly status: number | undefined;
-  /** The scope of the call that failed, when known. */
+  /** The scope of the call that failed, when known. Never part of `message`. */
   readonly scope: string | undefined;
-  /** The idempotency key of the call that failed, when known. */
+  /** The idempotency key of the call that failed, when known. Never part of `message`. */
   readonly key: string | undefined;
 
-  constructor(
-    code: IdempotencyErrorCode,
-    message: string,
-    details: { status?: number; scope?: string; key?: string; cause?: unknown } = {},
-  ) {
-    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+  constructor(options: IdempotencyErrorOptions) {
+    super(options.message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
-    this.code = code;
-    this.status = details.status;
-    this.scope = details.scope;
-    this.key = details.key;
+    this.code = options.code;
+    this.status = options.status;
+    this.scope = options.scope;
+    this.key = options.key;
   }
 }
 
 /** The idempotency key is missing, empty, longer than 255 characters or not printable ASCII (HTTP 400). */
 export class InvalidIdempotencyKeyError extends IdempotencyError {
-  constructor(message: string, details: { scope?: string; key?: string } = {}) {
-    super('invalid_key', message, { ...details, status: 400 });
+  constructor(options: { message: string; scope?: string | undefined; key?: string | undefined }) {
+    super({ ...options, code: 'invalid_key', status: 400 });
   }
 }
 
@@ -71,9 +92,9 @@ export class InvalidIdempotencyOptionsError extends IdempotencyError {
   /** One line per invalid option, e.g. `ttlMs: Too small: expected number to be >0`. */
   readonly issues: readonly string[];
 
-  constructor(message: string, issues: readonly string[], details: { cause?: unknown } = {}) {
-    super('invalid_options', message, details);
-    this.issues = issues;
+  constructor(options: { message: string; issues: readonly string[]; cause?: unknown }) {
+    super({ code: 'invalid_options', message: options.message, cause: options.cause });
+    this.issues = options.issues;
   }
 }
 
@@ -82,39 +103,59 @@ export class InvalidIdempotencyOptionsError extends IdempotencyError {
  * reused a key for another operation, or changed the payload of a retry.
  */
 export class IdempotencyKeyReusedError extends IdempotencyError {
-  constructor(scope: string, key: string) {
-    super(
-      'key_reused',
-      `Idempotency key "${key}" in scope "${scope}" was already used with a different request`,
-      { status: 422, scope, key },
-    );
+  constructor(options: { scope: string; key: string }) {
+    super({
+      ...options,
+      code: 'key_reused',
+      status: 422,
+      message: 'This idempotency key was already used with a different request',
+    });
   }
 }
 
 /** Why an {@link IdempotencyConflictError} was raised. */
-export type ConflictReason = 'in_flight' | 'wait_timeout';
+export type ConflictReason = 'in_flight' | 'wait_timeout' | 'same_transaction';
+
+/** The delay an {@link IdempotencyConflictError} suggests before a retry, unless told otherwise. */
+const DEFAULT_RETRY_AFTER_MS = 1000;
 
 /**
  * Another call with the same key is still in its transaction (HTTP 409), and either the caller
- * chose `onConcurrent: 'reject'` or the wait for it exceeded `waitTimeoutMs`. Nothing was executed
- * or saved; the client should retry later.
+ * chose `onConcurrent: 'reject'`, or the wait for it exceeded `waitTimeoutMs`, or that call runs in
+ * the very transaction this one was given (it cannot be waited for). Nothing was executed or
+ * saved; the client should retry later.
  */
 export class IdempotencyConflictError extends IdempotencyError {
-  /** `'in_flight'` with `onConcurrent: 'reject'`, `'wait_timeout'` when the wait ran out. */
+  /**
+   * `'in_flight'` with `onConcurrent: 'reject'`, `'wait_timeout'` when the wait ran out,
+   * `'same_transaction'` when the key was claimed earlier in the same (caller's) transaction.
+   */
   readonly reason: ConflictReason;
   /** A suggested delay before the client retries, for a `Retry-After` header. */
   readonly retryAfterMs: number;
 
-  constructor(scope: string, key: string, reason: ConflictReason, cause: unknown) {
-    super(
-      'conflict',
-      reason === 'in_flight'
-        ? `A request with idempotency key "${key}" in scope "${scope}" is already in progress`
-        : `Timed out waiting for the in-progress request with idempotency key "${key}" in scope "${scope}"`,
-      { status: 409, scope, key, cause },
-    );
+  constructor(options: {
+    scope: string;
+    key: string;
+    reason: ConflictReason;
+    retryAfterMs?: number;
+    cause?: unknown;
+  }) {
+    const { reason, retryAfterMs = DEFAULT_RETRY_AFTER_MS, ...rest } = options;
+    super({ ...rest, code: 'conflict', status: 409, message: conflictMessage(reason) });
     this.reason = reason;
-    this.retryAfterMs = 1000;
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+function conflictMessage(reason: ConflictReason): string {
+  switch (reason) {
+    case 'in_flight':
+      return 'A request with this idempotency key is already in progress';
+    case 'wait_timeout':
+      return 'Timed out waiting for the in-progress request with this idempotency key';
+    case 'same_transaction':
+      return 'This idempotency key was already claimed earlier in the same transaction';
   }
 }
 
@@ -124,20 +165,22 @@ export type UnstorableResponseReason = 'not_json' | 'too_large' | 'schema' | 'tr
 /**
  * The value returned by `fn` cannot be stored as a replayable response: it is not JSON (a BigInt,
  * a cycle), it exceeds `maxResponseBytes`, it fails `responseSchema` before or after the JSON
- * round trip, or a statement inside `fn` failed and aborted the transaction although `fn`
- * returned. The transaction was rolled back: no business write and no ledger entry remain.
+ * round trip, or the transaction could not record it (a statement inside `fn` failed and aborted
+ * the transaction although `fn` returned, or `fn` ended the transaction itself). The transaction
+ * was rolled back: no business write and no ledger entry remain.
  */
 export class UnstorableResponseError extends IdempotencyError {
   readonly reason: UnstorableResponseReason;
 
-  constructor(
-    scope: string,
-    key: string,
-    reason: UnstorableResponseReason,
-    message: string,
-    cause?: unknown,
-  ) {
-    super('unstorable_response', message, { status: 500, scope, key, cause });
+  constructor(options: {
+    scope: string;
+    key: string;
+    reason: UnstorableResponseReason;
+    message: string;
+    cause?: unknown;
+  }) {
+    const { reason, ...rest } = options;
+    super({ ...rest, code: 'unstorable_response', status: 500 });
     this.reason = reason;
   }
 }
@@ -147,30 +190,36 @@ export class UnstorableResponseError extends IdempotencyError {
  * changed after the response was stored. The stored entry is left untouched.
  */
 export class StoredResponseInvalidError extends IdempotencyError {
-  constructor(scope: string, key: string, cause: unknown) {
-    super(
-      'stored_response_invalid',
-      `The stored response for idempotency key "${key}" in scope "${scope}" does not match responseSchema`,
-      { status: 500, scope, key, cause },
-    );
+  constructor(options: { scope: string; key: string; cause: unknown }) {
+    super({
+      ...options,
+      code: 'stored_response_invalid',
+      status: 500,
+      message: 'The stored response for this idempotency key does not match responseSchema',
+    });
   }
 }
 
 /** Why a {@link LedgerSchemaError} was raised. */
-export type LedgerSchemaProblem = 'missing' | 'newer';
+export type LedgerSchemaProblem = 'missing' | 'newer' | 'unsupported';
 
 /**
- * The ledger's tables are missing (run `migrate()`), or the database was migrated by a newer
- * version of this library than the one running.
+ * The ledger's tables are missing (run `migrate()`), the database was migrated by a newer version
+ * of this library than the one running, or the database cannot hold a ledger (it is not UTF-8).
  */
 export class LedgerSchemaError extends IdempotencyError {
   readonly problem: LedgerSchemaProblem;
   /** The Postgres schema that holds (or should hold) the ledger. */
   readonly schema: string;
 
-  constructor(schema: string, problem: LedgerSchemaProblem, message: string, cause?: unknown) {
-    super('ledger_schema', message, { cause });
-    this.problem = problem;
-    this.schema = schema;
+  constructor(options: {
+    schema: string;
+    problem: LedgerSchemaProblem;
+    message: string;
+    cause?: unknown;
+  }) {
+    super({ code: 'ledger_schema', message: options.message, cause: options.cause });
+    this.problem = options.problem;
+    this.schema = options.schema;
   }
 }

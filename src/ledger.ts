@@ -9,7 +9,7 @@ import {
   isMissingLedgerError,
   LOCK_NOT_AVAILABLE,
   sqlState,
-} from './postgres-errors.ts';
+} from './internal/postgres-errors.ts';
 
 /** A committed, unexpired ledger entry as a replay needs it. */
 export interface LedgerEntry {
@@ -94,7 +94,7 @@ export async function claimKey(
   } catch (error) {
     if (sqlState(error) === LOCK_NOT_AVAILABLE) {
       const reason = request.onConcurrent === 'reject' ? 'in_flight' : 'wait_timeout';
-      throw new IdempotencyConflictError(scope, key, reason, error);
+      throw new IdempotencyConflictError({ scope, key, reason, cause: error });
     }
     throw error;
   }
@@ -123,14 +123,15 @@ export async function recordResponse(
     if (sqlState(error) !== IN_FAILED_SQL_TRANSACTION) throw error;
     // fn returned normally, but one of its statements failed and the error was caught inside fn:
     // Postgres has aborted the transaction, so neither fn's writes nor the response can commit.
-    throw new UnstorableResponseError(
-      entry.scope,
-      entry.key,
-      'transaction_aborted',
-      'fn returned, but a statement inside it had failed and aborted the transaction ' +
+    throw new UnstorableResponseError({
+      scope: entry.scope,
+      key: entry.key,
+      reason: 'transaction_aborted',
+      message:
+        'fn returned, but a statement inside it had failed and aborted the transaction ' +
         '(was an SQL error caught and ignored in fn?); nothing was committed',
-      error,
-    );
+      cause: error,
+    });
   }
 }
 
@@ -170,12 +171,12 @@ async function run<R>(schema: string, query: Promise<R>): Promise<R> {
     return await query;
   } catch (error) {
     if (isMissingLedgerError(error)) {
-      throw new LedgerSchemaError(
+      throw new LedgerSchemaError({
         schema,
-        'missing',
-        `The idempotency ledger is missing from schema "${schema}": run migrate() (or \`idempotency-ledger migrate\`) first`,
-        error,
-      );
+        problem: 'missing',
+        message: `The idempotency ledger is missing from schema "${schema}": run migrate() (or \`idempotency-ledger migrate\`) first`,
+        cause: error,
+      });
     }
     throw error;
   }

@@ -3,11 +3,12 @@ import { fileURLToPath } from 'node:url';
 import { applyMigrations, connect } from '@databases/pg-migrations';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import { z } from 'zod';
-import { migrationLockKey } from './advisory-locks.ts';
 import { LedgerSchemaError } from './errors.ts';
-import { DEFAULT_SCHEMA, parseOptions, schemaNameSchema } from './options.ts';
-import { createPool } from './pg-pool.ts';
-import { sqlState, UNDEFINED_TABLE } from './postgres-errors.ts';
+import { migrationLockKey } from './internal/advisory-locks.ts';
+import { parseOptions } from './internal/parse-options.ts';
+import { createPool } from './internal/pg-pool.ts';
+import { sqlState, UNDEFINED_TABLE } from './internal/postgres-errors.ts';
+import { DEFAULT_SCHEMA, schemaNameSchema } from './internal/schema-name.ts';
 
 /** The SQL files this version of the library ships, in the order they apply. */
 export const MIGRATIONS_DIRECTORY = fileURLToPath(new URL('../migrations/', import.meta.url));
@@ -114,11 +115,12 @@ async function refuseNewerSchema(db: Kysely<unknown>, schema: string): Promise<v
   }
   const latest = latestMigrationIndex();
   if (newest > latest) {
-    throw new LedgerSchemaError(
+    throw new LedgerSchemaError({
       schema,
-      'newer',
-      `Schema "${schema}" has migration ${newest} applied, but this version of idempotency-ledger ` +
+      problem: 'newer',
+      message:
+        `Schema "${schema}" has migration ${newest} applied, but this version of idempotency-ledger ` +
         `knows migrations up to ${latest}: upgrade the library`,
-    );
+    });
   }
 }

@@ -2,10 +2,11 @@ import { type ZodType, z } from 'zod';
 import { NotJsonError } from './canonical-json.ts';
 import { InvalidIdempotencyKeyError, InvalidIdempotencyOptionsError } from './errors.ts';
 import { fingerprintRequest } from './fingerprint.ts';
+import { parseOptions } from './internal/parse-options.ts';
+import { DEFAULT_SCHEMA, schemaNameSchema } from './internal/schema-name.ts';
 import type { ReplayCache } from './replay-cache.ts';
 
-/** Default Postgres schema that holds the ledger. */
-export const DEFAULT_SCHEMA = 'idempotency';
+export { DEFAULT_SCHEMA };
 /** Default time a completed key replays: 24 hours. */
 export const DEFAULT_TTL_MS = 24 * 60 * 60 * 1000;
 /** Default longest wait for an in-flight duplicate: 10 seconds. */
@@ -20,14 +21,6 @@ const MAX_TTL_MS = 10 * 365 * DEFAULT_TTL_MS;
 const MAX_TIMEOUT_MS = 2_147_483_647;
 // A json value can be 1 GB; far below that, a response this large is a mistake.
 const MAX_RESPONSE_BYTES_LIMIT = 256 * 1024 * 1024;
-// A Postgres identifier is at most 63 bytes; anything else is quoted, so any text is safe.
-export const schemaNameSchema = z
-  .string()
-  .min(1)
-  .max(63)
-  .refine((name) => !name.includes('\0'), 'must not contain NUL')
-  .refine((name) => name.isWellFormed(), 'must be well-formed Unicode (no lone surrogates)');
-
 /** A printable-ASCII key of 1 to 255 characters, as Stripe and the IETF draft accept. */
 const KEY_PATTERN = /^[\x20-\x7e]{1,255}$/;
 
@@ -124,7 +117,15 @@ export interface IdempotencyOptions {
 
 const optionsSchema = z.strictObject({
   scope: z
-    .string({ error: 'is required and must be a string' })
+    .string({
+      // Only for a missing or non-string scope: the length checks keep their own messages.
+      error: (issue) =>
+        issue.code !== 'invalid_type'
+          ? undefined
+          : issue.input === undefined
+            ? 'is required'
+            : 'must be a string',
+    })
     .min(1)
     .max(255)
     .refine((scope) => !scope.includes('\0'), 'must not contain NUL')
@@ -188,13 +189,11 @@ export interface ResolvedOptions {
  * @throws {InvalidIdempotencyOptionsError} for anything else that is wrong.
  */
 export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
-  if (typeof options !== 'object' || options === null) {
-    throw new InvalidIdempotencyOptionsError('withIdempotency options must be an object', []);
-  }
   const parsed = parseOptions(optionsSchema, options, 'withIdempotency');
   const key = parsed.key;
   if (typeof key !== 'string' || !KEY_PATTERN.test(key)) {
-    throw new InvalidIdempotencyKeyError(describeKeyProblem(key), {
+    throw new InvalidIdempotencyKeyError({
+      message: describeKeyProblem(key),
       scope: parsed.scope,
       ...(typeof key === 'string' ? { key } : {}),
     });
@@ -204,24 +203,6 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
     key,
     fingerprint: fingerprintOrThrow(parsed.request),
   };
-}
-
-/** Parses `input` with `schema`, turning zod's issues into an {@link InvalidIdempotencyOptionsError}. */
-export function parseOptions<S extends z.ZodType>(
-  schema: S,
-  input: unknown,
-  functionName: string,
-): z.output<S> {
-  const result = schema.safeParse(input);
-  if (result.success) return result.data;
-  const issues = result.error.issues.map(
-    (issue) => `${issue.path.join('.') || '(options)'}: ${issue.message}`,
-  );
-  throw new InvalidIdempotencyOptionsError(
-    `Invalid ${functionName} options: ${issues.join('; ')}`,
-    issues,
-    { cause: result.error },
-  );
 }
 
 function describeKeyProblem(key: unknown): string {
@@ -242,7 +223,9 @@ function fingerprintOrThrow(request: unknown): Buffer | null {
     // for the stack) still means the request cannot be fingerprinted.
     const problem = error instanceof NotJsonError ? error.message : 'cannot be serialised as JSON';
     const issue = `request: ${problem}`;
-    throw new InvalidIdempotencyOptionsError(`Invalid withIdempotency options: ${issue}`, [issue], {
+    throw new InvalidIdempotencyOptionsError({
+      message: `Invalid withIdempotency options: ${issue}`,
+      issues: [issue],
       cause: error,
     });
   }

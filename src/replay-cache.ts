@@ -1,6 +1,6 @@
 import { z } from 'zod';
+import { parseOptions } from './internal/parse-options.ts';
 import type { LedgerEntry } from './ledger.ts';
-import { parseOptions } from './options.ts';
 
 /** Default number of entries a {@link ReplayCache} keeps. */
 export const DEFAULT_REPLAY_CACHE_ENTRIES = 10_000;

@@ -1,4 +1,8 @@
-import { StoredResponseInvalidError, UnstorableResponseError } from './errors.ts';
+import {
+  InvalidIdempotencyOptionsError,
+  StoredResponseInvalidError,
+  UnstorableResponseError,
+} from './errors.ts';
 import type { ResponseSchema } from './options.ts';
 
 /** A response ready to store: its JSON text (null for `undefined`) and the value every call returns. */
@@ -14,6 +18,8 @@ interface CodecContext {
   maxResponseBytes: number;
 }
 
+type Parsed = { success: true; data: unknown } | { success: false; error: unknown };
+
 /**
  * Turns `fn`'s return value into what is stored, and what the first call returns. The first call
  * returns the value decoded from the stored JSON, exactly as a replay does: a `Date` that would
@@ -21,30 +27,39 @@ interface CodecContext {
  * difference can never surface only on retry.
  *
  * @throws {UnstorableResponseError} when the value is not JSON, too large, or fails the schema.
+ * @throws {InvalidIdempotencyOptionsError} when `responseSchema` is asynchronous.
  */
 export function encodeResponse(value: unknown, context: CodecContext): EncodedResponse {
   const { scope, key, responseSchema, maxResponseBytes } = context;
+  const unstorable = (
+    reason: 'not_json' | 'too_large' | 'schema',
+    message: string,
+    cause?: unknown,
+  ) => new UnstorableResponseError({ scope, key, reason, message, cause });
   if (responseSchema) {
-    const result = responseSchema.safeParse(value);
+    const result = parseWith(responseSchema, value);
     if (!result.success) {
-      throw new UnstorableResponseError(
-        scope,
-        key,
-        'schema',
-        'The response does not match responseSchema',
-        result.error,
-      );
+      throw unstorable('schema', 'The response does not match responseSchema', result.error);
     }
   }
   // The value itself is stored, not the schema's output: decoding applies the schema (and any
   // transform in it) once, on the first call and on every replay alike.
-  const json = stringify(value, scope, key);
-  if (json !== null) {
+  let json: string | null | undefined = null;
+  // `undefined` (a function that returns nothing) is stored as SQL NULL and replays as undefined.
+  if (value !== undefined) {
+    try {
+      json = JSON.stringify(value);
+    } catch (error) {
+      // BigInt, cycles and throwing toJSON() methods end up here.
+      const reason = (error as Error).message;
+      throw unstorable('not_json', `The response cannot be serialised as JSON: ${reason}`, error);
+    }
+    if (json === undefined) {
+      throw unstorable('not_json', `The response is a ${typeof value}, which JSON cannot hold`);
+    }
     const bytes = Buffer.byteLength(json, 'utf8');
     if (bytes > maxResponseBytes) {
-      throw new UnstorableResponseError(
-        scope,
-        key,
+      throw unstorable(
         'too_large',
         `The response is ${bytes} bytes of JSON; maxResponseBytes is ${maxResponseBytes}`,
       );
@@ -52,9 +67,7 @@ export function encodeResponse(value: unknown, context: CodecContext): EncodedRe
   }
   const decoded = decode(json, responseSchema);
   if (!decoded.success) {
-    throw new UnstorableResponseError(
-      scope,
-      key,
+    throw unstorable(
       'schema',
       'responseSchema does not accept the JSON form of the response, so it could not be replayed ' +
         '(JSON turns a Date into a string: use z.coerce.date())',
@@ -75,42 +88,31 @@ export function decodeResponse(
 ): unknown {
   const decoded = decode(json, context.responseSchema);
   if (!decoded.success) {
-    throw new StoredResponseInvalidError(context.scope, context.key, decoded.error);
+    const { scope, key } = context;
+    throw new StoredResponseInvalidError({ scope, key, cause: decoded.error });
   }
   return decoded.data;
 }
 
-function stringify(value: unknown, scope: string, key: string): string | null {
-  // `undefined` (a function that returns nothing) is stored as SQL NULL and replays as undefined.
-  if (value === undefined) return null;
-  let json: string | undefined;
-  try {
-    json = JSON.stringify(value);
-  } catch (error) {
-    // BigInt, cycles and throwing toJSON() methods end up here.
-    throw new UnstorableResponseError(
-      scope,
-      key,
-      'not_json',
-      `The response cannot be serialised as JSON: ${(error as Error).message}`,
-      error,
-    );
-  }
-  if (json === undefined) {
-    throw new UnstorableResponseError(
-      scope,
-      key,
-      'not_json',
-      `The response is a ${typeof value}, which JSON cannot hold`,
-    );
-  }
-  return json;
+function decode(json: string | null, responseSchema: ResponseSchema | undefined): Parsed {
+  const value: unknown = json === null ? undefined : JSON.parse(json);
+  return responseSchema ? parseWith(responseSchema, value) : { success: true, data: value };
 }
 
-function decode(
-  json: string | null,
-  responseSchema: ResponseSchema | undefined,
-): { success: true; data: unknown } | { success: false; error: unknown } {
-  const value: unknown = json === null ? undefined : JSON.parse(json);
-  return responseSchema ? responseSchema.safeParse(value) : { success: true, data: value };
+/**
+ * `safeParse`, which throws (rather than reporting an issue) when the schema has an async
+ * refinement or transform: the response is parsed inside the transaction, synchronously.
+ */
+function parseWith(responseSchema: ResponseSchema, value: unknown): Parsed {
+  try {
+    return responseSchema.safeParse(value);
+  } catch (error) {
+    throw new InvalidIdempotencyOptionsError({
+      message:
+        'responseSchema must be synchronous: it has an async refinement or transform, ' +
+        'or it threw while parsing',
+      issues: ['responseSchema: must parse synchronously'],
+      cause: error,
+    });
+  }
 }

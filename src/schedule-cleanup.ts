@@ -1,7 +1,6 @@
 import type { Kysely } from 'kysely';
 import { sql } from 'kysely';
 import { z } from 'zod';
-import { cleanupLockKey } from './advisory-locks.ts';
 import {
   type CleanupOptions,
   type CleanupResult,
@@ -9,7 +8,8 @@ import {
   cleanupOptionsSchema,
   pauseMsSchema,
 } from './cleanup.ts';
-import { parseOptions } from './options.ts';
+import { cleanupLockKey } from './internal/advisory-locks.ts';
+import { parseOptions } from './internal/parse-options.ts';
 
 /** Default time between two cleanup ticks: one minute. */
 export const DEFAULT_CLEANUP_INTERVAL_MS = 60_000;

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kysely, Transaction } from 'kysely';
 import type { input as zodInput, output as zodOutput } from 'zod';
 import { IdempotencyKeyReusedError, InvalidIdempotencyOptionsError } from './errors.ts';
+import { isRetryableTransactionError } from './internal/postgres-errors.ts';
 import type { Jsonified } from './jsonified.ts';
 import {
   abortTransaction,
@@ -18,7 +19,6 @@ import {
   type ResponseSchema,
   resolveOptions,
 } from './options.ts';
-import { isRetryableTransactionError } from './postgres-errors.ts';
 import { replayCacheId } from './replay-cache.ts';
 import { decodeResponse, encodeResponse } from './response-codec.ts';
 
@@ -113,16 +113,20 @@ export async function withIdempotency(
 ): Promise<IdempotencyResult<unknown>> {
   const resolved = resolveOptions(options);
   if (typeof fn !== 'function') {
-    throw new InvalidIdempotencyOptionsError('withIdempotency needs a function to run', ['fn']);
+    throw new InvalidIdempotencyOptionsError({
+      message: 'withIdempotency needs a function to run',
+      issues: ['fn: must be a function'],
+    });
   }
   const run = fn as (trx: Transaction<unknown>) => Promise<unknown>;
   if (db.isTransaction) {
     if (resolved.isolationLevel !== undefined || resolved.maxAttempts !== undefined) {
-      throw new InvalidIdempotencyOptionsError(
-        'isolationLevel and maxAttempts apply to the library-owned transaction; ' +
+      throw new InvalidIdempotencyOptionsError({
+        message:
+          'isolationLevel and maxAttempts apply to the library-owned transaction; ' +
           'your transaction has its own isolation level, and only you can retry it',
-        ['isolationLevel', 'maxAttempts'],
-      );
+        issues: ['isolationLevel', 'maxAttempts'],
+      });
     }
     return runInCallerTransaction(db as Transaction<unknown>, resolved, run);
   }
@@ -233,7 +237,7 @@ async function executeAndRecord(
 
 function replay(entry: LedgerEntry, options: ResolvedOptions): IdempotencyResult<unknown> {
   if (!sameFingerprint(entry.fingerprint, options.fingerprint)) {
-    throw new IdempotencyKeyReusedError(options.scope, options.key);
+    throw new IdempotencyKeyReusedError({ scope: options.scope, key: options.key });
   }
   return { response: decodeResponse(entry.response, options), replayed: true };
 }

@@ -110,7 +110,7 @@ const thrownArb = fc.constantFrom<() => unknown>(
   () => undefined,
   () => 0,
   () => Object.assign(new Error('looks like a pg error'), { code: '23505' }),
-  () => new InvalidIdempotencyKeyError('fn rethrew a library error'),
+  () => new InvalidIdempotencyKeyError({ message: 'fn rethrew a library error' }),
   () => Object.freeze({ frozen: true }),
   // A serialization failure, as far as the library can tell: it retries, fn runs again.
   () => Object.assign(new Error('could not serialize access'), { code: '40001' }),

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { handlePoolErrors } from './pool-errors.ts';
+import { handlePoolErrors } from '../pool-errors.ts';
 
 /** A pool for the library's own connections (migrate, the CLI) that survives dying backends. */
 export function createPool(connectionString: string, max: number): pg.Pool {
