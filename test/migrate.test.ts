@@ -77,7 +77,7 @@ describe('migrate', () => {
   });
 
   it('runs from the command line with DATABASE_URL', async () => {
-    const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
+    const cli = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
     const run = (...args: string[]) =>
       promisify(execFile)(process.execPath, [cli, ...args], {
         env: { ...process.env, DATABASE_URL: database.url },
@@ -147,7 +147,7 @@ async function startCleanupCli(prefix: string, flags: string[]) {
     insert into idempotency.ledger (scope, key, expires_at)
     select 's', ${prefix} || '-' || g, statement_timestamp() - interval '1 hour'
       from generate_series(1, 25) g`.execute(database.db);
-  const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
+  const cli = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
   const child = spawn(process.execPath, [cli, 'cleanup', ...flags], {
     env: { ...process.env, DATABASE_URL: database.url },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -5,11 +5,14 @@
  */
 import { parseArgs } from 'node:util';
 import { Kysely, PostgresDialect } from 'kysely';
-import { cleanupExpired } from './cleanup.ts';
-import { IdempotencyError } from './errors.ts';
-import { createPool } from './internal/pg-pool.ts';
-import { migrate } from './migrate.ts';
-import { scheduleCleanup } from './schedule-cleanup.ts';
+import pg from 'pg';
+import {
+  cleanupExpired,
+  handlePoolErrors,
+  IdempotencyError,
+  migrate,
+  scheduleCleanup,
+} from '../index.ts';
 
 const USAGE = `Usage:
   idempotency-ledger migrate [--schema NAME]
@@ -76,7 +79,9 @@ async function cleanup(
   },
 ): Promise<number> {
   const db = new Kysely<unknown>({
-    dialect: new PostgresDialect({ pool: createPool(connectionString, 1) }),
+    dialect: new PostgresDialect({
+      pool: handlePoolErrors(new pg.Pool({ connectionString, max: 1 })),
+    }),
   });
   const options = {
     ...(schema ? { schema } : {}),
