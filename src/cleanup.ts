@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kysely } from 'kysely';
 import { z } from 'zod';
+import { assertKysely } from './internal/assert-kysely.ts';
 import { parseOptions } from './internal/parse-options.ts';
 import { DEFAULT_SCHEMA, schemaNameSchema } from './internal/schema-name.ts';
 import { deleteExpiredBatch } from './ledger.ts';
@@ -89,6 +90,7 @@ export async function cleanupExpired<DB>(
   db: Kysely<DB>,
   options: CleanupOptions = {},
 ): Promise<CleanupResult> {
+  assertKysely(db, 'cleanupExpired');
   const { batchSize, pauseMs, schema, signal } = parseOptions(
     cleanupOptionsSchema,
     options,

@@ -160,7 +160,12 @@ function conflictMessage(reason: ConflictReason): string {
 }
 
 /** Why a response could not be stored. */
-export type UnstorableResponseReason = 'not_json' | 'too_large' | 'schema' | 'transaction_aborted';
+export type UnstorableResponseReason =
+  | 'not_json'
+  | 'too_large'
+  | 'schema'
+  | 'transaction_aborted'
+  | 'transaction_ended';
 
 /**
  * The value returned by `fn` cannot be stored as a replayable response: it is not JSON (a BigInt,

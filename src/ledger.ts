@@ -1,12 +1,16 @@
 /**
  * The only module that runs SQL against the ledger. Every statement is parameterised; the schema
- * name is quoted as an identifier.
+ * name is quoted as an identifier. Every statement runs without the caller's Kysely plugins: a
+ * plugin that rewrites identifiers (CamelCasePlugin) or results (ParseJSONResultsPlugin) is for the
+ * caller's tables, and would break the ledger's names or turn a stored response into another value.
  */
+import { createHash } from 'node:crypto';
 import { type Kysely, sql } from 'kysely';
 import { IdempotencyConflictError, LedgerSchemaError, UnstorableResponseError } from './errors.ts';
 import {
   IN_FAILED_SQL_TRANSACTION,
   isMissingLedgerError,
+  isUnsupportedEncodingError,
   LOCK_NOT_AVAILABLE,
   sqlState,
 } from './internal/postgres-errors.ts';
@@ -24,12 +28,35 @@ export interface LiveEntry extends LedgerEntry {
   remainingMs: number;
 }
 
-/** What {@link claimKey} found: the key is now ours, or a committed entry already holds it. */
-export type ClaimResult = { claimed: true } | { claimed: false; entry: LedgerEntry };
+/**
+ * What {@link claimKey} found: the key is now ours (`xid`: the transaction that holds the claim),
+ * or a committed entry already holds it.
+ */
+export type ClaimResult = { claimed: true; xid: string } | { claimed: false; entry: LedgerEntry };
+
+/**
+ * The entry's place in the ledger, for the statements that follow a claim in its transaction.
+ * `inFlightToken` names it in the transaction's list of keys claimed but not yet recorded.
+ */
+export interface ClaimedEntry {
+  scope: string;
+  key: string;
+  ttlMs: number;
+  inFlightToken: string;
+}
+
+/**
+ * A transaction-local setting listing the keys this transaction has claimed and not recorded yet.
+ * `set_config(..., true)` is undone when the transaction (or the savepoint it was set in) ends, so
+ * the list never outlives the claims it describes, and leaves nothing on a pooled connection.
+ */
+const IN_FLIGHT_SETTING = 'idempotency_ledger.in_flight';
 
 export interface ClaimRequest {
   scope: string;
   key: string;
+  /** From {@link inFlightToken}. */
+  inFlightToken: string;
   fingerprint: Buffer | null;
   ttlMs: number;
   /** How long to wait for an in-flight transaction holding the same key. */
@@ -60,7 +87,8 @@ export async function lookupEntry(
       select fingerprint, response::text as response,
              (extract(epoch from expires_at - statement_timestamp()) * 1000)::float8 as "remainingMs"
         from ${sql.id(schema, 'ledger')}
-       where scope = ${scope} and key = ${key} and expires_at > statement_timestamp()`.execute(db),
+       where scope = ${scope} and key = ${key} and expires_at > statement_timestamp()`,
+    db,
   );
   return rows[0];
 }
@@ -76,21 +104,27 @@ export async function claimKey(
   schema: string,
   request: ClaimRequest,
 ): Promise<ClaimResult> {
-  const { scope, key, fingerprint, ttlMs, waitMs } = request;
+  const { scope, key, fingerprint, ttlMs, waitMs, inFlightToken } = request;
+  let row: ClaimRow | undefined;
   try {
+    // claim_key cannot tell this transaction's own unrecorded claim from a committed entry: both
+    // are visible to it. The in-flight list can, and is kept in the same statement (no round trip).
     const { rows } = await run(
       schema,
-      sql<{ claimed: boolean } & LedgerEntry>`
-        select claimed, fingerprint, response
-          from ${sql.id(schema, 'claim_key')}(${scope}, ${key}, ${fingerprint}, ${ttlMs}, ${waitMs})`.execute(
-        trx,
-      ),
+      sql<ClaimRow>`
+        select claimed, fingerprint, response,
+               case when claimed
+                 then set_config(${IN_FLIGHT_SETTING}::text,
+                        concat(current_setting(${IN_FLIGHT_SETTING}::text, true), ' ', ${inFlightToken}::text), true)
+                      is not null
+                 else position(${inFlightToken}::text in
+                        coalesce(current_setting(${IN_FLIGHT_SETTING}::text, true), '')) > 0
+               end as "inFlightHere",
+               pg_current_xact_id_if_assigned()::text as xid
+          from ${sql.id(schema, 'claim_key')}(${scope}, ${key}, ${fingerprint}, ${ttlMs}, ${waitMs})`,
+      trx,
     );
-    const row = rows[0];
-    if (!row) throw new Error('claim_key returned no row');
-    return row.claimed
-      ? { claimed: true }
-      : { claimed: false, entry: { fingerprint: row.fingerprint, response: row.response } };
+    row = rows[0];
   } catch (error) {
     if (sqlState(error) === LOCK_NOT_AVAILABLE) {
       const reason = request.onConcurrent === 'reject' ? 'in_flight' : 'wait_timeout';
@@ -98,27 +132,63 @@ export async function claimKey(
     }
     throw error;
   }
+  if (!row) throw new Error('claim_key returned no row');
+  if (row.claimed) return { claimed: true, xid: row.xid ?? '' };
+  if (row.inFlightHere) {
+    // An earlier call in this very transaction claimed the key and has not recorded its response:
+    // a nested or concurrent call on the same transaction. Waiting for it is impossible (it is
+    // us), and its entry has no response yet to replay.
+    throw new IdempotencyConflictError({ scope, key, reason: 'same_transaction' });
+  }
+  return { claimed: false, entry: { fingerprint: row.fingerprint, response: row.response } };
+}
+
+interface ClaimRow extends LedgerEntry {
+  claimed: boolean;
+  inFlightHere: boolean;
+  xid: string | null;
+}
+
+/**
+ * The name of (schema, scope, key) in the transaction's in-flight list: a hex digest, so it has a
+ * fixed length and no separator, and one token can never be found inside a list of others.
+ */
+export function inFlightToken(schema: string, scope: string, key: string): string {
+  return createHash('sha256')
+    .update(JSON.stringify([schema, scope, key]))
+    .digest('hex')
+    .slice(0, 32);
 }
 
 /**
  * Stores the response on the entry this transaction claimed, and starts its time to live now: a
  * slow `fn` must not use up the window in which its own response replays.
+ *
+ * @param claimXid - The transaction that claimed the entry ({@link ClaimResult}).
+ * @throws {UnstorableResponseError} when the transaction is aborted, or `fn` ended it.
  */
 export async function recordResponse(
   trx: Executor,
   schema: string,
-  entry: { scope: string; key: string; ttlMs: number },
+  entry: ClaimedEntry,
+  claimXid: string,
   responseJson: string | null,
 ): Promise<void> {
+  let rows: { xid: string | null }[];
   try {
-    await run(
+    ({ rows } = await run(
       schema,
-      sql`
+      sql<{ xid: string | null }>`
         update ${sql.id(schema, 'ledger')}
            set response = ${responseJson}::json,
                expires_at = clock_timestamp() + ${entry.ttlMs} * interval '1 millisecond'
-         where scope = ${entry.scope} and key = ${entry.key}`.execute(trx),
-    );
+         where scope = ${entry.scope} and key = ${entry.key}
+        returning pg_current_xact_id_if_assigned()::text as xid,
+                  set_config(${IN_FLIGHT_SETTING}::text,
+                    replace(current_setting(${IN_FLIGHT_SETTING}::text, true), ${` ${entry.inFlightToken}`}::text, ''),
+                    true)`,
+      trx,
+    ));
   } catch (error) {
     if (sqlState(error) !== IN_FAILED_SQL_TRANSACTION) throw error;
     // fn returned normally, but one of its statements failed and the error was caught inside fn:
@@ -131,6 +201,20 @@ export async function recordResponse(
         'fn returned, but a statement inside it had failed and aborted the transaction ' +
         '(was an SQL error caught and ignored in fn?); nothing was committed',
       cause: error,
+    });
+  }
+  // A COMMIT or ROLLBACK sent by fn ends the claiming transaction: the UPDATE then runs on its
+  // own, and finds no row (rolled back) or records into a transaction of its own (committed).
+  // Either way fn's writes and the entry no longer commit together.
+  if (rows.length !== 1 || rows[0]?.xid !== claimXid) {
+    throw new UnstorableResponseError({
+      scope: entry.scope,
+      key: entry.key,
+      reason: 'transaction_ended',
+      message:
+        'The transaction that claimed the key ended inside fn (a COMMIT or ROLLBACK sent by fn?): ' +
+        "fn's writes and the response could not be committed together; fn must leave the " +
+        'transaction to withIdempotency',
     });
   }
 }
@@ -146,7 +230,7 @@ export async function abortTransaction(trx: Executor): Promise<void> {
     do $$ begin
       raise exception 'idempotency-ledger: withIdempotency failed in this transaction; roll it back';
     end $$`
-    .execute(trx)
+    .execute(trx.withoutPlugins())
     // The exception is the point; an already aborted transaction refuses the statement instead.
     .catch(() => undefined);
 }
@@ -160,16 +244,33 @@ export async function deleteExpiredBatch(
   const { rows } = await run(
     schema,
     sql<{ deleted: number }>`
-      select ${sql.id(schema, 'delete_expired')}(${batchSize}) as deleted`.execute(db),
+      select ${sql.id(schema, 'delete_expired')}(${batchSize}) as deleted`,
+    db,
   );
   return rows[0]?.deleted ?? 0;
 }
 
-/** Turns "relation/function does not exist" into a LedgerSchemaError that says what to do. */
-async function run<R>(schema: string, query: Promise<R>): Promise<R> {
+/**
+ * Runs a ledger statement without the executor's plugins, and turns "relation/function does not
+ * exist" into a LedgerSchemaError that says what to do.
+ */
+async function run<R>(
+  schema: string,
+  query: { execute(executor: Executor): Promise<R> },
+  executor: Executor,
+): Promise<R> {
   try {
-    return await query;
+    return await query.execute(executor.withoutPlugins());
   } catch (error) {
+    if (isUnsupportedEncodingError(error)) {
+      throw new LedgerSchemaError({
+        schema,
+        problem: 'unsupported',
+        message:
+          "The database's encoding cannot hold this scope or key: the ledger needs a UTF-8 database",
+        cause: error,
+      });
+    }
     if (isMissingLedgerError(error)) {
       throw new LedgerSchemaError({
         schema,

@@ -26,6 +26,9 @@ const replayCacheOptionsSchema = z.strictObject({
  * database round trip. Opt-in: pass it as `replayCache` to `withIdempotency`, which fills it with
  * the entries it executes or reads (when it owns the transaction) and replays from it.
  *
+ * Entries are kept per `Kysely` instance: a cache shared by calls on two databases keeps their
+ * entries apart (calls through two instances on one database do not share entries either).
+ *
  * It is safe because a completed, unexpired entry never changes: nothing updates it, and cleanup
  * deletes only expired ones. A cached entry is dropped no later than the moment the entry expires
  * by the database clock (its remaining time is measured by the database, and counted down here
@@ -79,7 +82,19 @@ export class ReplayCache {
   }
 }
 
-/** The cache key of (schema, scope, key); NUL cannot occur in any of them. */
-export function replayCacheId(schema: string, scope: string, key: string): string {
-  return `${schema}\0${scope}\0${key}`;
+// A number per Kysely instance, so that one cache used with two databases (shards, a primary
+// and an analytics copy) can never replay one database's entry for the other's call. A Kysely
+// instance does not say which database it talks to, so instances stand in for databases: two
+// instances on one database share nothing, which costs a round trip, never a wrong replay.
+const databaseIds = new WeakMap<object, number>();
+let nextDatabaseId = 1;
+
+/** The cache key of (database, schema, scope, key); NUL cannot occur in any of them. */
+export function replayCacheId(db: object, schema: string, scope: string, key: string): string {
+  let databaseId = databaseIds.get(db);
+  if (databaseId === undefined) {
+    databaseId = nextDatabaseId++;
+    databaseIds.set(db, databaseId);
+  }
+  return `${databaseId}\0${schema}\0${scope}\0${key}`;
 }

@@ -9,6 +9,7 @@ import {
   pauseMsSchema,
 } from './cleanup.ts';
 import { cleanupLockKey } from './internal/advisory-locks.ts';
+import { assertKysely } from './internal/assert-kysely.ts';
 import { parseOptions } from './internal/parse-options.ts';
 
 /** Default time between two cleanup ticks: one minute. */
@@ -94,6 +95,7 @@ export function scheduleCleanup<DB>(
   db: Kysely<DB>,
   options: ScheduleCleanupOptions = {},
 ): CleanupSchedule {
+  assertKysely(db, 'scheduleCleanup');
   const { intervalMs, onError, onTick, ...cleanupOptions } = parseOptions(
     scheduleOptionsSchema,
     options,

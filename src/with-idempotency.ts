@@ -2,12 +2,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kysely, Transaction } from 'kysely';
 import type { input as zodInput, output as zodOutput } from 'zod';
 import { IdempotencyKeyReusedError, InvalidIdempotencyOptionsError } from './errors.ts';
+import { assertKysely } from './internal/assert-kysely.ts';
 import { isRetryableTransactionError } from './internal/postgres-errors.ts';
 import type { Jsonified } from './jsonified.ts';
 import {
   abortTransaction,
+  type ClaimedEntry,
   type ClaimResult,
   claimKey,
+  inFlightToken,
   type LedgerEntry,
   lookupEntry,
   recordResponse,
@@ -111,6 +114,7 @@ export async function withIdempotency(
   options: IdempotencyOptions,
   fn: (trx: never) => Promise<unknown>,
 ): Promise<IdempotencyResult<unknown>> {
+  assertKysely(db, 'withIdempotency');
   const resolved = resolveOptions(options);
   if (typeof fn !== 'function') {
     throw new InvalidIdempotencyOptionsError({
@@ -148,7 +152,7 @@ async function runInOwnTransaction(
   fn: (trx: Transaction<unknown>) => Promise<unknown>,
 ): Promise<IdempotencyResult<unknown>> {
   const { replayCache } = options;
-  const cacheId = replayCache && replayCacheId(options.schema, options.scope, options.key);
+  const cacheId = replayCache && replayCacheId(db, options.schema, options.scope, options.key);
   const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
   for (let attempt = 1; ; attempt++) {
     try {
@@ -192,7 +196,7 @@ async function runInCallerTransaction(
   const claim = await claimFor(trx, options);
   if (!claim.claimed) return replay(claim.entry, options);
   try {
-    const { response } = await executeAndRecord(trx, options, fn);
+    const { response } = await executeAndRecord(trx, options, claim, fn);
     return { response, replayed: false };
   } catch (error) {
     await abortTransaction(trx);
@@ -208,30 +212,40 @@ async function claimAndExecute(
 ): Promise<Attempt> {
   const claim = await claimFor(trx, options);
   if (!claim.claimed) return { executed: false, entry: claim.entry };
-  return { executed: true, ...(await executeAndRecord(trx, options, fn)) };
+  return { executed: true, ...(await executeAndRecord(trx, options, claim, fn)) };
 }
 
-function claimFor(trx: Transaction<unknown>, options: ResolvedOptions): Promise<ClaimResult> {
-  return claimKey(trx, options.schema, {
-    scope: options.scope,
-    key: options.key,
+type Claim = Extract<ClaimResult, { claimed: true }> & ClaimedEntry;
+
+async function claimFor(
+  trx: Transaction<unknown>,
+  options: ResolvedOptions,
+): Promise<Claim | Extract<ClaimResult, { claimed: false }>> {
+  const { schema, scope, key, ttlMs } = options;
+  const token = inFlightToken(schema, scope, key);
+  const claim = await claimKey(trx, schema, {
+    scope,
+    key,
+    inFlightToken: token,
     fingerprint: options.fingerprint,
     ttlMs: options.ttlMs,
     waitMs: options.onConcurrent === 'reject' ? REJECT_WAIT_MS : options.waitTimeoutMs,
     onConcurrent: options.onConcurrent,
   });
+  return claim.claimed ? { ...claim, scope, key, ttlMs, inFlightToken: token } : claim;
 }
 
 /** Runs fn in the transaction that holds the claim, and stores what it returned. */
 async function executeAndRecord(
   trx: Transaction<unknown>,
   options: ResolvedOptions,
+  claim: Claim,
   fn: (trx: Transaction<unknown>) => Promise<unknown>,
 ): Promise<Recorded> {
   const value = await fn(trx);
   const encoded = encodeResponse(value, options);
   const recordedAtMs = performance.now();
-  await recordResponse(trx, options.schema, options, encoded.json);
+  await recordResponse(trx, options.schema, claim, claim.xid, encoded.json);
   return { response: encoded.response, json: encoded.json, recordedAtMs };
 }
 

@@ -2,15 +2,22 @@ import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import {
+  cleanupExpired,
   type IdempotencyError,
   type IdempotencyOptions,
   InvalidIdempotencyKeyError,
   InvalidIdempotencyOptionsError,
+  scheduleCleanup,
   UnstorableResponseError,
   withIdempotency,
 } from '../src/index.ts';
 import { countCheckedOutClients } from './support/database.ts';
-import { createPayment, uniqueKey, useLedgerFixture } from './support/ledger-fixture.ts';
+import {
+  createPayment,
+  startHeldCall,
+  uniqueKey,
+  useLedgerFixture,
+} from './support/ledger-fixture.ts';
 
 const fx = useLedgerFixture();
 afterEach(() => {
@@ -85,6 +92,95 @@ describe('bad input', () => {
   it('refuses options that are not an object', async () => {
     await expectRefused(null, InvalidIdempotencyOptionsError);
   });
+
+  it('says what is wrong with a scope that is too long, rather than that it is missing', async () => {
+    const error = await expectRefused(
+      { scope: 's'.repeat(256), key: 'k' },
+      InvalidIdempotencyOptionsError,
+    );
+    expect((error as InvalidIdempotencyOptionsError).issues).toEqual([
+      expect.stringMatching(/^scope: .*255/),
+    ]);
+    expect(error.message).not.toMatch(/required/);
+  });
+
+  it.each([
+    ['a pg Pool', () => fx.pool],
+    ['a plain object', () => ({})],
+    ['null', () => null],
+  ])('refuses %s as db with a typed error, for every entry point', async (_label, makeDb) => {
+    const db = makeDb() as unknown as typeof fx.db;
+    await expect(withIdempotency(db, { scope: 's', key: 'k' }, async () => 1)).rejects.toThrow(
+      InvalidIdempotencyOptionsError,
+    );
+    await expect(cleanupExpired(db)).rejects.toThrow(InvalidIdempotencyOptionsError);
+    expect(() => scheduleCleanup(db)).toThrow(InvalidIdempotencyOptionsError);
+  });
+});
+
+describe('error messages', () => {
+  // A key can be the bearer of someone's response, and a scope often names a tenant: messages go
+  // to logs and clients, so neither may appear in one. Both stay available as fields.
+  const scope = 'tenant-SECRET-SCOPE-7f3a';
+  const messageOf = (promise: Promise<unknown>) =>
+    promise.then(
+      () => {
+        throw new Error('expected a rejection');
+      },
+      (error: IdempotencyError) => error,
+    );
+
+  it('never contain the key or the scope, which stay on the error as fields', async () => {
+    const key = uniqueKey('SECRET-KEY');
+    const errors: IdempotencyError[] = [];
+    // key_reused
+    await withIdempotency(fx.db, { scope, key, request: 1 }, async () => 'first');
+    errors.push(await messageOf(withIdempotency(fx.db, { scope, key, request: 2 }, async () => 0)));
+    // unstorable_response
+    const other = `${key}-2`;
+    errors.push(await messageOf(withIdempotency(fx.db, { scope, key: other }, async () => 1n)));
+    // stored_response_invalid
+    const schema = z.number();
+    errors.push(
+      await messageOf(
+        withIdempotency(fx.db, { scope, key, request: 1, responseSchema: schema }, async () => 0),
+      ),
+    );
+    // conflict, in_flight and same_transaction
+    const held = await startHeldCall(fx.db, scope, `${key}-3`);
+    errors.push(
+      await messageOf(
+        withIdempotency(fx.db, { scope, key: `${key}-3`, onConcurrent: 'reject' }, async () => 0),
+      ),
+    );
+    held.release();
+    await held.first;
+    await fx.db.transaction().execute(async (trx) => {
+      await withIdempotency(trx, { scope, key: `${key}-4` }, async () => {
+        errors.push(
+          await messageOf(withIdempotency(trx, { scope, key: `${key}-4` }, async () => 0)),
+        );
+      });
+    });
+    // invalid_key (a key that is long but otherwise valid-looking)
+    const longKey = `${key}`.padEnd(300, 'x');
+    errors.push(await messageOf(withIdempotency(fx.db, { scope, key: longKey }, async () => 0)));
+
+    expect(errors.map((error) => error.code)).toEqual([
+      'key_reused',
+      'unstorable_response',
+      'stored_response_invalid',
+      'conflict',
+      'conflict',
+      'invalid_key',
+    ]);
+    for (const error of errors) {
+      const text = `${error.message} ${String(error)} ${error.stack ?? ''}`;
+      expect(text).not.toContain('SECRET');
+      expect(error.scope).toBe(scope);
+      expect(error.key?.startsWith(key)).toBe(true);
+    }
+  });
 });
 
 describe('responses that cannot be stored', () => {
@@ -143,6 +239,21 @@ describe('responses that cannot be stored', () => {
       },
     );
     await expect(call).rejects.toMatchObject({ reason: 'schema' });
+    expect(await fx.countPayments(key)).toBe(0);
+    expect(await fx.countEntries(key)).toBe(0);
+  });
+
+  it('refuses an asynchronous responseSchema with a typed error, and commits nothing', async () => {
+    const key = uniqueKey();
+    const call = withIdempotency(
+      fx.db,
+      { scope: 's', key, responseSchema: z.object({ id: z.string() }).refine(async () => true) },
+      async (trx) => {
+        await createPayment('s', key)(trx);
+        return { id: 'p-1' };
+      },
+    );
+    await expect(call).rejects.toBeInstanceOf(InvalidIdempotencyOptionsError);
     expect(await fx.countPayments(key)).toBe(0);
     expect(await fx.countEntries(key)).toBe(0);
   });

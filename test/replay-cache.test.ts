@@ -6,7 +6,12 @@ import {
   ReplayCache,
   withIdempotency,
 } from '../src/index.ts';
-import { createPayment, uniqueKey, useLedgerFixture } from './support/ledger-fixture.ts';
+import {
+  createLedgerFixture,
+  createPayment,
+  uniqueKey,
+  useLedgerFixture,
+} from './support/ledger-fixture.ts';
 
 const fx = useLedgerFixture();
 
@@ -92,6 +97,29 @@ describe('ReplayCache', () => {
     for (const key of [a, b, c]) await deleteEntry(key);
     const replays = await Promise.all([a, b, c].map((key) => pay(key, { replayCache })));
     expect(replays.map((r) => r.replayed)).toEqual([true, false, true]);
+  });
+
+  it("never replays one database's entry for a call on another database", async () => {
+    // Two shards: the same scope and key on each are two operations.
+    const shard = await createLedgerFixture();
+    try {
+      const replayCache = new ReplayCache();
+      const key = uniqueKey();
+      const onA = await pay(key, { replayCache });
+      const onB = await withIdempotency(
+        shard.db,
+        { scope: 's', key, replayCache },
+        createPayment('s', key),
+      );
+      expect(onB.replayed).toBe(false);
+      expect(onB.response).not.toEqual(onA.response);
+      expect(await shard.countPayments(key)).toBe(1);
+      // Each database's entry still replays from the cache for that database.
+      await deleteEntry(key);
+      expect(await pay(key, { replayCache })).toEqual({ response: onA.response, replayed: true });
+    } finally {
+      await shard.drop();
+    }
   });
 
   it('refuses invalid options', () => {

@@ -10,6 +10,8 @@ export const UNDEFINED_TABLE = '42P01';
 export const UNDEFINED_FUNCTION = '42883';
 export const INVALID_SCHEMA_NAME = '3F000';
 export const IN_FAILED_SQL_TRANSACTION = '25P02';
+export const UNTRANSLATABLE_CHARACTER = '22P05';
+export const CHARACTER_NOT_IN_REPERTOIRE = '22021';
 
 /** The SQLSTATE of a `pg` error, or undefined for anything else. */
 export function sqlState(error: unknown): string | undefined {
@@ -28,4 +30,10 @@ export function isRetryableTransactionError(error: unknown): boolean {
 export function isMissingLedgerError(error: unknown): boolean {
   const state = sqlState(error);
   return state === UNDEFINED_TABLE || state === UNDEFINED_FUNCTION || state === INVALID_SCHEMA_NAME;
+}
+
+/** A value the database's encoding cannot represent: the database is not UTF-8. */
+export function isUnsupportedEncodingError(error: unknown): boolean {
+  const state = sqlState(error);
+  return state === UNTRANSLATABLE_CHARACTER || state === CHARACTER_NOT_IN_REPERTOIRE;
 }
