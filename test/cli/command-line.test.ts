@@ -155,3 +155,11 @@ describe('DATABASE_URL', () => {
     }
   });
 });
+
+describe('the README', () => {
+  it('shows the usage that --help prints', async () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const shown = /\$ npx idempotency-ledger --help\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(shown).toBe((await runInProcess(['--help'])).stdout);
+  });
+});
