@@ -27,6 +27,16 @@ export interface MigrateOptions {
   connectionString: string;
   /** Postgres schema to hold the ledger; created when missing. Default `idempotency`. */
   schema?: string;
+  /**
+   * Time allowed for each connection to be established, in milliseconds. Default: none (pg's
+   * default, wait as long as the network does).
+   *
+   * @example
+   * ```ts
+   * await migrate({ connectionString: process.env.DATABASE_URL!, connectTimeoutMs: 10_000 });
+   * ```
+   */
+  connectTimeoutMs?: number;
 }
 
 /** What {@link migrate} did. */
@@ -38,6 +48,8 @@ export interface MigrateResult {
 const migrateOptionsSchema = z.strictObject({
   connectionString: z.string().min(1),
   schema: schemaNameSchema.default(DEFAULT_SCHEMA),
+  // At most what a Node timer can wait.
+  connectTimeoutMs: z.int().positive().max(2_147_483_647).optional(),
 });
 
 /**
@@ -56,11 +68,15 @@ const migrateOptionsSchema = z.strictObject({
  * ```
  */
 export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
-  const { connectionString, schema } = parseOptions(migrateOptionsSchema, options, 'migrate');
+  const { connectionString, schema, connectTimeoutMs } = parseOptions(
+    migrateOptionsSchema,
+    options,
+    'migrate',
+  );
   // One dedicated connection holds the lock for the whole run; if this process dies, Postgres
   // drops the connection and the lock with it.
   const lockDb = new Kysely<unknown>({
-    dialect: new PostgresDialect({ pool: createPool(connectionString, 1) }),
+    dialect: new PostgresDialect({ pool: createPool(connectionString, 1, connectTimeoutMs) }),
   });
   try {
     return await lockDb.connection().execute(async (conn) => {
@@ -68,7 +84,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
       try {
         await sql`create schema if not exists ${sql.id(schema)}`.execute(conn);
         await refuseNewerSchema(conn, schema);
-        return { applied: await applyFiles(connectionString, schema) };
+        return { applied: await applyFiles(connectionString, schema, connectTimeoutMs) };
       } finally {
         // If this fails the connection is broken, and closing it below releases the lock anyway;
         // the outcome of the migration is what the caller needs to hear about.
@@ -82,11 +98,20 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
   }
 }
 
-async function applyFiles(connectionString: string, schema: string): Promise<string[]> {
+async function applyFiles(
+  connectionString: string,
+  schema: string,
+  connectTimeoutMs: number | undefined,
+): Promise<string[]> {
   const applied: string[] = [];
   // search_path = the ledger's schema: the SQL files name their objects unqualified, and
   // @databases/pg-migrations keeps its bookkeeping tables there too, one set per ledger schema.
-  const connection = connect({ connectionString, schema, bigIntMode: 'bigint' });
+  const connection = connect({
+    connectionString,
+    schema,
+    bigIntMode: 'bigint',
+    ...(connectTimeoutMs === undefined ? {} : { connectionTimeoutMilliseconds: connectTimeoutMs }),
+  });
   try {
     await applyMigrations({
       connection,
