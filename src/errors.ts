@@ -206,11 +206,12 @@ export class StoredResponseInvalidError extends IdempotencyError {
 }
 
 /** Why a {@link LedgerSchemaError} was raised. */
-export type LedgerSchemaProblem = 'missing' | 'newer' | 'unsupported';
+export type LedgerSchemaProblem = 'missing' | 'newer' | 'modified' | 'unsupported';
 
 /**
  * The ledger's tables are missing (run `migrate()`), the database was migrated by a newer version
- * of this library than the one running, or the database cannot hold a ledger (it is not UTF-8).
+ * of this library than the one running, a migration it applied differs from this version's file
+ * (`'modified'`), or the database cannot hold a ledger (it is not UTF-8).
  */
 export class LedgerSchemaError extends IdempotencyError {
   readonly problem: LedgerSchemaProblem;

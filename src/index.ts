@@ -22,11 +22,13 @@ export {
 export { fingerprintRequest } from './fingerprint.ts';
 export type { Jsonified } from './jsonified.ts';
 export {
+  DEFAULT_CONNECT_TIMEOUT_MS,
   MIGRATIONS_DIRECTORY,
   type MigrateOptions,
   type MigrateResult,
   migrate,
 } from './migrate.ts';
+export { type LedgerMigration, readMigrations } from './migration-files.ts';
 export {
   DEFAULT_MAX_ATTEMPTS,
   DEFAULT_MAX_RESPONSE_BYTES,

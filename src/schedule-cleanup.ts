@@ -1,16 +1,11 @@
-import type { Kysely } from 'kysely';
-import { sql } from 'kysely';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type Kysely, sql } from 'kysely';
 import { z } from 'zod';
-import {
-  type CleanupOptions,
-  type CleanupResult,
-  cleanupExpired,
-  cleanupOptionsSchema,
-  pauseMsSchema,
-} from './cleanup.ts';
+import { type CleanupResult, cleanupOptionsSchema, pauseMsSchema } from './cleanup.ts';
 import { cleanupLockKey } from './internal/advisory-locks.ts';
 import { assertKysely } from './internal/assert-kysely.ts';
 import { parseOptions } from './internal/parse-options.ts';
+import { deleteExpiredBatch } from './ledger.ts';
 
 /** Default time between two cleanup ticks: one minute. */
 export const DEFAULT_CLEANUP_INTERVAL_MS = 60_000;
@@ -27,13 +22,13 @@ export const DEFAULT_SCHEDULED_CLEANUP_PAUSE_MS = 10;
 export interface ScheduleCleanupOptions {
   /** Time from the end of one tick to the start of the next. Default 60 s. */
   intervalMs?: number;
-  /** Entries deleted per statement. Default 1000. */
+  /** Entries deleted per batch (one short transaction each). Default 1000. */
   batchSize?: number;
   /**
-   * Time to wait after each full batch; see {@link CleanupOptions.pauseMs}. Default 10 ms
-   * ({@link DEFAULT_SCHEDULED_CLEANUP_PAUSE_MS}); 0 deletes at full speed. A tick
-   * holds one connection of `db`'s pool (and the cleanup lock) from its first batch to its
-   * last, pauses included: with a pause, a large backlog keeps that connection longer.
+   * Time to wait after each full batch, as `pauseMs` of `cleanupExpired`. Default 10 ms
+   * ({@link DEFAULT_SCHEDULED_CLEANUP_PAUSE_MS}); 0 deletes at full speed. A batch holds one
+   * connection of `db`'s pool, and the cleanup lock, for its own transaction only: a pause holds
+   * neither.
    */
   pauseMs?: number;
   /** Postgres schema that holds the ledger. Default `idempotency`. */
@@ -44,8 +39,8 @@ export interface ScheduleCleanupOptions {
    */
   onError?: (error: unknown) => void | Promise<void>;
   /**
-   * Called after each tick: `ran` is false when another instance held the cleanup lock, so this
-   * one skipped the tick. Useful for metrics.
+   * Called after each tick: `ran` is false when another instance held the cleanup lock at the
+   * tick's first batch, so this one skipped the tick. Useful for metrics.
    */
   onTick?: (tick: CleanupTick) => void | Promise<void>;
 }
@@ -78,8 +73,12 @@ const scheduleOptionsSchema = cleanupOptionsSchema.omit({ signal: true }).extend
 });
 
 /**
- * Runs {@link cleanupExpired} now and then every `intervalMs`, in this process. Across a fleet,
- * only the instance that wins a Postgres advisory lock works a given tick; the others skip it.
+ * Deletes expired entries as `cleanupExpired` does, now and then every `intervalMs`, in this
+ * process. Across a fleet, one instance works at a time: each batch is a transaction that first
+ * takes a transaction-level Postgres advisory lock. An instance whose tick finds the lock taken
+ * skips that tick; one that finds it taken between two batches ends its tick there, and leaves the
+ * rest to the instance that holds it. No lock or setting outlives a batch's transaction, so the
+ * schedule works through a transaction pooler (PgBouncer in transaction mode) as well as directly.
  * The process stays alive while the schedule runs: call `stop()` on shutdown.
  *
  * @example
@@ -135,27 +134,55 @@ export function scheduleCleanup<DB>(
   };
 }
 
-/** Runs one tick; undefined when the schedule was stopped before the tick took the lock. */
+/**
+ * Runs one tick: batches of {@link deleteExpiredBatch}, each under the cleanup lock, until none is
+ * full. Undefined when the schedule was stopped before the tick's first batch.
+ */
 async function runTick<DB>(
   db: Kysely<DB>,
-  options: CleanupOptions & { schema: string; signal: AbortSignal },
+  options: { schema: string; batchSize: number; pauseMs: number; signal: AbortSignal },
 ): Promise<CleanupTick | undefined> {
-  const { schema, signal } = options;
-  // A session-level lock on one pooled connection, held for the whole tick and released before
-  // the connection goes back to the pool. If this process dies mid-tick, Postgres drops the
-  // connection and the lock with it, and another instance takes the next tick.
-  return db.connection().execute(async (conn) => {
+  const { pauseMs, signal } = options;
+  let deleted = 0;
+  for (let batches = 0; ; batches++) {
+    const batch = await deleteLockedBatch(db, options);
+    // Busy: another instance holds the lock. At the first batch this instance skips the tick; later,
+    // the other one took over between two batches, and finishes the work.
+    if (batch === 'busy') return { ran: batches > 0, deleted };
+    if (batch === 'stopped') return batches > 0 ? { ran: true, deleted } : undefined;
+    deleted += batch;
+    if (batch < options.batchSize) return { ran: true, deleted };
+    if (pauseMs > 0) await pause(pauseMs, signal);
+  }
+}
+
+/**
+ * One batch in one transaction that first takes the cleanup lock: a transaction-level lock ends
+ * with the transaction on the server connection that ran it, so no state outlives the batch even
+ * through a transaction pooler, and between batches the tick holds neither a connection nor the
+ * lock. If this process dies mid-batch, Postgres rolls the batch back and the lock goes with it.
+ */
+async function deleteLockedBatch<DB>(
+  db: Kysely<DB>,
+  options: { schema: string; batchSize: number; signal: AbortSignal },
+): Promise<number | 'busy' | 'stopped'> {
+  const { schema, batchSize, signal } = options;
+  return db.transaction().execute(async (trx) => {
     const { rows } = await sql<{ locked: boolean }>`
-      select pg_try_advisory_lock(${cleanupLockKey(schema)}) as locked`.execute(conn);
-    if (!rows[0]?.locked) return { ran: false, deleted: 0 };
-    try {
-      if (signal.aborted) return undefined;
-      const { deleted } = await cleanupExpired(conn, options);
-      return { ran: true, deleted };
-    } finally {
-      await sql`select pg_advisory_unlock(${cleanupLockKey(schema)})`.execute(conn);
-    }
+      select pg_try_advisory_xact_lock(${cleanupLockKey(schema)}) as locked`.execute(trx);
+    if (!rows[0]?.locked) return 'busy';
+    if (signal.aborted) return 'stopped';
+    return deleteExpiredBatch(trx, schema, batchSize);
   });
+}
+
+/** Waits `ms`, or less if `signal` aborts; the next batch then sees the abort and stops. */
+async function pause(ms: number, signal: AbortSignal): Promise<void> {
+  try {
+    await sleep(ms, undefined, { signal });
+  } catch (error) {
+    if (!signal.aborted) throw error;
+  }
 }
 
 function toWarning(error: unknown): Error {

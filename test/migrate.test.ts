@@ -18,7 +18,7 @@ afterEach(async () => {
 
 async function appliedMigrations(schema = 'idempotency') {
   const { rows } = await sql<{ index: number; name: string }>`
-    select index, name from ${sql.id(schema, 'atdatabases_migrations_applied')}
+    select index, name from ${sql.id(schema, 'ledger_migrations')}
      order by index`.execute(database.db);
   return rows;
 }
@@ -58,12 +58,21 @@ describe('migrate', () => {
   it('refuses a database migrated by a newer version of the library', async () => {
     await migrate({ connectionString: database.url });
     await sql`
-      insert into idempotency.atdatabases_migrations_applied
-        (index, name, script, applied_at, ignored_error, obsolete)
-      values (99, '00099-from-the-future.sql', '', now(), null, false)`.execute(database.db);
+      insert into idempotency.ledger_migrations (index, name, checksum)
+      values (99, '00099-from-the-future.sql', '')`.execute(database.db);
     const refused = migrate({ connectionString: database.url });
     await expect(refused).rejects.toBeInstanceOf(LedgerSchemaError);
     await expect(refused).rejects.toMatchObject({ code: 'ledger_schema', problem: 'newer' });
+  });
+
+  it("refuses a schema whose applied migration differs from this version's file", async () => {
+    await migrate({ connectionString: database.url });
+    await sql`
+      update idempotency.ledger_migrations set checksum = repeat('0', 64)
+       where index = 1`.execute(database.db);
+    const refused = migrate({ connectionString: database.url });
+    await expect(refused).rejects.toBeInstanceOf(LedgerSchemaError);
+    await expect(refused).rejects.toMatchObject({ code: 'ledger_schema', problem: 'modified' });
   });
 
   it('tells withIdempotency callers to migrate when the ledger is missing', async () => {

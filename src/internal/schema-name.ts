@@ -19,4 +19,14 @@ export const schemaNameSchema = z
   .refine(
     (name) => Buffer.byteLength(name, 'utf8') <= MAX_IDENTIFIER_BYTES,
     `must be at most ${MAX_IDENTIFIER_BYTES} bytes of UTF-8 (Postgres truncates longer names)`,
+  )
+  // The ledger's functions find their table through the search_path they were created with, and
+  // a search_path reads "$user", quoted or not, as the schema named after the current role.
+  .refine(
+    (name) => name !== '$user',
+    'must not be "$user" (a search_path reads it as the current role\'s schema)',
+  )
+  .refine(
+    (name) => !name.startsWith('pg_'),
+    'must not start with "pg_" (Postgres reserves it for system schemas)',
   );
