@@ -4,9 +4,11 @@
 // not let it reach the binaries in node_modules: then the server runs from a copy of the package of
 // binaries, in the server's own temporary directory, which every user may enter.
 //
-// The copy is made for each server and removed with it, not cached: it takes about a second next to
-// initdb's few, a cache at a fixed path in a world-writable /tmp could be planted by another user
-// before root first runs it, and servers starting side by side would have to coordinate on it.
+// The copy (60 MB) is made for each server and removed with it, not cached: it adds a second or two
+// to a start that takes a few, a cache at a fixed path in a world-writable /tmp could be planted by
+// another user before root first runs it, and servers starting side by side would have to
+// coordinate on it. It is only made when needed: from a checkout the postgres user can reach, the
+// binaries run where they are, as before (which keeps working where /tmp is mounted noexec).
 
 import { execFile } from 'node:child_process';
 import {
