@@ -4,6 +4,8 @@
 import { sql } from 'kysely';
 import pg from 'pg';
 import { expect, inject, test } from 'vitest';
+import { migrate } from '../src/index.ts';
+import { withDatabase } from './support/admin-query.ts';
 import { countCheckedOutClients, createTestDatabase, databaseExists } from './support/database.ts';
 
 test('creates a fresh database, queries it and drops it', async () => {
@@ -40,4 +42,28 @@ test('survives the server killing an idle pooled connection', async () => {
   } finally {
     await testDb.drop();
   }
+});
+
+test('clones the migrated template: the ledger is up to date, with the payments table, empty', async () => {
+  const testDb = await createTestDatabase({ template: inject('ledgerTemplateDatabase') });
+  try {
+    const { rows } = await sql<{ entries: number; payments: number }>`
+      select (select count(*) from idempotency.ledger)::int as entries,
+             (select count(*) from payments)::int as payments`.execute(testDb.db);
+    expect(rows).toEqual([{ entries: 0, payments: 0 }]);
+    expect(await migrate({ connectionString: testDb.url })).toEqual({ applied: [] });
+  } finally {
+    await testDb.drop();
+  }
+});
+
+test('refuses connections to the template, which would make every clone fail', async () => {
+  const template = inject('ledgerTemplateDatabase');
+  const client = new pg.Client({
+    connectionString: withDatabase(inject('adminDatabaseUrl'), template),
+  });
+  client.on('error', () => {});
+  // 55000: database "..." is not currently accepting connections.
+  await expect(client.connect()).rejects.toMatchObject({ code: '55000' });
+  await client.end().catch(() => undefined);
 });

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { inject } from 'vitest';
+import { adminQuery, connect, withDatabase } from './admin-query.ts';
 
 export type TestDatabase = {
   url: string;
@@ -38,14 +39,26 @@ export function countCheckedOutClients(target: pg.Pool | { pool: pg.Pool }): num
   return pool.totalCount - pool.idleCount;
 }
 
-export async function createTestDatabase(): Promise<TestDatabase> {
+export type CreateTestDatabaseOptions = {
+  /**
+   * The database to copy: by default the empty template0, for tests of migrate() itself. Ledger
+   * fixtures pass the migrated template the global setup built (`ledgerTemplateDatabase`).
+   */
+  template?: string;
+};
+
+export async function createTestDatabase(
+  options: CreateTestDatabaseOptions = {},
+): Promise<TestDatabase> {
   const adminUrl = inject('adminDatabaseUrl');
   const name = `idempotency_test_${randomBytes(8).toString('hex')}`;
-  // template0 rather than the default template1: CREATE DATABASE fails while
-  // anyone is connected to its template, and nobody connects to template0.
+  // Never the default template1: CREATE DATABASE fails while anyone is connected
+  // to its template, and nobody connects to template0 or to the ledger template.
+  const template = options.template ?? 'template0';
   await adminQuery(
     adminUrl,
-    (client) => `create database ${client.escapeIdentifier(name)} template template0`,
+    (client) =>
+      `create database ${client.escapeIdentifier(name)} template ${client.escapeIdentifier(template)}`,
   );
 
   const url = withDatabase(adminUrl, name);
@@ -72,30 +85,6 @@ export async function databaseExists(name: string): Promise<boolean> {
   try {
     const { rowCount } = await client.query('select from pg_database where datname = $1', [name]);
     return rowCount === 1;
-  } finally {
-    await client.end();
-  }
-}
-
-function withDatabase(url: string, database: string): string {
-  const parsed = new URL(url);
-  parsed.pathname = `/${encodeURIComponent(database)}`;
-  return parsed.toString();
-}
-
-async function connect(url: string): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: url });
-  // Errors surface through the query promises; this only stops a dropped
-  // connection from becoming an uncaught 'error' event.
-  client.on('error', () => {});
-  await client.connect();
-  return client;
-}
-
-async function adminQuery(url: string, statement: (client: pg.Client) => string): Promise<void> {
-  const client = await connect(url);
-  try {
-    await client.query(statement(client));
   } finally {
     await client.end();
   }

@@ -1,10 +1,11 @@
 /**
  * A fresh database with the ledger migrated and a `payments` table standing for the caller's
- * business data. Tests count payments to prove that a key executed once.
+ * business data, cloned from the template the global setup built (ledger-template.ts). Tests
+ * count payments to prove that a key executed once.
  */
 import { type Generated, type Kysely, sql } from 'kysely';
-import { afterAll, beforeAll } from 'vitest';
-import { migrate, withIdempotency } from '../../src/index.ts';
+import { afterAll, beforeAll, inject } from 'vitest';
+import { withIdempotency } from '../../src/index.ts';
 import { deferred } from './barrier.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
 
@@ -29,16 +30,8 @@ export interface LedgerFixture extends TestDatabase {
 }
 
 export async function createLedgerFixture(): Promise<LedgerFixture> {
-  const database = await createTestDatabase();
-  await migrate({ connectionString: database.url });
+  const database = await createTestDatabase({ template: inject('ledgerTemplateDatabase') });
   const db = database.db as Kysely<Database>;
-  await sql`
-    create table payments (
-      id bigserial primary key,
-      scope text not null,
-      key text not null,
-      amount integer not null
-    )`.execute(db);
   const count = async (table: string, key: string, scope?: string) => {
     const { rows } = await sql<{ count: string }>`
       select count(*) as count from ${sql.table(table)}
