@@ -35,7 +35,12 @@ test('survives the server killing an idle pooled connection', async () => {
       await admin.end();
     }
     // The pool notices the dead idle client, emits 'error' and discards it.
-    await expect.poll(() => testDb.pool.totalCount).toBe(0);
+    await expect
+      .poll(() => testDb.pool.totalCount, {
+        timeout: 10_000,
+        message: 'the pool to discard the client whose backend was terminated',
+      })
+      .toBe(0);
     const again = await sql<{ one: number }>`select 1 as one`.execute(testDb.db);
     expect(again.rows).toEqual([{ one: 1 }]);
     expect(countCheckedOutClients(testDb)).toBe(0);
