@@ -6,7 +6,13 @@ import pg from 'pg';
 import { expect, inject, test } from 'vitest';
 import { migrate } from '../src/index.ts';
 import { withDatabase } from './support/admin-query.ts';
-import { countCheckedOutClients, createTestDatabase, databaseExists } from './support/database.ts';
+import {
+  countCheckedOutClients,
+  createTestDatabase,
+  databaseExists,
+  destroyCheckedOutClients,
+  expectNoCheckedOutClients,
+} from './support/database.ts';
 
 test('creates a fresh database, queries it and drops it', async () => {
   const testDb = await createTestDatabase();
@@ -71,4 +77,22 @@ test('refuses connections to the template, which would make every clone fail', a
   // 55000: database "..." is not currently accepting connections.
   await expect(client.connect()).rejects.toMatchObject({ code: '55000' });
   await client.end().catch(() => undefined);
+});
+
+test('expectNoCheckedOutClients fails while a client is out; destroyCheckedOutClients takes it back', async () => {
+  const testDb = await createTestDatabase();
+  try {
+    const client = await testDb.pool.connect();
+    expect(() => expectNoCheckedOutClients(testDb.pool)).toThrow(/still checked out/);
+    client.release();
+    expectNoCheckedOutClients(testDb.pool);
+
+    await testDb.pool.connect(); // never released
+    destroyCheckedOutClients(testDb.pool);
+    expectNoCheckedOutClients(testDb.pool);
+    const { rows } = await sql<{ one: number }>`select 1 as one`.execute(testDb.db);
+    expect(rows).toEqual([{ one: 1 }]);
+  } finally {
+    await testDb.drop();
+  }
 });

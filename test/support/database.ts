@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
-import { inject } from 'vitest';
+import { expect, inject } from 'vitest';
 import { adminQuery, connect, withDatabase } from './admin-query.ts';
 
 export type TestDatabase = {
@@ -21,8 +21,15 @@ export type TestDatabase = {
 /** Room for the 50-way concurrency tests plus a few extra connections. */
 const POOL_SIZE = 60;
 
+/** The clients each pool made by newPool() has handed out and not taken back yet. */
+const checkedOutClients = new WeakMap<pg.Pool, Set<pg.PoolClient>>();
+
 export function newPool(url: string, max = 10): pg.Pool {
   const pool = new pg.Pool({ connectionString: url, max });
+  const checkedOut = new Set<pg.PoolClient>();
+  checkedOutClients.set(pool, checkedOut);
+  pool.on('acquire', (client) => checkedOut.add(client));
+  pool.on('release', (_error, client) => checkedOut.delete(client));
   // When the server kills the backend of an idle pooled client (a
   // pg_terminate_backend(), a restart), pg emits 'error' on the pool and
   // discards the client. Unhandled, that error would crash the test process.
@@ -37,6 +44,26 @@ export function newPool(url: string, max = 10): pg.Pool {
 export function countCheckedOutClients(target: pg.Pool | { pool: pg.Pool }): number {
   const pool = target instanceof pg.Pool ? target : target.pool;
   return pool.totalCount - pool.idleCount;
+}
+
+/**
+ * Fails unless every client of `pool` is back in it. A client that is never released holds a
+ * connection, and maybe an open transaction with its locks, until the process exits.
+ */
+export function expectNoCheckedOutClients(pool: pg.Pool, what = 'the pool'): void {
+  expect(
+    countCheckedOutClients(pool),
+    `clients of ${what} still checked out (${pool.waitingCount} callers waiting for one)`,
+  ).toBe(0);
+}
+
+/**
+ * Takes back the clients of a pool made by newPool() that were never released, closing their
+ * connections: whatever leaked them no longer holds up the next tests, nor `pool.end()`, which
+ * would wait for them for ever.
+ */
+export function destroyCheckedOutClients(pool: pg.Pool): void {
+  for (const client of checkedOutClients.get(pool) ?? []) client.release(true);
 }
 
 export type CreateTestDatabaseOptions = {
@@ -67,6 +94,7 @@ export async function createTestDatabase(
   let dropped: Promise<void> | undefined;
   const drop = () => {
     dropped ??= (async () => {
+      destroyCheckedOutClients(pool);
       await db.destroy();
       await adminQuery(
         adminUrl,

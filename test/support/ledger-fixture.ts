@@ -4,10 +4,15 @@
  * count payments to prove that a key executed once.
  */
 import { type Generated, type Kysely, sql } from 'kysely';
-import { afterAll, beforeAll, inject } from 'vitest';
+import { afterAll, afterEach, beforeAll, inject } from 'vitest';
 import { withIdempotency } from '../../src/index.ts';
 import { deferred } from './barrier.ts';
-import { createTestDatabase, type TestDatabase } from './database.ts';
+import {
+  createTestDatabase,
+  destroyCheckedOutClients,
+  expectNoCheckedOutClients,
+  type TestDatabase,
+} from './database.ts';
 
 export interface PaymentsTable {
   // bigserial: pg returns int8 as a string.
@@ -29,7 +34,7 @@ export interface LedgerFixture extends TestDatabase {
   countEntries(key: string, scope?: string): Promise<number>;
 }
 
-export async function createLedgerFixture(): Promise<LedgerFixture> {
+async function createLedgerFixture(): Promise<LedgerFixture> {
   const database = await createTestDatabase({ template: inject('ledgerTemplateDatabase') });
   const db = database.db as Kysely<Database>;
   const count = async (table: string, key: string, scope?: string) => {
@@ -50,12 +55,33 @@ export async function createLedgerFixture(): Promise<LedgerFixture> {
 
 /**
  * The fixture of a test file: a fresh database created before its tests and dropped after them.
- * The returned object is filled in by `beforeAll`, so tests read `fx.db` as usual.
+ * The returned object is filled in by `beforeAll`, so tests read `fx.db` as usual. After each
+ * test, it fails the test if a client of `fx.pool` is still checked out.
+ *
+ * @example
+ * ```ts
+ * const fx = useLedgerFixture();
+ * it('executes once', async () => {
+ *   await withIdempotency(fx.db, { scope: 's', key: 'k' }, createPayment('s', 'k'));
+ *   expect(await fx.countPayments('k')).toBe(1);
+ * });
+ * ```
  */
 export function useLedgerFixture(): LedgerFixture {
   const fx = {} as LedgerFixture;
   beforeAll(async () => {
     Object.assign(fx, await createLedgerFixture());
+  });
+  // After-hooks run in reverse order of registration: the file's own afterEach, registered after
+  // this one, runs first and may still release a client its test held on purpose.
+  afterEach(() => {
+    if (!fx.pool) return;
+    try {
+      expectNoCheckedOutClients(fx.pool, "the fixture's pool");
+    } finally {
+      // The test that leaked fails; the next ones start with every client back.
+      destroyCheckedOutClients(fx.pool);
+    }
   });
   afterAll(async () => {
     await fx.drop?.();
