@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import {
   cleanupExpired,
@@ -11,7 +11,6 @@ import {
   UnstorableResponseError,
   withIdempotency,
 } from '../src/index.ts';
-import { countCheckedOutClients } from './support/database.ts';
 import {
   createPayment,
   startHeldCall,
@@ -20,9 +19,6 @@ import {
 } from './support/ledger-fixture.ts';
 
 const fx = useLedgerFixture();
-afterEach(() => {
-  expect(countCheckedOutClients(fx)).toBe(0);
-});
 
 /** Calls withIdempotency with options that should be refused before fn runs or anything is written. */
 async function expectRefused(

@@ -119,7 +119,13 @@ describe('cleanupExpired', () => {
     const run = cleanupExpired(fx.db, { batchSize: 10, pauseMs: 600_000, signal: stopping.signal });
 
     // Wait, by the database, until the first batch has committed: the run is now pausing.
-    while ((await countEntries(prefix)) > 20);
+    await expect
+      .poll(() => countEntries(prefix), {
+        timeout: 10_000,
+        interval: 10,
+        message: 'the cleanup run to commit its first batch of 10',
+      })
+      .toBeLessThanOrEqual(20);
     stopping.abort();
 
     expect(await run).toEqual({ deleted: 10 });
@@ -247,7 +253,13 @@ describe('scheduleCleanup', () => {
         },
       });
       // Until a batch has committed, by the database.
-      while ((await countEntries(prefix)) === 2000);
+      await expect
+        .poll(() => countEntries(prefix), {
+          timeout: 10_000,
+          interval: 10,
+          message: "the schedule's first tick to commit a batch",
+        })
+        .not.toBe(2000);
       await schedule.stop();
 
       // The tick ended early, and no batch is still running on the schedule's connection.

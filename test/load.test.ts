@@ -4,24 +4,21 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IdempotencyConflictError, withIdempotency } from '../src/index.ts';
 import { countCheckedOutClients, newPool } from './support/database.ts';
 import {
-  createLedgerFixture,
   createPayment,
   type Database,
-  type LedgerFixture,
   uniqueKey,
+  useLedgerFixture,
 } from './support/ledger-fixture.ts';
 
-let fx: LedgerFixture;
+const fx = useLedgerFixture();
 let pool: pg.Pool;
 let db: Kysely<Database>;
-beforeAll(async () => {
-  fx = await createLedgerFixture();
+beforeAll(() => {
   pool = newPool(fx.url, 10);
   db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 });
 afterAll(async () => {
   await db?.destroy();
-  await fx?.drop();
 });
 
 describe('load', () => {

@@ -41,12 +41,19 @@ async function killServiceBackends(): Promise<number> {
 
 /** Waits until the service has at least one connection again. */
 async function waitForServiceConnections() {
-  for (;;) {
+  const connections = async () => {
     const { rows } = await sql<{ n: number }>`
       select count(*)::int as n from pg_stat_activity
        where application_name = 'survival-child' and datname = current_database()`.execute(fx.db);
-    if ((rows[0]?.n ?? 0) > 0) return;
-  }
+    return rows[0]?.n ?? 0;
+  };
+  await expect
+    .poll(connections, {
+      timeout: 20_000,
+      interval: 10,
+      message: 'the service to connect to the database again',
+    })
+    .toBeGreaterThan(0);
 }
 
 describe('a service whose database connections die', () => {

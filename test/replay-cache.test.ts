@@ -72,12 +72,19 @@ describe('ReplayCache', () => {
     const key = uniqueKey();
     const first = await pay(key, { ttlMs: 200, replayCache });
     // Wait, by the database clock, until the entry has expired.
-    for (;;) {
+    const expired = async () => {
       const { rows } = await sql<{ expired: boolean }>`
         select clock_timestamp() >= expires_at as expired
           from idempotency.ledger where key = ${key}`.execute(fx.db);
-      if (rows[0]?.expired) break;
-    }
+      return rows[0]?.expired;
+    };
+    await expect
+      .poll(expired, {
+        timeout: 10_000,
+        interval: 20,
+        message: 'the entry (ttlMs 200) to expire by the database clock',
+      })
+      .toBe(true);
     const again = await pay(key, { replayCache });
     expect(again.replayed).toBe(false);
     expect(again.response).not.toEqual(first.response);

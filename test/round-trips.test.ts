@@ -5,21 +5,19 @@ import { withIdempotency } from '../src/index.ts';
 import { waitForLockWaiters } from './support/barrier.ts';
 import { newPool } from './support/database.ts';
 import {
-  createLedgerFixture,
   createPayment,
   type Database,
-  type LedgerFixture,
   startHeldCall,
   uniqueKey,
+  useLedgerFixture,
 } from './support/ledger-fixture.ts';
 
-let fx: LedgerFixture;
+const fx = useLedgerFixture();
 let pool: pg.Pool;
 let db: Kysely<Database>;
 const statements: string[] = [];
 
-beforeAll(async () => {
-  fx = await createLedgerFixture();
+beforeAll(() => {
   pool = newPool(fx.url, 4);
   // Every statement pg sends is one network round trip: record them as they go out.
   pool.on('connect', (client) => {
@@ -34,7 +32,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await db?.destroy();
-  await fx?.drop();
 });
 
 async function record<T>(work: () => Promise<T>) {

@@ -18,7 +18,7 @@ import {
   withIdempotency,
 } from '../../src/index.ts';
 import { countCheckedOutClients } from '../support/database.ts';
-import { createLedgerFixture, type LedgerFixture } from '../support/ledger-fixture.ts';
+import { useLedgerFixture } from '../support/ledger-fixture.ts';
 import {
   anyJson,
   emptyTables,
@@ -32,18 +32,16 @@ import {
   unicodeString,
 } from './support.ts';
 
-let fx: LedgerFixture;
+const fx = useLedgerFixture();
 let unhandled: unknown[] = [];
 const onUnhandled = (reason: unknown) => {
   unhandled.push(reason);
 };
-beforeAll(async () => {
-  fx = await createLedgerFixture();
+beforeAll(() => {
   process.on('unhandledRejection', onUnhandled);
 });
-afterAll(async () => {
+afterAll(() => {
   process.off('unhandledRejection', onUnhandled);
-  await fx?.drop();
 });
 
 async function countRows(): Promise<{ payments: number; entries: number }> {

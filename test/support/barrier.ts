@@ -1,5 +1,5 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { type Kysely, sql } from 'kysely';
+import { expect } from 'vitest';
 
 /** A promise you resolve from outside: lets a test hold `fn` open while duplicates arrive. */
 export function deferred<T = void>() {
@@ -17,14 +17,17 @@ export function deferred<T = void>() {
  * waiting for the first call's transaction), as Postgres itself reports it.
  */
 export async function waitForLockWaiters<DB>(db: Kysely<DB>, count: number, timeoutMs = 30_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
+  const waiting = async () => {
     const { rows } = await sql<{ waiting: number }>`
       select count(*)::int as waiting from pg_stat_activity
        where datname = current_database() and wait_event_type = 'Lock'`.execute(db);
-    const waiting = rows[0]?.waiting ?? 0;
-    if (waiting >= count) return;
-    if (Date.now() > deadline) throw new Error(`only ${waiting} of ${count} sessions are waiting`);
-    await sleep(10);
-  }
+    return rows[0]?.waiting ?? 0;
+  };
+  await expect
+    .poll(waiting, {
+      timeout: timeoutMs,
+      interval: 10,
+      message: `${count} sessions of this database waiting on a lock`,
+    })
+    .toBeGreaterThanOrEqual(count);
 }

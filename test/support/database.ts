@@ -4,7 +4,8 @@
 import { randomBytes } from 'node:crypto';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
-import { inject } from 'vitest';
+import { expect, inject } from 'vitest';
+import { adminQuery, connect, withDatabase } from './admin-query.ts';
 
 export type TestDatabase = {
   url: string;
@@ -20,8 +21,15 @@ export type TestDatabase = {
 /** Room for the 50-way concurrency tests plus a few extra connections. */
 const POOL_SIZE = 60;
 
+/** The clients each pool made by newPool() has handed out and not taken back yet. */
+const checkedOutClients = new WeakMap<pg.Pool, Set<pg.PoolClient>>();
+
 export function newPool(url: string, max = 10): pg.Pool {
   const pool = new pg.Pool({ connectionString: url, max });
+  const checkedOut = new Set<pg.PoolClient>();
+  checkedOutClients.set(pool, checkedOut);
+  pool.on('acquire', (client) => checkedOut.add(client));
+  pool.on('release', (_error, client) => checkedOut.delete(client));
   // When the server kills the backend of an idle pooled client (a
   // pg_terminate_backend(), a restart), pg emits 'error' on the pool and
   // discards the client. Unhandled, that error would crash the test process.
@@ -38,14 +46,46 @@ export function countCheckedOutClients(target: pg.Pool | { pool: pg.Pool }): num
   return pool.totalCount - pool.idleCount;
 }
 
-export async function createTestDatabase(): Promise<TestDatabase> {
+/**
+ * Fails unless every client of `pool` is back in it. A client that is never released holds a
+ * connection, and maybe an open transaction with its locks, until the process exits.
+ */
+export function expectNoCheckedOutClients(pool: pg.Pool, what = 'the pool'): void {
+  expect(
+    countCheckedOutClients(pool),
+    `clients of ${what} still checked out (${pool.waitingCount} callers waiting for one)`,
+  ).toBe(0);
+}
+
+/**
+ * Takes back the clients of a pool made by newPool() that were never released, closing their
+ * connections: whatever leaked them no longer holds up the next tests, nor `pool.end()`, which
+ * would wait for them for ever.
+ */
+export function destroyCheckedOutClients(pool: pg.Pool): void {
+  for (const client of checkedOutClients.get(pool) ?? []) client.release(true);
+}
+
+export type CreateTestDatabaseOptions = {
+  /**
+   * The database to copy: by default the empty template0, for tests of migrate() itself. Ledger
+   * fixtures pass the migrated template the global setup built (`ledgerTemplateDatabase`).
+   */
+  template?: string;
+};
+
+export async function createTestDatabase(
+  options: CreateTestDatabaseOptions = {},
+): Promise<TestDatabase> {
   const adminUrl = inject('adminDatabaseUrl');
   const name = `idempotency_test_${randomBytes(8).toString('hex')}`;
-  // template0 rather than the default template1: CREATE DATABASE fails while
-  // anyone is connected to its template, and nobody connects to template0.
+  // Never the default template1: CREATE DATABASE fails while anyone is connected
+  // to its template, and nobody connects to template0 or to the ledger template.
+  const template = options.template ?? 'template0';
   await adminQuery(
     adminUrl,
-    (client) => `create database ${client.escapeIdentifier(name)} template template0`,
+    (client) =>
+      `create database ${client.escapeIdentifier(name)} template ${client.escapeIdentifier(template)}`,
   );
 
   const url = withDatabase(adminUrl, name);
@@ -54,6 +94,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   let dropped: Promise<void> | undefined;
   const drop = () => {
     dropped ??= (async () => {
+      destroyCheckedOutClients(pool);
       await db.destroy();
       await adminQuery(
         adminUrl,
@@ -72,30 +113,6 @@ export async function databaseExists(name: string): Promise<boolean> {
   try {
     const { rowCount } = await client.query('select from pg_database where datname = $1', [name]);
     return rowCount === 1;
-  } finally {
-    await client.end();
-  }
-}
-
-function withDatabase(url: string, database: string): string {
-  const parsed = new URL(url);
-  parsed.pathname = `/${encodeURIComponent(database)}`;
-  return parsed.toString();
-}
-
-async function connect(url: string): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: url });
-  // Errors surface through the query promises; this only stops a dropped
-  // connection from becoming an uncaught 'error' event.
-  client.on('error', () => {});
-  await client.connect();
-  return client;
-}
-
-async function adminQuery(url: string, statement: (client: pg.Client) => string): Promise<void> {
-  const client = await connect(url);
-  try {
-    await client.query(statement(client));
   } finally {
     await client.end();
   }

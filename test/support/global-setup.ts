@@ -1,17 +1,21 @@
 // Decides which PostgreSQL server the tests use and hands its admin URL to
 // the test files: DATABASE_URL if set; else, when TEST_POSTGRES_IMAGE names an
 // image, a Docker container (opt-in, needs a Docker engine); otherwise a
-// throwaway embedded server that lives as long as the test run.
+// throwaway embedded server that lives as long as the test run. Then it builds the migrated
+// template database the test files clone, and drops it when the run ends.
 
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { startContainerPostgres } from '../../scripts/container-postgres.ts';
 import { startEmbeddedPostgres } from '../../scripts/embedded-postgres.ts';
+import { createLedgerTemplate, type LedgerTemplate } from './ledger-template.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
     /** Superuser connection string; test files create their databases with it. */
     adminDatabaseUrl: string;
+    /** The migrated database that ledger fixtures are cloned from; nobody connects to it. */
+    ledgerTemplateDatabase: string;
   }
 }
 
@@ -23,6 +27,14 @@ export default async function setup(project: TestProject): Promise<() => Promise
     server = image ? await startContainerPostgres(image) : await startEmbeddedPostgres();
     url = server.url;
   }
+  let template: LedgerTemplate | undefined;
+  const teardown = async () => {
+    try {
+      await template?.drop();
+    } finally {
+      await server?.stop();
+    }
+  };
   try {
     const settings = await readSettings(url);
     const { hostname, port } = new URL(url);
@@ -30,14 +42,15 @@ export default async function setup(project: TestProject): Promise<() => Promise
     console.log(
       `Testing against PostgreSQL ${settings.server_version} (${source}, ${hostname}:${port || 5432}, max_connections=${settings.max_connections})`,
     );
+    template = await createLedgerTemplate(url);
+    project.provide('adminDatabaseUrl', url);
+    project.provide('ledgerTemplateDatabase', template.name);
   } catch (error) {
-    await server?.stop();
+    // Vitest runs no teardown when the setup throws: clean up here, and report the setup's error.
+    await teardown().catch(() => undefined);
     throw error;
   }
-  project.provide('adminDatabaseUrl', url);
-  return async () => {
-    await server?.stop();
-  };
+  return teardown;
 }
 
 async function readSettings(url: string): Promise<Record<string, string>> {

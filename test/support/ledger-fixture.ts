@@ -1,12 +1,18 @@
 /**
  * A fresh database with the ledger migrated and a `payments` table standing for the caller's
- * business data. Tests count payments to prove that a key executed once.
+ * business data, cloned from the template the global setup built (ledger-template.ts). Tests
+ * count payments to prove that a key executed once.
  */
 import { type Generated, type Kysely, sql } from 'kysely';
-import { afterAll, beforeAll } from 'vitest';
-import { migrate, withIdempotency } from '../../src/index.ts';
+import { afterAll, afterEach, beforeAll, inject } from 'vitest';
+import { withIdempotency } from '../../src/index.ts';
 import { deferred } from './barrier.ts';
-import { createTestDatabase, type TestDatabase } from './database.ts';
+import {
+  createTestDatabase,
+  destroyCheckedOutClients,
+  expectNoCheckedOutClients,
+  type TestDatabase,
+} from './database.ts';
 
 export interface PaymentsTable {
   // bigserial: pg returns int8 as a string.
@@ -28,17 +34,13 @@ export interface LedgerFixture extends TestDatabase {
   countEntries(key: string, scope?: string): Promise<number>;
 }
 
+/**
+ * A database cloned from the migrated template, for a test that needs a second one (a shard):
+ * the caller drops it. Test files use {@link useLedgerFixture} for their own.
+ */
 export async function createLedgerFixture(): Promise<LedgerFixture> {
-  const database = await createTestDatabase();
-  await migrate({ connectionString: database.url });
+  const database = await createTestDatabase({ template: inject('ledgerTemplateDatabase') });
   const db = database.db as Kysely<Database>;
-  await sql`
-    create table payments (
-      id bigserial primary key,
-      scope text not null,
-      key text not null,
-      amount integer not null
-    )`.execute(db);
   const count = async (table: string, key: string, scope?: string) => {
     const { rows } = await sql<{ count: string }>`
       select count(*) as count from ${sql.table(table)}
@@ -57,12 +59,33 @@ export async function createLedgerFixture(): Promise<LedgerFixture> {
 
 /**
  * The fixture of a test file: a fresh database created before its tests and dropped after them.
- * The returned object is filled in by `beforeAll`, so tests read `fx.db` as usual.
+ * The returned object is filled in by `beforeAll`, so tests read `fx.db` as usual. After each
+ * test, it fails the test if a client of `fx.pool` is still checked out.
+ *
+ * @example
+ * ```ts
+ * const fx = useLedgerFixture();
+ * it('executes once', async () => {
+ *   await withIdempotency(fx.db, { scope: 's', key: 'k' }, createPayment('s', 'k'));
+ *   expect(await fx.countPayments('k')).toBe(1);
+ * });
+ * ```
  */
 export function useLedgerFixture(): LedgerFixture {
   const fx = {} as LedgerFixture;
   beforeAll(async () => {
     Object.assign(fx, await createLedgerFixture());
+  });
+  // After-hooks run in reverse order of registration: the file's own afterEach, registered after
+  // this one, runs first and may still release a client its test held on purpose.
+  afterEach(() => {
+    if (!fx.pool) return;
+    try {
+      expectNoCheckedOutClients(fx.pool, "the fixture's pool");
+    } finally {
+      // The test that leaked fails; the next ones start with every client back.
+      destroyCheckedOutClients(fx.pool);
+    }
   });
   afterAll(async () => {
     await fx.drop?.();
