@@ -87,7 +87,10 @@ export async function installScratchProject(options: {
     return { dir, type, installedFrom: 'offline' };
   } catch (error) {
     if (!(error instanceof CommandFailedError)) throw error;
-    console.log(`  ${type}: the npm cache lacks a package; installing from the registry`);
+    const reason = error.message.split('\n').find((line) => line.startsWith('npm error'));
+    console.log(
+      `  ${type}: not installable from the npm cache alone (${reason}); using the registry`,
+    );
     await runCommand('npm', ['install', '--prefer-offline', ...quiet], { cwd: dir });
     return { dir, type, installedFrom: 'registry' };
   }
