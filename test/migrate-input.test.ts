@@ -7,23 +7,17 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type Socket } from 'node:net';
 import { type Kysely, sql } from 'kysely';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import {
   InvalidIdempotencyOptionsError,
   LedgerSchemaError,
   migrate,
   withIdempotency,
 } from '../src/index.ts';
-import { createTestDatabase, type TestDatabase } from './support/database.ts';
+import { useTestDatabase } from './support/database.ts';
 
 // One database for the file: each test migrates a schema of its own.
-let database: TestDatabase;
-beforeAll(async () => {
-  database = await createTestDatabase();
-});
-afterAll(async () => {
-  await database?.drop();
-});
+const database = useTestDatabase();
 
 /** Executes then replays one key in `schema`: the ledger works there. */
 async function expectWorkingLedger(db: Kysely<unknown>, schema: string) {

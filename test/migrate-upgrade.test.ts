@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { applyMigrations, connect, sql as pgMigrationsSql } from '@databases/pg-migrations';
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   LedgerSchemaError,
   MIGRATIONS_DIRECTORY,
@@ -16,16 +16,10 @@ import {
   readMigrations,
   withIdempotency,
 } from '../src/index.ts';
-import { createTestDatabase, type TestDatabase } from './support/database.ts';
+import { useTestDatabase } from './support/database.ts';
 
 // One database for the file: each test works in a schema of its own.
-let database: TestDatabase;
-beforeAll(async () => {
-  database = await createTestDatabase();
-});
-afterAll(async () => {
-  await database?.drop();
-});
+const database = useTestDatabase();
 
 /**
  * Applies `directory` with @databases/pg-migrations as 0.1's migrate() did: the schema created

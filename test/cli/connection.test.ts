@@ -2,17 +2,11 @@
 // while connecting, the forms of DATABASE_URL pg accepts, and passwords kept out of messages.
 
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../support/database.ts';
+import { describe, expect, it } from 'vitest';
+import { useTestDatabase } from '../support/database.ts';
 import { runInProcess, startSilentServer } from './support.ts';
 
-let database: TestDatabase;
-beforeAll(async () => {
-  database = await createTestDatabase();
-});
-afterAll(async () => {
-  await database?.drop();
-});
+const database = useTestDatabase();
 
 /** The test database's URL with `password` in place of its own, percent-encoded as needed. */
 function urlWithPassword(password: string, databaseName = database.name): string {

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
-import { expect, inject } from 'vitest';
+import { afterAll, beforeAll, expect, inject } from 'vitest';
 import { adminQuery, connect, withDatabase } from './admin-query.ts';
 
 export type TestDatabase = {
@@ -104,6 +104,22 @@ export async function createTestDatabase(
     return dropped;
   };
   return { url, name, db, pool, drop };
+}
+
+/**
+ * An empty database (no ledger) for the whole test file, created before its tests and dropped
+ * after them: for tests of migrate() and the CLI, which build the ledger themselves. The returned
+ * object is filled in by `beforeAll`.
+ */
+export function useTestDatabase(): TestDatabase {
+  const database = {} as TestDatabase;
+  beforeAll(async () => {
+    Object.assign(database, await createTestDatabase());
+  });
+  afterAll(async () => {
+    await database.drop?.();
+  });
+  return database;
 }
 
 /** Whether a database of that name exists on the admin server. */
