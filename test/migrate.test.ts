@@ -96,7 +96,8 @@ describe('migrate', () => {
     expect((await run('cleanup', '--batch-size', '10')).stdout).toBe('deleted 0 expired entries\n');
     await expect(run('frobnicate')).rejects.toMatchObject({ code: 2 });
     await expect(run('cleanup', '--bogus')).rejects.toMatchObject({ code: 2 });
-  });
+    // Five Node processes, each loading kysely, pg and zod: seconds apiece on a saturated machine.
+  }, 180_000);
 
   it('stops a paced cleanup from the command line after the running batch on SIGTERM', async () => {
     const { child, lines, exited } = await startCleanupCli('paced', [

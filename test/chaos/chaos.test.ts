@@ -15,7 +15,10 @@ const SHORT_RUN = {
   clients: 6,
   faults: 90,
   minFaults: 50,
-  durationMs: 60_000,
+  // An upper bound, not a target: on a quiet machine the operations are all answered well within
+  // a minute. On a saturated one the run needs longer to reach the progress points at which its
+  // planned server restarts strike; cut short, it would end with fewer faults than it must show.
+  durationMs: 120_000,
   settleMs: 30_000,
 };
 
@@ -39,5 +42,5 @@ describe('chaos', () => {
     expect(faults.get('restart:fast'), `seed ${options.seed}`).toBeGreaterThanOrEqual(1);
     expect(faults.get('restart:immediate'), `seed ${options.seed}`).toBeGreaterThanOrEqual(1);
     expect(report.tally.clientFaultsFired, `seed ${options.seed}`).toBeGreaterThanOrEqual(10);
-  }, 180_000);
+  }, 240_000);
 });
