@@ -1,0 +1,114 @@
+import type { Transaction } from 'kysely';
+import { type IdempotencyError, withIdempotency } from '../index.ts';
+import { ResponseNotSentError } from './http-errors.ts';
+import type { ResolvedHttpOptions } from './http-idempotency-options.ts';
+import { readIdempotencyKey } from './idempotency-key-header.ts';
+import { problemResponseFor } from './problem-details.ts';
+import { type HttpRequestFacts, httpRequestFingerprint } from './request-fingerprint.ts';
+import {
+  type HttpResponseSnapshot,
+  storedHttpResponseSchema,
+  toStoredHttpResponse,
+} from './stored-http-response.ts';
+
+/**
+ * What to send, and why:
+ * - `executed`: the handler ran and its response committed with its writes;
+ * - `not_stored`: the handler ran, `storeIf` judged its response not final (a 5xx, a 429), and
+ *   its writes rolled back, so a retry executes again;
+ * - `replayed`: the stored response of an earlier request, with the replay header;
+ * - `refused`: a problem response (missing key, key reused, in progress...); nothing committed.
+ */
+export type HttpOutcome =
+  | { kind: 'executed' | 'not_stored' | 'replayed'; response: HttpResponseSnapshot }
+  | { kind: 'refused'; response: HttpResponseSnapshot; error: IdempotencyError };
+
+/** What the handler's side of an adapter produces, given the request's transaction. */
+export type ExecuteHandler<DB> = (
+  trx: Transaction<DB>,
+  context: { scope: string; key: string },
+) => Promise<HttpResponseSnapshot | undefined>;
+
+/** Thrown inside the transaction to roll it back when the response is not final. */
+class NotFinal {
+  readonly response: HttpResponseSnapshot;
+
+  constructor(response: HttpResponseSnapshot) {
+    this.response = response;
+  }
+}
+
+/**
+ * The HTTP contract around one request, for adapter authors: reads the key, fingerprints the
+ * request, and runs `execute` in a transaction that commits its writes with its response, or
+ * replays, or refuses with a problem. The returned response is committed (or was never going to
+ * be stored) before the adapter sends a byte of it.
+ *
+ * `execute` returns the handler's response, or `undefined` when the handler sent none (a 500
+ * `ResponseNotSentError`). Errors it throws roll back and are rethrown unchanged, for the
+ * framework's error handler; so are database errors, including a failed commit.
+ *
+ * @example
+ * ```ts
+ * const outcome = await runIdempotentRequest(options, request, facts, async (trx) => {
+ *   const row = await trx.insertInto('payments').values(values).returningAll().executeTakeFirstOrThrow();
+ *   return { status: 201, headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify(row)) };
+ * });
+ * ```
+ */
+export async function runIdempotentRequest<DB, Req>(
+  options: ResolvedHttpOptions<DB, Req>,
+  request: Req,
+  facts: HttpRequestFacts,
+  execute: ExecuteHandler<DB>,
+): Promise<HttpOutcome> {
+  // The handler's own response, with every header it set (the stored copy keeps fewer). When
+  // withIdempotency retries the transaction after a serialization failure, the last attempt's
+  // response is the one that committed.
+  let sent: HttpResponseSnapshot | undefined;
+  try {
+    const key = readIdempotencyKey(facts.keyHeader);
+    const scope = await options.scope(request);
+    const { response, replayed } = await withIdempotency(
+      options.db,
+      {
+        ...options.ledger,
+        scope,
+        key,
+        request: httpRequestFingerprint(facts, options.fingerprint),
+        responseSchema: storedHttpResponseSchema,
+      },
+      async (trx) => {
+        const produced = await execute(trx as Transaction<DB>, { scope, key });
+        if (produced === undefined) throw new ResponseNotSentError({ scope, key });
+        if (!options.storeIf({ status: produced.status, headers: produced.headers })) {
+          throw new NotFinal(produced);
+        }
+        sent = produced;
+        return toStoredHttpResponse(produced, options.storedHeaders);
+      },
+    );
+    if (!replayed && sent) return { kind: 'executed', response: sent };
+    return { kind: 'replayed', response: withReplayedHeader(response, options.replayedHeader) };
+  } catch (error) {
+    if (error instanceof NotFinal) return { kind: 'not_stored', response: error.response };
+    const problem = problemResponseFor(error, options.problemTypeBase);
+    if (!problem) throw error;
+    const libraryError = error as IdempotencyError;
+    if (problem.status >= 500) options.onError(libraryError);
+    const body = Buffer.from(problem.body, 'utf8');
+    return {
+      kind: 'refused',
+      error: libraryError,
+      response: { status: problem.status, headers: problem.headers, body },
+    };
+  }
+}
+
+function withReplayedHeader(
+  response: HttpResponseSnapshot,
+  replayedHeader: string | false,
+): HttpResponseSnapshot {
+  if (replayedHeader === false) return response;
+  return { ...response, headers: { ...response.headers, [replayedHeader.toLowerCase()]: 'true' } };
+}

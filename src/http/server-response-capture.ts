@@ -1,0 +1,134 @@
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { HttpResponseSnapshot } from './stored-http-response.ts';
+
+/** A response being buffered instead of sent; see {@link captureServerResponse}. */
+export interface ResponseCapture {
+  /** What the handler sent, once it ended the response; `undefined` until then. */
+  snapshot(): HttpResponseSnapshot | undefined;
+  /** True once the body grew past the limit (the rest was dropped). */
+  readonly overflowed: boolean;
+  /** Puts the response's own methods back, so that it can be sent. */
+  release(): void;
+}
+
+type Callback = (error?: Error | null) => void;
+const METHODS = ['writeHead', 'write', 'end', 'flushHeaders'] as const;
+
+/**
+ * Buffers what a handler writes to a Node `ServerResponse` (`res.writeHead`, `write`, `end`, and
+ * so everything Express builds on them) instead of sending it, so that the response can be
+ * committed with the handler's writes before the client sees a byte. Headers stay on `res`, where
+ * the handler set them.
+ *
+ * @param maxBytes - Body bytes kept; beyond them the capture reports `overflowed`.
+ *
+ * @example
+ * ```ts
+ * const capture = captureServerResponse(res, 1024 * 1024);
+ * await handler(req, res);
+ * capture.release();
+ * const response = capture.snapshot(); // then store it, commit, and send it
+ * ```
+ */
+export function captureServerResponse(res: ServerResponse, maxBytes: number): ResponseCapture {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let ended = false;
+  let overflowed = false;
+  // Another layer (compression middleware) may have replaced a method on the instance already:
+  // releasing puts back exactly what was there.
+  const previous = METHODS.map(
+    (name) => [name, Object.getOwnPropertyDescriptor(res, name)] as const,
+  );
+
+  const append = (chunk: unknown, encoding: unknown) => {
+    if (chunk === undefined || chunk === null || typeof chunk === 'function') return;
+    const bytes =
+      typeof chunk === 'string'
+        ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8')
+        : Buffer.from(chunk as Uint8Array);
+    size += bytes.length;
+    if (size > maxBytes) overflowed = true;
+    else chunks.push(bytes);
+  };
+  const callLater = (callback: unknown) => {
+    if (typeof callback === 'function') process.nextTick(callback as Callback);
+  };
+
+  const replacements = {
+    writeHead(status: number, ...rest: unknown[]) {
+      res.statusCode = status;
+      const [first, second] = rest;
+      if (typeof first === 'string') res.statusMessage = first;
+      setHeaders(res, typeof first === 'string' ? second : first);
+      return res;
+    },
+    write(chunk: unknown, encoding?: unknown, callback?: unknown) {
+      append(chunk, encoding);
+      callLater(typeof encoding === 'function' ? encoding : callback);
+      return true;
+    },
+    end(chunk?: unknown, encoding?: unknown, callback?: unknown) {
+      append(chunk, encoding);
+      ended = true;
+      callLater([chunk, encoding, callback].find((arg) => typeof arg === 'function'));
+      return res;
+    },
+    flushHeaders() {},
+  };
+  Object.assign(res, replacements);
+
+  return {
+    snapshot: () =>
+      ended
+        ? { status: res.statusCode, headers: headersOf(res), body: Buffer.concat(chunks) }
+        : undefined,
+    get overflowed() {
+      return overflowed;
+    },
+    release() {
+      for (const [name, descriptor] of previous) {
+        if (descriptor) Object.defineProperty(res, name, descriptor);
+        else Reflect.deleteProperty(res, name);
+      }
+    },
+  };
+}
+
+/** Sends a snapshot on `res`: status, its headers (on top of those already set) and body. */
+export function sendSnapshot(res: ServerResponse, response: HttpResponseSnapshot): void {
+  res.statusCode = response.status;
+  for (const [name, value] of Object.entries(response.headers)) res.setHeader(name, value);
+  res.end(response.body);
+}
+
+/** The headers set on `res`, lower-case names, values as strings. */
+export function headersOf(res: ServerResponse): Record<string, string | readonly string[]> {
+  const headers: Record<string, string | readonly string[]> = {};
+  for (const [name, value] of Object.entries(res.getHeaders())) {
+    if (value !== undefined) headers[name] = typeof value === 'number' ? String(value) : value;
+  }
+  return headers;
+}
+
+/** Puts `res`'s headers back to `headers` (taken with {@link headersOf} earlier). */
+export function restoreHeaders(
+  res: ServerResponse,
+  headers: Record<string, string | readonly string[]>,
+): void {
+  for (const name of res.getHeaderNames()) res.removeHeader(name);
+  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+}
+
+function setHeaders(res: ServerResponse, headers: unknown): void {
+  if (Array.isArray(headers)) {
+    // writeHead's flat form: [name, value, name, value, ...]
+    for (let i = 0; i + 1 < headers.length; i += 2) {
+      res.setHeader(String(headers[i]), headers[i + 1] as string);
+    }
+  } else if (headers && typeof headers === 'object') {
+    for (const [name, value] of Object.entries(headers as OutgoingHttpHeaders)) {
+      if (value !== undefined) res.setHeader(name, value);
+    }
+  }
+}
