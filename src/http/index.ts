@@ -23,6 +23,7 @@ export {
   type StoreIfResponse,
 } from './http-idempotency-options.ts';
 export { IDEMPOTENCY_KEY_HEADER, readIdempotencyKey } from './idempotency-key-header.ts';
+export { incomingMessageFacts } from './incoming-message-facts.ts';
 export {
   DEFAULT_PROBLEM_TYPE_BASE,
   PROBLEM_TYPES,
@@ -37,6 +38,7 @@ export {
   type HttpOutcome,
   runIdempotentRequest,
 } from './run-idempotent-request.ts';
+export { isSafeMethod } from './safe-methods.ts';
 export { serveOnServerResponse } from './serve-on-server-response.ts';
 export {
   captureServerResponse,

@@ -39,6 +39,13 @@ export function toPayment(row: Selectable<PaymentsTable>) {
   };
 }
 
+const PAYMENT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** Whether `id` can name a payment (a UUID): anything else is a 404 without a query. */
+export function isPaymentId(id: string): boolean {
+  return PAYMENT_ID.test(id);
+}
+
 const MERCHANT_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 /**
@@ -66,6 +73,11 @@ export const problems = {
     type: 'https://payments.example/problems/not-found',
     title: 'Not found',
     status: 404,
+  },
+  internal: {
+    type: 'https://payments.example/problems/internal',
+    title: 'Internal server error',
+    status: 500,
   },
 } as const;
 

@@ -1,0 +1,90 @@
+/**
+ * `idempotency-ledger/express`: the HTTP idempotency contract for Express 4 and 5.
+ *
+ * @module
+ */
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { Transaction } from 'kysely';
+import {
+  type HttpIdempotencyOptions,
+  incomingMessageFacts,
+  isSafeMethod,
+  resolveHttpOptions,
+  serveOnServerResponse,
+} from '../http/index.ts';
+import { InvalidIdempotencyOptionsError } from '../index.ts';
+
+/** What an idempotent handler is given besides `req` and `res`. */
+export interface IdempotencyContext<DB> {
+  /** The request's transaction: the handler's writes commit with its response, or not at all. */
+  trx: Transaction<DB>;
+  /** The request's idempotency key, read from the `Idempotency-Key` header. */
+  key: string;
+  /** The request's scope, as the `scope` option computed it. */
+  scope: string;
+}
+
+/**
+ * Makes an Express route handler idempotent. The handler answers with `res` as usual
+ * (`res.status(201).json(payment)`); the response is buffered, committed in the same transaction
+ * as the handler's writes (made with `trx`), and only then sent. A retry with the same key gets it
+ * back byte for byte, marked `Idempotent-Replayed: true`.
+ *
+ * - Mount a body parser (`express.json()`) before it: the body is part of the request's
+ *   fingerprint, and a key sent again with another body is refused (422).
+ * - Validate before it (a middleware in front) or throw from the handler: an error the handler
+ *   throws rolls its writes back, is passed to `next(error)` and does not use up the key.
+ * - A response the handler sends is final, and stored, unless `storeIf` says otherwise (default:
+ *   5xx, 408, 425 and 429 are rolled back, so a retry executes again).
+ * - On GET, HEAD and OPTIONS it passes the request on with `next()`: mount it on the routes that
+ *   change state.
+ *
+ * Works with Express 4 (where an async handler's rejection is otherwise lost) and Express 5.
+ *
+ * @example
+ * ```ts
+ * app.post(
+ *   '/payments',
+ *   express.json(),
+ *   idempotent(
+ *     { db, scope: (req) => `merchant:${req.get('merchant-id')}:create-payment` },
+ *     async (req, res, { trx, key }) => {
+ *       const payment = await insertPayment(trx, req.body, key);
+ *       res.status(201).location(`/payments/${payment.id}`).json(payment);
+ *     },
+ *   ),
+ * );
+ * ```
+ */
+export function idempotent<DB>(
+  options: HttpIdempotencyOptions<DB, Request>,
+  handler: (req: Request, res: Response, context: IdempotencyContext<DB>) => Promise<void>,
+): RequestHandler {
+  const resolved = resolveHttpOptions(options, 'idempotent (express)');
+  return (req: Request, res: Response, next: NextFunction) => {
+    if (isSafeMethod(req.method)) {
+      next();
+      return;
+    }
+    if (req.body === undefined && hasBody(req)) {
+      next(
+        new InvalidIdempotencyOptionsError({
+          message:
+            'The request has a body but req.body is undefined: mount a body parser ' +
+            '(express.json()) before idempotent(), so that the body is part of the fingerprint',
+          issues: ['req.body: no body parser ran'],
+        }),
+      );
+      return;
+    }
+    const facts = incomingMessageFacts(req, req.body, req.originalUrl);
+    serveOnServerResponse(resolved, req, res, facts, (trx, context) =>
+      handler(req, res, { trx, ...context }),
+    ).catch(next);
+  };
+}
+
+function hasBody(req: Request): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}

@@ -1,0 +1,66 @@
+/**
+ * `idempotency-ledger/node-http`: the HTTP idempotency contract for a `node:http` server.
+ *
+ * @module
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Transaction } from 'kysely';
+import {
+  type HttpIdempotencyOptions,
+  incomingMessageFacts,
+  resolveHttpOptions,
+  serveOnServerResponse,
+} from '../http/index.ts';
+
+/** What an idempotent handler is given besides the request and the response. */
+export interface IdempotencyContext<DB> {
+  /** The request's transaction: the handler's writes commit with its response, or not at all. */
+  trx: Transaction<DB>;
+  /** The request's idempotency key, read from the `Idempotency-Key` header. */
+  key: string;
+  /** The request's scope, as the `scope` option computed it. */
+  scope: string;
+}
+
+/**
+ * Serves one route idempotently on a `node:http` server. The returned function takes the request,
+ * the response and the request's body, which you read (and validate) first: a request refused
+ * before it reaches the ledger does not use up its key. Pass the parsed JSON value (compared as
+ * canonical JSON) or the raw bytes; the handler gets it back as `body`.
+ *
+ * The handler writes its response on `res` as usual. It is buffered, committed with the
+ * handler's writes and only then sent; a retry with the same key gets it back byte for byte. A
+ * library problem (missing key, key reused, request in progress...) is answered with RFC 9457
+ * problem details. An error the handler throws rolls back, nothing is sent, and the returned
+ * promise rejects with it, for your server to answer.
+ *
+ * @example
+ * ```ts
+ * const createPayment = idempotent(
+ *   { db, scope: (req) => `merchant:${merchantIdOf(req)}:create-payment` },
+ *   async (req, res, { trx, key, body }) => {
+ *     const payment = await insertPayment(trx, key, body);
+ *     res.writeHead(201, { 'content-type': 'application/json', location: `/payments/${payment.id}` });
+ *     res.end(JSON.stringify(payment));
+ *   },
+ * );
+ * createServer(async (req, res) => {
+ *   const body = JSON.parse(await readBody(req)); // and validate it
+ *   await createPayment(req, res, body);
+ * });
+ * ```
+ */
+export function idempotent<DB, Body = unknown>(
+  options: HttpIdempotencyOptions<DB, IncomingMessage>,
+  handler: (
+    req: IncomingMessage,
+    res: ServerResponse,
+    context: IdempotencyContext<DB> & { body: Body },
+  ) => Promise<void>,
+): (req: IncomingMessage, res: ServerResponse, body: Body) => Promise<void> {
+  const resolved = resolveHttpOptions(options, 'idempotent (node-http)');
+  return (req, res, body) =>
+    serveOnServerResponse(resolved, req, res, incomingMessageFacts(req, body), (trx, context) =>
+      handler(req, res, { trx, body, ...context }),
+    );
+}
