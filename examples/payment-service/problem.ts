@@ -1,10 +1,4 @@
 import type { ServerResponse } from 'node:http';
-import {
-  IdempotencyConflictError,
-  IdempotencyError,
-  IdempotencyKeyReusedError,
-  InvalidIdempotencyKeyError,
-} from '../../src/index.ts';
 
 /** An RFC 9457 problem details object, plus how long the client should wait before retrying. */
 export interface Problem {
@@ -27,26 +21,15 @@ export class RequestError extends Error {
   }
 }
 
+/**
+ * The service's own refusals as problem details; anything else is a 500 that says nothing of its
+ * cause. Library problems (missing key, key reused, request in progress) never get here: the
+ * idempotent() adapter answers them.
+ */
 export function problemFor(error: unknown): Problem {
   if (error instanceof RequestError) {
     return problem(error.status, 'invalid-request', error.title, error.message);
   }
-  if (error instanceof InvalidIdempotencyKeyError) {
-    return problem(400, 'invalid-idempotency-key', 'Invalid Idempotency-Key', error.message);
-  }
-  if (error instanceof IdempotencyKeyReusedError) {
-    return problem(422, 'idempotency-key-reused', 'Idempotency-Key reused', error.message);
-  }
-  if (error instanceof IdempotencyConflictError) {
-    return {
-      ...problem(409, 'request-in-progress', 'Request in progress', error.message),
-      retryAfterSeconds: Math.max(1, Math.ceil(error.retryAfterMs / 1000)),
-    };
-  }
-  if (error instanceof IdempotencyError && error.status !== undefined && error.status < 500) {
-    return problem(error.status, error.code, 'Request refused', error.message);
-  }
-  // Anything else is ours (or the database's) to fix; its message is not the client's business.
   return problem(500, 'internal-error', 'Internal server error', 'The payment was not created');
 }
 

@@ -1,9 +1,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { scheduleCleanup, withIdempotency } from '../../src/index.ts';
+import { scheduleCleanup } from '../../src/index.ts';
+import { idempotent } from '../../src/node-http/index.ts';
 import { problemFor, RequestError, sendProblem } from './problem.ts';
-import { createDb, createPool, toPayment } from './schema.ts';
+import { createDb, createPool, type Database, toPayment } from './schema.ts';
 
 export const APPLICATION_NAME = 'payment-service';
 
@@ -45,7 +46,37 @@ export function createPaymentService(
     onError: (error) => log(`ledger cleanup failed: ${describe(error)}`),
   });
 
-  async function createPayment(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const createPayment = idempotent<Database, PaymentBody>(
+    {
+      db,
+      // Per principal: one merchant's key can never replay another merchant's payment.
+      scope: (req) => `merchant:${String(req.headers['merchant-id'])}:create-payment`,
+      // A duplicate arriving while the first call is in flight gets a 409 and retries, rather
+      // than holding a pooled connection while it waits.
+      onConcurrent: 'reject',
+    },
+    async (req, res, { trx, key, body }) => {
+      // Stands in for slower database work in the same transaction (a balance check, a fraud
+      // rule), and makes duplicates overlap in flight. A call to a card network would not belong
+      // here: it would not roll back with the transaction.
+      await sleep(50 + Math.random() * 200);
+      const row = await trx
+        .insertInto('payments')
+        .values({
+          merchant_id: String(req.headers['merchant-id']),
+          amount_cents: body.amount_cents,
+          currency: body.currency,
+          idempotency_key: key,
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      // Sent only once it has committed with the payment; replays get these bytes back.
+      res.writeHead(201, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(toPayment(row)));
+    },
+  );
+
+  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (req.method !== 'POST' || req.url !== '/payments') {
       throw new RequestError(404, 'Not found', 'Only POST /payments exists here');
     }
@@ -54,51 +85,12 @@ export function createPaymentService(
     if (typeof merchantId !== 'string' || !MERCHANT_ID.test(merchantId)) {
       throw new RequestError(400, 'Invalid Merchant-Id', 'Send a Merchant-Id header');
     }
-    // Validated before the ledger sees it: a malformed request must not use up its key.
-    const body = parseBody(await readBody(req));
-    // Possibly undefined: the library answers a missing key with InvalidIdempotencyKeyError (400).
-    const key = req.headers['idempotency-key'];
-
-    const { response, replayed } = await withIdempotency(
-      db,
-      {
-        // Per principal: one merchant's key can never replay another merchant's payment.
-        scope: `merchant:${merchantId}:create-payment`,
-        key,
-        request: body,
-        // A duplicate arriving while the first call is in flight gets a 409 and retries, rather
-        // than holding a pooled connection while it waits.
-        onConcurrent: 'reject',
-      },
-      async (trx) => {
-        // Stands in for slower database work in the same transaction (a balance check, a fraud
-        // rule), and makes duplicates overlap in flight. A call to a card network would not belong
-        // here: it would not roll back with the transaction.
-        await sleep(50 + Math.random() * 200);
-        const row = await trx
-          .insertInto('payments')
-          .values({
-            merchant_id: merchantId,
-            amount_cents: body.amount_cents,
-            currency: body.currency,
-            // Defined here: withIdempotency refused a missing key before running fn.
-            idempotency_key: key as string,
-          })
-          .returningAll()
-          .executeTakeFirstOrThrow();
-        return { status: 201, body: toPayment(row) };
-      },
-    );
-
-    res.writeHead(response.status, {
-      'content-type': 'application/json',
-      ...(replayed ? { 'idempotent-replayed': 'true' } : {}),
-    });
-    res.end(JSON.stringify(response.body));
+    // Validated before the idempotent part: a malformed request must not use up its key.
+    await createPayment(req, res, parseBody(await readBody(req)));
   }
 
   const server = createServer((req, res) => {
-    createPayment(req, res).catch((error: unknown) => {
+    route(req, res).catch((error: unknown) => {
       const problem = problemFor(error);
       if (problem.status >= 500) log(`500 on ${req.url}: ${describe(error)}`);
       // The client may be gone (it aborted, or we are shutting down); nothing left to answer.
@@ -119,7 +111,9 @@ export function createPaymentService(
   };
 }
 
-function parseBody(text: string): z.infer<typeof createPaymentBody> {
+type PaymentBody = z.infer<typeof createPaymentBody>;
+
+function parseBody(text: string): PaymentBody {
   let json: unknown;
   try {
     json = JSON.parse(text);

@@ -56,8 +56,9 @@ async function checkLedger(db: Kysely<Database>, stored: Map<string, Payment>): 
   const mismatches: string[] = [];
   for (const [id, payment] of stored) {
     const response = replays.get(id);
-    const replayed = response ? (JSON.parse(response) as { status: number; body: Payment }) : null;
-    if (replayed?.status !== 201 || !samePayment(replayed.body, payment)) {
+    // What the adapter stores: the status, the allowlisted headers, and the body as sent.
+    const replayed = response ? (JSON.parse(response) as { status: number; body: string }) : null;
+    if (replayed?.status !== 201 || !samePayment(JSON.parse(replayed.body) as Payment, payment)) {
       mismatches.push(`${id}: ledger has ${response ?? 'no entry'}`);
     }
   }
