@@ -2,8 +2,11 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CommandFailedError, runCommand } from './run-command.ts';
 
-/** What a user installs beside the package: its peers, and the types a TypeScript user adds. */
-const USER_DEPENDENCIES = ['kysely', 'pg', '@types/pg', '@types/node'];
+/**
+ * What a user installs beside the package: its peers, and the types a TypeScript user adds. The
+ * README's quick start uses Express.
+ */
+const USER_DEPENDENCIES = ['kysely', 'pg', '@types/pg', '@types/node', 'express', '@types/express'];
 
 interface LockEntry {
   version?: string;
@@ -36,7 +39,7 @@ export interface ScratchProject {
 
 /**
  * Creates `dir` as a new project of the given module type and installs the packed tarball into it
- * with kysely, pg and their types, at the versions this repository's lock file pins. It installs
+ * with kysely, pg, Express and their types, at the versions this repository's lock file pins. It installs
  * from the npm cache alone when it can (`npm ci` of this repository has just filled it), so the
  * check neither waits for nor depends on the registry; it falls back to the registry otherwise.
  *

@@ -1,3 +1,5 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCommand } from './run-command.ts';
 
@@ -20,11 +22,21 @@ interface AttwProblem {
  */
 export async function arethetypeswrong(root: string, tarball: string): Promise<string[]> {
   const attw = join(root, 'node_modules/.bin/attw');
-  const { stdout } = await runCommand(attw, [tarball, '--format', 'json'], {
-    cwd: root,
-    allowedExitCodes: [0, 1],
-  });
-  const { analysis } = JSON.parse(stdout) as { analysis: { problems?: AttwProblem[] } };
+  // Into a file, not a pipe: attw exits with process.exit(), which cuts a large report written to
+  // a pipe short (one entry point per subpath makes it well over 100 kB).
+  const dir = await mkdtemp(join(tmpdir(), 'attw-'));
+  let report: string;
+  try {
+    const file = join(dir, 'report.json');
+    await runCommand('sh', ['-c', '"$0" "$1" --format json > "$2"', attw, tarball, file], {
+      cwd: root,
+      allowedExitCodes: [0, 1],
+    });
+    report = await readFile(file, 'utf8');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  const { analysis } = JSON.parse(report) as { analysis: { problems?: AttwProblem[] } };
   const problems = (analysis.problems ?? []).filter(
     (problem) => !(problem.resolutionKind === 'node10' && problem.entrypoint !== '.'),
   );

@@ -1,32 +1,22 @@
 /**
  * What the README's quick start leaves to the reader's application: a `DB` interface for Kysely
- * and a web framework's `app` (Fastify-shaped). Declared globally, beside the snippet, so that
- * the snippet compiles exactly as written.
+ * and an `authenticate` middleware that puts the merchant on Express's request. Declared
+ * globally, beside the snippet, so that the snippet compiles exactly as written.
  */
 export const QUICK_START_DECLARATIONS = `// The reader's own application, which the README's quick start assumes.
 interface DB {
   payments: {
     id: import('kysely').Generated<string>;
     merchant_id: string;
-    amount: number;
+    amount_cents: number;
   };
 }
-interface QuickStartRequest {
-  auth: { merchantId: string };
-  headers: Record<string, string | string[] | undefined>;
-  body: { amount: number };
+declare namespace Express {
+  interface Request {
+    merchantId: string;
+  }
 }
-interface QuickStartReply {
-  header(name: string, value: string | number): QuickStartReply;
-  code(status: number): QuickStartReply;
-  type(contentType: string): QuickStartReply;
-  send(body: unknown): QuickStartReply;
-}
-declare const app: {
-  post(path: string, handler: (req: QuickStartRequest, reply: QuickStartReply) => Promise<unknown>): void;
-  listen(options: { port: number }): Promise<unknown>;
-  close(): Promise<void>;
-};
+declare const authenticate: import('express').RequestHandler;
 `;
 
 /**
