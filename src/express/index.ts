@@ -4,9 +4,9 @@
  * @module
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import type { Transaction } from 'kysely';
 import {
   type HttpIdempotencyOptions,
+  type IdempotencyContext,
   incomingMessageFacts,
   isSafeMethod,
   resolveHttpOptions,
@@ -14,15 +14,7 @@ import {
 } from '../http/index.ts';
 import { InvalidIdempotencyOptionsError } from '../index.ts';
 
-/** What an idempotent handler is given besides `req` and `res`. */
-export interface IdempotencyContext<DB> {
-  /** The request's transaction: the handler's writes commit with its response, or not at all. */
-  trx: Transaction<DB>;
-  /** The request's idempotency key, read from the `Idempotency-Key` header. */
-  key: string;
-  /** The request's scope, as the `scope` option computed it. */
-  scope: string;
-}
+export type { IdempotencyContext };
 
 /**
  * Makes an Express route handler idempotent. The handler answers with `res` as usual

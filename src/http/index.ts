@@ -36,6 +36,7 @@ export { type HttpRequestFacts, httpRequestFingerprint } from './request-fingerp
 export {
   type ExecuteHandler,
   type HttpOutcome,
+  type IdempotencyContext,
   runIdempotentRequest,
 } from './run-idempotent-request.ts';
 export { isSafeMethod } from './safe-methods.ts';

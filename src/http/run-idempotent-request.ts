@@ -23,6 +23,16 @@ export type HttpOutcome =
   | { kind: 'executed' | 'not_stored' | 'replayed'; response: HttpResponseSnapshot }
   | { kind: 'refused'; response: HttpResponseSnapshot; error: IdempotencyError };
 
+/** What an idempotent handler is given: the request's transaction, its key and its scope. */
+export interface IdempotencyContext<DB> {
+  /** The request's transaction: the handler's writes commit with its response, or not at all. */
+  trx: Transaction<DB>;
+  /** The request's idempotency key, read from the `Idempotency-Key` header. */
+  key: string;
+  /** The request's scope, as the `scope` option computed it. */
+  scope: string;
+}
+
 /** What the handler's side of an adapter produces, given the request's transaction. */
 export type ExecuteHandler<DB> = (
   trx: Transaction<DB>,

@@ -4,23 +4,15 @@
  * @module
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Transaction } from 'kysely';
 import {
   type HttpIdempotencyOptions,
+  type IdempotencyContext,
   incomingMessageFacts,
   resolveHttpOptions,
   serveOnServerResponse,
 } from '../http/index.ts';
 
-/** What an idempotent handler is given besides the request and the response. */
-export interface IdempotencyContext<DB> {
-  /** The request's transaction: the handler's writes commit with its response, or not at all. */
-  trx: Transaction<DB>;
-  /** The request's idempotency key, read from the `Idempotency-Key` header. */
-  key: string;
-  /** The request's scope, as the `scope` option computed it. */
-  scope: string;
-}
+export type { IdempotencyContext };
 
 /**
  * Serves one route idempotently on a `node:http` server. The returned function takes the request,

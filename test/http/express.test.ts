@@ -22,6 +22,16 @@ beforeAll(async () => {
 });
 
 type ExpressFactory = typeof express5;
+
+/** Serves `app` on a free port of 127.0.0.1. */
+async function listen(app: ReturnType<ExpressFactory>) {
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  return {
+    baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
 const versions: Array<[string, ExpressFactory]> = [
   ['Express 5', express5],
   ['Express 4', express4],
@@ -73,10 +83,7 @@ describe.each(versions)('%s', (_name, express) => {
         res.status(500).json({ handled: error.message });
       },
     );
-    const server = app.listen(0, '127.0.0.1');
-    await new Promise((resolve) => server.once('listening', resolve));
-    baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    close = () => new Promise((resolve) => server.close(() => resolve()));
+    ({ baseUrl, close } = await listen(app));
   });
   afterAll(() => close());
 
@@ -219,10 +226,9 @@ describe.each(versions)('%s', (_name, express) => {
         res.status(500).json({ failed: (error as { code?: string }).code });
       },
     );
-    const server = app.listen(0, '127.0.0.1');
-    await new Promise((resolve) => server.once('listening', resolve));
+    const server = await listen(app);
     try {
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/commit-fails`;
+      const url = `${server.baseUrl}/commit-fails`;
       const response = await fetch(url, {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'idempotency-key': key },
@@ -232,7 +238,7 @@ describe.each(versions)('%s', (_name, express) => {
       expect(await response.json()).toEqual({ failed: '23505' });
       expect(await fx.countPayments(key)).toBe(0);
     } finally {
-      await new Promise((resolve) => server.close(resolve));
+      await server.close();
     }
   });
 });
