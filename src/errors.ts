@@ -50,11 +50,13 @@ export interface IdempotencyErrorOptions {
  * try {
  *   await withIdempotency(db, { scope, key }, fn);
  * } catch (error) {
- *   if (error instanceof IdempotencyError && error.status) {
- *     return reply.code(error.status).send({ type: error.code, title: error.message });
+ *   if (error instanceof IdempotencyError && error.code === 'conflict') {
+ *     return retryLater(); // a queue consumer: put the message back
  *   }
  *   throw error;
  * }
+ * // Over HTTP, the adapters (or problemResponseFor() from idempotency-ledger/http) answer these
+ * // with RFC 9457 problem details.
  * ```
  */
 export class IdempotencyError extends Error {
