@@ -144,7 +144,15 @@ const httpOptionsSchema = z.looseObject({
     .optional(),
   problemTypeBase: z.string().optional(),
   onError: aFunction.optional(),
+  // The ledger options' types, so that a typo fails at startup; withIdempotency checks their
+  // ranges again on each request.
+  ttlMs: z.int().positive().optional(),
+  onConcurrent: z.enum(['wait', 'reject']).optional(),
+  waitTimeoutMs: z.int().positive().optional(),
   maxResponseBytes: z.int().positive().optional(),
+  schema: z.string().min(1).optional(),
+  isolationLevel: z.enum(['read committed', 'repeatable read', 'serializable']).optional(),
+  maxAttempts: z.int().min(1).optional(),
 });
 
 /**
