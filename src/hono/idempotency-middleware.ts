@@ -1,8 +1,9 @@
 import type { Context, MiddlewareHandler, Next } from 'hono';
-import type { Transaction } from 'kysely';
 import {
   type HttpIdempotencyOptions,
   type HttpResponseSnapshot,
+  type IdempotencyContext,
+  isSafeMethod,
   resolveHttpOptions,
   runIdempotentRequest,
 } from '../http/index.ts';
@@ -11,13 +12,8 @@ import { HandlerNotRepeatableError } from './handler-not-repeatable-error.ts';
 import { requestFacts } from './request-facts.ts';
 import { readResponse, responseFromSnapshot } from './response-snapshot.ts';
 
-/** What the handler finds in `c.var.idempotency`: the request's transaction and its key. */
-export interface IdempotencyContext<DB> {
-  /** Write through it: the writes commit with the stored response, or not at all. */
-  trx: Transaction<DB>;
-  /** The client's key (unquoted), e.g. to store beside the business row. */
-  key: string;
-}
+/** What the handler finds in `c.var.idempotency`: the request's transaction, key and scope. */
+export type { IdempotencyContext };
 
 /** The Hono environment the middleware adds to a route: `c.var.idempotency`. */
 export interface IdempotencyEnv<DB> {
@@ -26,9 +22,6 @@ export interface IdempotencyEnv<DB> {
 
 /** Options of {@link idempotency}: the HTTP options, with `scope` given Hono's `Context`. */
 export type HonoIdempotencyOptions<DB> = HttpIdempotencyOptions<DB, Context>;
-
-// Safe methods are never claimed: a retried GET has nothing to deduplicate.
-const UNTOUCHED_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /** Where the handler's response was: headers set before the middleware, and nothing else. */
 const NO_RESPONSE: HttpResponseSnapshot = { status: 200, headers: {}, body: new Uint8Array(0) };
@@ -44,7 +37,7 @@ class HandlerFailed {}
  * reused with another body, or a duplicate in flight (with `onConcurrent: 'reject'`) is answered
  * with an RFC 9457 problem. The options are checked when `idempotency()` is called.
  *
- * - GET, HEAD and OPTIONS pass through untouched, and `c.var.idempotency` is not set for them.
+ * - GET, HEAD, OPTIONS and TRACE pass through untouched, and `c.var.idempotency` is not set for them.
  * - A response `storeIf` rejects (5xx, 408, 425, 429 by default) is sent but not stored, and the
  *   handler's writes roll back: a retry runs the handler again.
  * - An error the handler throws rolls back its writes, and `app.onError`'s response is sent, not
@@ -81,7 +74,8 @@ export function idempotency<DB>(
 ): MiddlewareHandler<IdempotencyEnv<DB>> {
   const resolved = resolveHttpOptions(options, 'idempotency-ledger/hono');
   return async (c, next) => {
-    if (UNTOUCHED_METHODS.has(c.req.method)) return next();
+    // Safe methods are never claimed: a retried GET has nothing to deduplicate.
+    if (isSafeMethod(c.req.method)) return next();
     // Headers set before this middleware (CORS, a request id...) belong on every response of
     // the route, a replay's and a problem's too; the handler's belong on its own response only.
     const headersBefore = new Headers(c.res.headers);
@@ -93,7 +87,7 @@ export function idempotency<DB>(
         // ran cannot run it again.
         if (handlerRan) throw new HandlerNotRepeatableError(context);
         handlerRan = true;
-        c.set('idempotency', { trx, key: context.key });
+        c.set('idempotency', { trx, ...context });
         const response = await runHandler(c, next);
         const snapshot = await readResponse(response, resolved.maxResponseBytes);
         if (snapshot) return snapshot;
