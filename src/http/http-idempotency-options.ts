@@ -145,11 +145,26 @@ const httpOptionsSchema = z.looseObject({
   problemTypeBase: z.string().optional(),
   onError: aFunction.optional(),
   maxResponseBytes: z.int().positive().optional(),
+  // The ledger options' shapes, so that a typo fails at startup rather than as a 500 on every
+  // request. Their upper bounds and the schema name's rules are the core's: withIdempotency
+  // checks them on each call.
+  ttlMs: z.int().positive().optional(),
+  onConcurrent: z.enum(['wait', 'reject']).optional(),
+  waitTimeoutMs: z.int().positive().optional(),
+  schema: z.string().min(1).optional(),
+  isolationLevel: z.enum(['read committed', 'repeatable read', 'serializable']).optional(),
+  maxAttempts: z.int().min(1).optional(),
 });
 
 /**
  * Checks an adapter's options once, when the route is set up, so a mistake fails at startup and
- * not on the first request. The ledger options are checked again by `withIdempotency`.
+ * not on the first request. The ledger options are checked again, bounds included, by
+ * `withIdempotency`.
+ *
+ * @example
+ * ```ts
+ * const resolved = resolveHttpOptions({ db, scope: (req) => `merchant:${req.merchantId}` }, 'myAdapter');
+ * ```
  *
  * @throws {InvalidIdempotencyOptionsError} naming each invalid option.
  */
