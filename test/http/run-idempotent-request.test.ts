@@ -1,0 +1,304 @@
+import { sql } from 'kysely';
+import { describe, expect, it } from 'vitest';
+import {
+  type ExecuteHandler,
+  type HttpIdempotencyOptions,
+  type HttpOutcome,
+  type HttpRequestFacts,
+  type HttpResponseSnapshot,
+  ResponseNotSentError,
+  resolveHttpOptions,
+  runIdempotentRequest,
+} from '../../src/http/index.ts';
+import { type IdempotencyError, LedgerSchemaError } from '../../src/index.ts';
+import { deferred } from '../support/barrier.ts';
+import { type Database, uniqueKey, useLedgerFixture } from '../support/ledger-fixture.ts';
+import { failFirstCommitFor } from './support/forced-serialization-failure.ts';
+
+const fx = useLedgerFixture();
+
+interface Req {
+  merchant: string;
+}
+
+function setup(extra: Partial<HttpIdempotencyOptions<Database, Req>> = {}) {
+  const reported: IdempotencyError[] = [];
+  const options = resolveHttpOptions<Database, Req>(
+    {
+      db: fx.db,
+      scope: (req) => `merchant:${req.merchant}`,
+      onError: (error) => reported.push(error),
+      ...extra,
+    },
+    'test',
+  );
+  const run = (key: string | undefined, execute: ExecuteHandler<Database>, body: unknown = {}) =>
+    runIdempotentRequest(options, { merchant: 'm1' }, facts(key, body), execute);
+  return { options, reported, run };
+}
+
+function facts(key: string | undefined, body: unknown): HttpRequestFacts {
+  return { method: 'POST', target: '/payments', keyHeader: key, body, header: () => undefined };
+}
+
+/** A handler that inserts a payment and answers with `response` (201, three headers, by default). */
+function createPayment(response: Partial<HttpResponseSnapshot> = {}) {
+  let runs = 0;
+  const execute: ExecuteHandler<Database> = async (trx, { scope, key }) => {
+    runs += 1;
+    const row = await trx
+      .insertInto('payments')
+      .values({ scope, key, amount: 100 })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    return {
+      status: 201,
+      headers: {
+        'content-type': 'application/json; charset=utf-8',
+        location: `/payments/${row.id}`,
+        'x-trace-id': `trace-${runs}`,
+      },
+      // Text and bytes that are not UTF-8, so both stored forms are exercised.
+      body: Buffer.concat([Buffer.from(`{"id":"${row.id}","note":"café"}`), Buffer.from([0xff])]),
+      ...response,
+    };
+  };
+  return Object.assign(execute, { runs: () => runs });
+}
+
+function problemOf(outcome: HttpOutcome) {
+  return JSON.parse(Buffer.from(outcome.response.body).toString('utf8'));
+}
+
+describe('runIdempotentRequest', () => {
+  it('executes, then replays the same bytes with the replay header and only stored headers', async () => {
+    const { run } = setup();
+    const key = uniqueKey();
+    const handler = createPayment();
+
+    const first = await run(key, handler);
+    const second = await run(`"${key}"`, handler);
+
+    expect(first.kind).toBe('executed');
+    expect(first.response.headers['x-trace-id']).toBe('trace-1');
+    expect(second.kind).toBe('replayed');
+    expect(second.response.status).toBe(201);
+    expect(
+      Buffer.compare(Buffer.from(second.response.body), Buffer.from(first.response.body)),
+    ).toBe(0);
+    expect(second.response.headers).toEqual({
+      'content-type': first.response.headers['content-type'],
+      location: first.response.headers.location,
+      'idempotent-replayed': 'true',
+    });
+    expect(handler.runs()).toBe(1);
+    expect(await fx.countPayments(key)).toBe(1);
+    expect(await fx.countEntries(key)).toBe(1);
+  });
+
+  it('names the replay header as configured, or sets none', async () => {
+    const key = uniqueKey();
+    await setup().run(key, createPayment());
+    const named = await setup({ replayedHeader: 'X-Replayed' }).run(key, createPayment());
+    expect(named.response.headers['x-replayed']).toBe('true');
+    const none = await setup({ replayedHeader: false }).run(key, createPayment());
+    expect(none.kind).toBe('replayed');
+    expect(Object.keys(none.response.headers).sort()).toEqual(['content-type', 'location']);
+  });
+
+  it.each([500, 503, 429, 408])(
+    'sends a %i without storing it: writes rolled back, a retry executes',
+    async (status) => {
+      const { run } = setup();
+      const key = uniqueKey();
+      const failing = createPayment({ status });
+      const outcome = await run(key, failing);
+      expect(outcome.kind).toBe('not_stored');
+      expect(outcome.response.status).toBe(status);
+      expect(outcome.response.headers['x-trace-id']).toBe('trace-1');
+      expect(await fx.countPayments(key)).toBe(0);
+      expect(await fx.countEntries(key)).toBe(0);
+
+      const retry = await run(key, createPayment());
+      expect(retry.kind).toBe('executed');
+      expect(await fx.countPayments(key)).toBe(1);
+    },
+  );
+
+  it('asks storeIf, given status and headers, whether to store', async () => {
+    const seen: unknown[] = [];
+    const { run } = setup({
+      storeIf: (response) => {
+        seen.push(response);
+        return response.headers['x-final'] === 'yes';
+      },
+    });
+    const key = uniqueKey();
+    const draft = createPayment({ status: 200, headers: { 'x-final': 'no' } });
+    expect((await run(key, draft)).kind).toBe('not_stored');
+    expect(seen).toEqual([{ status: 200, headers: { 'x-final': 'no' } }]);
+    expect(await fx.countPayments(key)).toBe(0);
+    expect((await run(key, createPayment({ headers: { 'x-final': 'yes' } }))).kind).toBe(
+      'executed',
+    );
+  });
+
+  it('rethrows what the handler throws, unchanged, and stores nothing', async () => {
+    const { run, reported } = setup();
+    const key = uniqueKey();
+    const failure = new Error('card declined');
+    await expect(
+      run(key, async (trx, context) => {
+        await createPayment()(trx, context);
+        throw failure;
+      }),
+    ).rejects.toBe(failure);
+    expect(await fx.countPayments(key)).toBe(0);
+    expect(await fx.countEntries(key)).toBe(0);
+    expect(reported).toEqual([]);
+  });
+
+  it('answers a handler that sent no response with a 500 problem, and reports it', async () => {
+    const { run, reported } = setup();
+    const key = uniqueKey();
+    const outcome = await run(key, async (trx, context) => {
+      await createPayment()(trx, context);
+      return undefined;
+    });
+    expect(outcome.kind).toBe('refused');
+    expect(outcome.response.status).toBe(500);
+    expect(problemOf(outcome).type).toBe('urn:idempotency-ledger:problem:internal-error');
+    expect(reported).toHaveLength(1);
+    expect(reported[0]).toBeInstanceOf(ResponseNotSentError);
+    expect(await fx.countPayments(key)).toBe(0);
+    expect(await fx.countEntries(key)).toBe(0);
+  });
+
+  it('answers a ledger that is not migrated with a 500 that says nothing internal', async () => {
+    await sql`create schema if not exists http_not_migrated`.execute(fx.db);
+    const { run, reported } = setup({ schema: 'http_not_migrated' });
+    const key = uniqueKey('sk_live');
+    const handler = createPayment();
+    const outcome = await run(key, handler);
+
+    expect(outcome.kind).toBe('refused');
+    expect(outcome.response.status).toBe(500);
+    expect(outcome.response.headers['content-type']).toBe('application/problem+json');
+    const body = Buffer.from(outcome.response.body).toString('utf8');
+    expect(JSON.parse(body).type).toBe('urn:idempotency-ledger:problem:internal-error');
+    for (const internal of [
+      key,
+      'merchant',
+      'http_not_migrated',
+      'relation',
+      'migrat',
+      'schema',
+      'select',
+    ]) {
+      expect(body).not.toContain(internal);
+    }
+    expect(reported).toHaveLength(1);
+    expect(reported[0]).toBeInstanceOf(LedgerSchemaError);
+    expect(handler.runs()).toBe(0);
+    expect(await fx.countPayments(key)).toBe(0);
+  });
+
+  it('refuses the key with another body (422) without executing', async () => {
+    const { run, reported } = setup();
+    const key = uniqueKey();
+    await run(key, createPayment(), { amount: 100 });
+    const handler = createPayment();
+    const outcome = await run(key, handler, { amount: 200 });
+    expect(outcome.kind).toBe('refused');
+    expect(outcome.response.status).toBe(422);
+    expect(problemOf(outcome).type).toBe('urn:idempotency-ledger:problem:key-reused');
+    expect(handler.runs()).toBe(0);
+    expect(reported).toEqual([]);
+    expect(await fx.countPayments(key)).toBe(1);
+  });
+
+  it("answers 409 with Retry-After while another request holds the key, with 'reject'", async () => {
+    const { run, reported } = setup({ onConcurrent: 'reject' });
+    const key = uniqueKey();
+    const inside = deferred();
+    const release = deferred();
+    const first = run(key, async (trx, context) => {
+      const response = await createPayment()(trx, context);
+      inside.resolve();
+      await release.promise;
+      return response;
+    });
+    await inside.promise;
+
+    const duplicate = createPayment();
+    const conflict = await run(key, duplicate);
+    release.resolve();
+
+    expect(conflict.kind).toBe('refused');
+    expect(conflict.response.status).toBe(409);
+    expect(problemOf(conflict).type).toBe('urn:idempotency-ledger:problem:request-in-progress');
+    expect(Number(conflict.response.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    expect(duplicate.runs()).toBe(0);
+    expect((await first).kind).toBe('executed');
+    expect((await run(key, duplicate)).kind).toBe('replayed');
+    expect(await fx.countPayments(key)).toBe(1);
+    expect(reported).toEqual([]);
+  });
+
+  it('rethrows what the scope function throws, and stores nothing', async () => {
+    const failure = new Error('not authenticated');
+    for (const scope of [
+      () => {
+        throw failure;
+      },
+      async () => Promise.reject(failure),
+    ]) {
+      const { run } = setup({ scope });
+      const key = uniqueKey();
+      const handler = createPayment();
+      await expect(run(key, handler)).rejects.toBe(failure);
+      expect(handler.runs()).toBe(0);
+      expect(await fx.countEntries(key)).toBe(0);
+    }
+  });
+
+  it('refuses a missing or repeated key (400) before asking for the scope', async () => {
+    let scopes = 0;
+    const { run } = setup({ scope: () => `s${++scopes}` });
+    const missing = await run(undefined, createPayment());
+    expect(problemOf(missing).type).toBe('urn:idempotency-ledger:problem:missing-key');
+    const repeated = await runIdempotentRequest(
+      setup().options,
+      { merchant: 'm1' },
+      { ...facts(undefined, {}), keyHeader: ['a', 'b'] },
+      createPayment(),
+    );
+    expect(repeated.response.status).toBe(400);
+    expect(problemOf(repeated).type).toBe('urn:idempotency-ledger:problem:invalid-key');
+    expect(scopes).toBe(0);
+  });
+
+  it("retries a serialization failure and answers with the last attempt's response", async () => {
+    const { run } = setup({ isolationLevel: 'serializable' });
+    const key = uniqueKey();
+    const forced = await failFirstCommitFor(fx.db, key);
+    try {
+      const handler = createPayment();
+      const outcome = await run(key, handler);
+      expect(await forced.attempts()).toBe(2);
+      expect(handler.runs()).toBe(2);
+      expect(outcome.kind).toBe('executed');
+      expect(outcome.response.headers['x-trace-id']).toBe('trace-2');
+      const committed = await fx.db.selectFrom('payments').select('id').where('key', '=', key);
+      const rows = await committed.execute();
+      expect(rows).toHaveLength(1);
+      expect(outcome.response.headers.location).toBe(`/payments/${rows[0]?.id}`);
+      const replay = await run(key, handler);
+      expect(
+        Buffer.compare(Buffer.from(replay.response.body), Buffer.from(outcome.response.body)),
+      ).toBe(0);
+    } finally {
+      await forced.remove();
+    }
+  });
+});
