@@ -111,13 +111,26 @@ export function headersOf(res: ServerResponse): Record<string, string | readonly
   return headers;
 }
 
-/** Puts `res`'s headers back to `headers` (taken with {@link headersOf} earlier). */
-export function restoreHeaders(
-  res: ServerResponse,
-  headers: Record<string, string | readonly string[]>,
-): void {
+/** What a handler can change on `res` before it sends a byte: status line and headers. */
+export interface ResponseState {
+  statusCode: number;
+  statusMessage: string | undefined;
+  headers: Record<string, string | readonly string[]>;
+}
+
+/** `res`'s status line and headers as they are now, to put back with {@link restoreResponse}. */
+export function saveResponse(res: ServerResponse): ResponseState {
+  // statusMessage is undefined until someone sets it: Node then uses the status's standard text.
+  const statusMessage = res.statusMessage as string | undefined;
+  return { statusCode: res.statusCode, statusMessage, headers: headersOf(res) };
+}
+
+/** Puts `res`'s status line and headers back as {@link saveResponse} found them. */
+export function restoreResponse(res: ServerResponse, state: ResponseState): void {
+  res.statusCode = state.statusCode;
+  res.statusMessage = state.statusMessage as string;
   for (const name of res.getHeaderNames()) res.removeHeader(name);
-  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+  for (const [name, value] of Object.entries(state.headers)) res.setHeader(name, value);
 }
 
 function setHeaders(res: ServerResponse, headers: unknown): void {
