@@ -135,9 +135,13 @@ export function restoreResponse(res: ServerResponse, state: ResponseState): void
 
 function setHeaders(res: ServerResponse, headers: unknown): void {
   if (Array.isArray(headers)) {
-    // writeHead's flat form: [name, value, name, value, ...]
+    // writeHead's flat form, [name, value, name, value, ...], read as Node reads it: each name it
+    // lists replaces what was set before, and a name listed twice is sent twice.
     for (let i = 0; i + 1 < headers.length; i += 2) {
-      res.setHeader(String(headers[i]), headers[i + 1] as string);
+      if (headers[i]) res.removeHeader(String(headers[i]));
+    }
+    for (let i = 0; i + 1 < headers.length; i += 2) {
+      if (headers[i]) res.appendHeader(String(headers[i]), headers[i + 1] as string | string[]);
     }
   } else if (headers && typeof headers === 'object') {
     for (const [name, value] of Object.entries(headers as OutgoingHttpHeaders)) {

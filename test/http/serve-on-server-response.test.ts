@@ -101,6 +101,35 @@ describe('serveOnServerResponse over a real socket', () => {
     expect(replay.body.toString()).toBe('ok');
   });
 
+  it("keeps writeHead's flat array form as Node does: repeated names repeated", async () => {
+    const { send } = await serve(
+      async (trx, res, context) => {
+        await insertPayment(trx, context);
+        res
+          .writeHead(200, [
+            'content-type',
+            'text/plain',
+            'x-multi',
+            'a',
+            'x-multi',
+            'b',
+            'cache-control',
+            'private',
+          ])
+          .end('flat');
+      },
+      { storedHeaders: ['content-type', 'x-multi'] },
+    );
+    const key = uniqueKey();
+    const first = await send(key);
+    expect(first.values('x-multi')).toEqual(['a', 'b']);
+    // A header the array names replaces the earlier middleware's value.
+    expect(first.values('cache-control')).toEqual(['private']);
+    const replay = await send(key);
+    expect(replay.values('x-multi')).toEqual(['a', 'b']);
+    expect(replay.body.toString()).toBe('flat');
+  });
+
   it('answers a body over maxResponseBytes with a 500 problem and commits nothing', async () => {
     const { server, send } = await serve(
       async (trx, res, context) => {
