@@ -18,7 +18,9 @@ const METHODS = ['writeHead', 'write', 'end', 'flushHeaders'] as const;
  * Buffers what a handler writes to a Node `ServerResponse` (`res.writeHead`, `write`, `end`, and
  * so everything Express builds on them) instead of sending it, so that the response can be
  * committed with the handler's writes before the client sees a byte. Headers stay on `res`, where
- * the handler set them.
+ * the handler set them. A handler can pipe into `res` (`await pipeline(source, res)`): the
+ * 'finish' listeners it adds are called once it ends the response; those added before the capture
+ * began wait for the response to be sent.
  *
  * @param maxBytes - Body bytes kept; beyond them the capture reports `overflowed`.
  *
@@ -40,6 +42,18 @@ export function captureServerResponse(res: ServerResponse, maxBytes: number): Re
   const previous = METHODS.map(
     (name) => [name, Object.getOwnPropertyDescriptor(res, name)] as const,
   );
+  // 'finish' listeners already there (a logger's, a framework's) wait for the real end of the
+  // response. Those the handler adds while it writes (`await pipeline(source, res)` waits for
+  // 'finish') are told when it ends the buffered response: otherwise the handler would wait for
+  // an end that comes only after it returns, holding its transaction open for ever.
+  const finishListenersBefore = new Set(res.rawListeners('finish'));
+  const finishForHandler = () => {
+    for (const listener of res.rawListeners('finish')) {
+      if (finishListenersBefore.has(listener)) continue;
+      res.removeListener('finish', listener as Callback);
+      (listener as Callback).call(res);
+    }
+  };
 
   const append = (chunk: unknown, encoding: unknown) => {
     if (chunk === undefined || chunk === null || typeof chunk === 'function') return;
@@ -72,6 +86,7 @@ export function captureServerResponse(res: ServerResponse, maxBytes: number): Re
       append(chunk, encoding);
       ended = true;
       callLater([chunk, encoding, callback].find((arg) => typeof arg === 'function'));
+      process.nextTick(finishForHandler);
       return res;
     },
     flushHeaders() {},

@@ -1,3 +1,5 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { UnstorableResponseError } from '../../src/index.ts';
 import { uniqueKey, useLedgerFixture } from '../support/ledger-fixture.ts';
@@ -130,6 +132,33 @@ describe('serveOnServerResponse over a real socket', () => {
     expect(replay.body.toString()).toBe('flat');
   });
 
+  it('captures a Readable piped into res, with pipe() or with pipeline()', async () => {
+    const chunks = ['{"items":[', '1,', '2', ']}'];
+    const { server, send } = await serve(async (trx, res, context) => {
+      await insertPayment(trx, context);
+      res.setHeader('content-type', 'application/json');
+      if (context.body.includes('pipeline')) {
+        await pipeline(Readable.from(chunks), res);
+      } else {
+        const source = Readable.from(chunks);
+        source.pipe(res);
+        await new Promise((resolve) => source.on('end', resolve));
+      }
+    });
+    for (const how of ['pipe', 'pipeline']) {
+      const key = uniqueKey(how);
+      const first = await send(key, `{"how":"${how}"}`);
+      const replay = await send(key, `{"how":"${how}"}`);
+      expect(first.status).toBe(200);
+      expect(first.body.toString()).toBe(chunks.join(''));
+      expect(sameBytes(replay.body, first.body)).toBe(true);
+      expect(replay.values('idempotent-replayed')).toEqual(['true']);
+      expect(await fx.countPayments(key)).toBe(1);
+    }
+    // The middleware's own 'finish' listener heard each response once, when it was sent.
+    expect(server.finished).toEqual([200, 200, 200, 200]);
+  });
+
   it('answers a body over maxResponseBytes with a 500 problem and commits nothing', async () => {
     const { server, send } = await serve(
       async (trx, res, context) => {
@@ -153,6 +182,7 @@ describe('serveOnServerResponse over a real socket', () => {
     expect(await fx.countEntries(key)).toBe(0);
     expect(server.reported).toHaveLength(1);
     expect(server.reported[0]).toBeInstanceOf(UnstorableResponseError);
+    expect(server.finished).toEqual([500]);
   });
 
   it('sends nothing when the handler throws after ending: res restored, error rethrown', async () => {

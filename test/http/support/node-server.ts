@@ -40,6 +40,8 @@ export interface TestServer {
   errors: ErrorHandlerView[];
   /** Library errors passed to onError. */
   reported: IdempotencyError[];
+  /** The status of each response when its 'finish' (listened to by the middleware) came. */
+  finished: number[];
   close(): Promise<void>;
 }
 
@@ -55,6 +57,7 @@ export async function startServer(
 ): Promise<TestServer> {
   const errors: ErrorHandlerView[] = [];
   const reported: IdempotencyError[] = [];
+  const finished: number[] = [];
   const options = resolveHttpOptions<Database, IncomingMessage>(
     {
       db,
@@ -68,6 +71,8 @@ export async function startServer(
     // No Date header: two responses with the same content are the same bytes.
     res.sendDate = false;
     for (const [name, value] of Object.entries(MIDDLEWARE_HEADERS)) res.setHeader(name, value);
+    // As an access logger does: it must see the response that was sent, once.
+    res.on('finish', () => finished.push(res.statusCode));
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const body = Buffer.concat(chunks);
@@ -99,6 +104,7 @@ export async function startServer(
     port: (server.address() as AddressInfo).port,
     errors,
     reported,
+    finished,
     close: async () => {
       server.closeAllConnections();
       server.close();
