@@ -10,7 +10,13 @@ import {
   resolveHttpOptions,
   runIdempotentRequest,
 } from '../../src/http/index.ts';
-import { type IdempotencyError, LedgerSchemaError } from '../../src/index.ts';
+import {
+  type IdempotencyError,
+  IdempotencyKeyReusedError,
+  LedgerSchemaError,
+  UnstorableResponseError,
+  withIdempotency,
+} from '../../src/index.ts';
 import { deferred } from '../support/barrier.ts';
 import { type Database, uniqueKey, useLedgerFixture } from '../support/ledger-fixture.ts';
 import { failFirstCommitFor } from './support/forced-serialization-failure.ts';
@@ -156,6 +162,43 @@ describe('runIdempotentRequest', () => {
     expect(await fx.countPayments(key)).toBe(0);
     expect(await fx.countEntries(key)).toBe(0);
     expect(reported).toEqual([]);
+  });
+
+  it("rethrows a library error the handler's own work raises for another key, unchanged", async () => {
+    const { run, reported } = setup();
+    const key = uniqueKey();
+    const innerKey = uniqueKey('inner');
+    await withIdempotency(fx.db, { scope: 'ledger', key: innerKey, request: 'a' }, async () => 1);
+    let thrown: unknown;
+    const outcome = run(key, async (trx, context) => {
+      await createPayment()(trx, context);
+      try {
+        // A sub-operation of the handler, keyed by the handler, reused with another request.
+        await withIdempotency(trx, { scope: 'ledger', key: innerKey, request: 'b' }, async () => 2);
+      } catch (error) {
+        thrown = error;
+        throw error;
+      }
+      return undefined;
+    });
+    await expect(outcome).rejects.toBeInstanceOf(IdempotencyKeyReusedError);
+    await expect(outcome).rejects.toBe(thrown);
+    expect(reported).toEqual([]);
+    expect(await fx.countPayments(key)).toBe(0);
+    expect(await fx.countEntries(key)).toBe(0);
+  });
+
+  it("answers an adapter's error about this request's own response with its problem", async () => {
+    const { run, reported } = setup();
+    const key = uniqueKey();
+    const outcome = await run(key, async (trx, context) => {
+      await createPayment()(trx, context);
+      throw new UnstorableResponseError({ ...context, reason: 'too_large', message: 'too large' });
+    });
+    expect(outcome.response.status).toBe(500);
+    expect(problemOf(outcome).type).toBe('urn:idempotency-ledger:problem:response-not-storable');
+    expect(reported[0]).toBeInstanceOf(UnstorableResponseError);
+    expect(await fx.countPayments(key)).toBe(0);
   });
 
   it('answers a handler that sent no response with a 500 problem, and reports it', async () => {
