@@ -1,5 +1,6 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
+import { deferred, waitForLockWaiters } from '../support/barrier.ts';
 import { countCheckedOutClients, newPool } from '../support/database.ts';
 import { type Database, uniqueKey, useLedgerFixture } from '../support/ledger-fixture.ts';
 import { failFirstCommitFor } from './support/forced-serialization-failure.ts';
@@ -115,6 +116,57 @@ describe('serveOnServerResponse: replays across restarts, retried transactions',
     } finally {
       await forced.remove();
     }
+  });
+
+  it('holds a duplicate until the first request commits, then replays its bytes', async () => {
+    const key = uniqueKey();
+    const inside = deferred();
+    const release = deferred();
+    let runs = 0;
+    const server = await serve(fx.db, async (trx, res, context) => {
+      runs += 1;
+      inside.resolve();
+      await release.promise;
+      await createPayment(trx, res, context);
+    });
+    const first = send(server, key);
+    await inside.promise;
+    const duplicate = send(server, key);
+    // The duplicate waits on the first request's claim, in Postgres.
+    await waitForLockWaiters(fx.db, 1);
+    release.resolve();
+    const [a, b] = await Promise.all([first, duplicate]);
+    expect(runs).toBe(1);
+    expect(a.status).toBe(201);
+    expect(b.status).toBe(201);
+    expect(b.values('idempotent-replayed')).toEqual(['true']);
+    expect(Buffer.compare(b.body, a.body)).toBe(0);
+    expect(await fx.countPayments(key)).toBe(1);
+  });
+
+  it('sends a 503 as the handler wrote it, stores nothing, and executes the retry', async () => {
+    const key = uniqueKey();
+    let runs = 0;
+    const server = await serve(fx.db, async (trx, res, context) => {
+      runs += 1;
+      if (runs === 1) {
+        await insertPayment(trx, context);
+        res.writeHead(503, { 'retry-after': '5', 'content-type': 'text/plain' }).end('busy');
+        return;
+      }
+      await createPayment(trx, res, context);
+    });
+    const busy = await send(server, key);
+    expect(busy.status).toBe(503);
+    expect(busy.values('retry-after')).toEqual(['5']);
+    expect(busy.body.toString()).toBe('busy');
+    expect(await fx.countPayments(key)).toBe(0);
+    expect(await fx.countEntries(key)).toBe(0);
+    const retry = await send(server, key);
+    expect(retry.status).toBe(201);
+    expect(retry.values('idempotent-replayed')).toEqual([]);
+    expect(runs).toBe(2);
+    expect(await fx.countPayments(key)).toBe(1);
   });
 
   it('answers a conflicting body with 422 and the middleware headers, not the handler', async () => {
