@@ -221,6 +221,9 @@ describe('problemResponseFor', () => {
     expect(retryAfter(0)).toBe('1');
     expect(retryAfter(1001)).toBe('2');
     expect(retryAfter(30_000)).toBe('30');
+    expect(retryAfter(-5000)).toBe('1');
+    expect(retryAfter(Number.NaN)).toBe('1');
+    expect(retryAfter(Number.POSITIVE_INFINITY)).toBe('1');
     expect(
       problemResponseFor(new IdempotencyConflictError({ scope, key, reason: 'in_flight' })),
     ).toMatchObject({ headers: { 'retry-after': '1' } });
