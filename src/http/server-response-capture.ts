@@ -56,7 +56,8 @@ export function captureServerResponse(res: ServerResponse, maxBytes: number): Re
   };
 
   const append = (chunk: unknown, encoding: unknown) => {
-    if (chunk === undefined || chunk === null || typeof chunk === 'function') return;
+    // Once ended, a response takes no more data: Node would not send it, so it is not stored.
+    if (ended || chunk === undefined || chunk === null || typeof chunk === 'function') return;
     const bytes =
       typeof chunk === 'string'
         ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8')

@@ -90,6 +90,18 @@ describe('serveOnServerResponse over a real socket', () => {
     expect(callbacks.sort()).toEqual(['end', 'write', 'write with encoding']);
   });
 
+  it('keeps nothing written after end, as Node would not send it', async () => {
+    const { send } = await serve(async (trx, res, context) => {
+      await insertPayment(trx, context);
+      res.end('once');
+      res.end('twice');
+      res.write('thrice', () => {});
+    });
+    const key = uniqueKey();
+    expect((await send(key)).body.toString()).toBe('once');
+    expect((await send(key)).body.toString()).toBe('once');
+  });
+
   it('sends the status message given to writeHead; a replay has the status', async () => {
     const { send } = await serve(async (trx, res, context) => {
       await insertPayment(trx, context);
