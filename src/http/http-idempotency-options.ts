@@ -120,7 +120,11 @@ export interface ResolvedHttpOptions<DB, Req> {
   fingerprint: FingerprintChoice;
   problemTypeBase: string;
   onError: (error: IdempotencyError) => void;
-  /** Largest response body the adapters buffer before giving up. */
+  /**
+   * Largest response body the adapters buffer before giving up. The stored form must fit too: a
+   * body that is not UTF-8 text is stored as base64, a third larger, so it can be refused at
+   * about three quarters of this size (as a 500 `response-not-storable`, nothing committed).
+   */
   maxResponseBytes: number;
 }
 

@@ -55,6 +55,20 @@ describe('runIdempotentRequest: errors, problems, concurrency and retries', () =
     expect(await fx.countEntries(key)).toBe(0);
   });
 
+  it('refuses a response whose stored form is over maxResponseBytes, committing nothing', async () => {
+    const { run, reported } = setup({ maxResponseBytes: 1000 });
+    const key = uniqueKey();
+    // 900 bytes that are not UTF-8: 1,200 characters of base64 once stored.
+    const outcome = await run(key, createPayment({ body: Buffer.alloc(900, 0xff) }));
+    expect(outcome.response.status).toBe(500);
+    expect(problemOf(outcome).type).toBe('urn:idempotency-ledger:problem:response-not-storable');
+    expect(reported[0]).toBeInstanceOf(UnstorableResponseError);
+    expect(await fx.countPayments(key)).toBe(0);
+    expect(await fx.countEntries(key)).toBe(0);
+    const text = await run(key, createPayment({ body: Buffer.alloc(800, 0x61) }));
+    expect(text.kind).toBe('executed');
+  });
+
   it("answers an adapter's error about this request's own response with its problem", async () => {
     const { run, reported } = setup();
     const key = uniqueKey();
