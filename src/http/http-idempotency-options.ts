@@ -120,7 +120,11 @@ export interface ResolvedHttpOptions<DB, Req> {
   fingerprint: FingerprintChoice;
   problemTypeBase: string;
   onError: (error: IdempotencyError) => void;
-  /** Largest response body the adapters buffer before giving up. */
+  /**
+   * Largest response body the adapters buffer before giving up. The stored form must fit too: a
+   * body that is not UTF-8 text is stored as base64, a third larger, so it can be refused at
+   * about three quarters of this size (as a 500 `response-not-storable`, nothing committed).
+   */
   maxResponseBytes: number;
 }
 
@@ -144,12 +148,13 @@ const httpOptionsSchema = z.looseObject({
     .optional(),
   problemTypeBase: z.string().optional(),
   onError: aFunction.optional(),
-  // The ledger options' types, so that a typo fails at startup; withIdempotency checks their
-  // ranges again on each request.
+  maxResponseBytes: z.int().positive().optional(),
+  // The ledger options' shapes, so that a typo fails at startup rather than as a 500 on every
+  // request. Their upper bounds and the schema name's rules are the core's: withIdempotency
+  // checks them on each call.
   ttlMs: z.int().positive().optional(),
   onConcurrent: z.enum(['wait', 'reject']).optional(),
   waitTimeoutMs: z.int().positive().optional(),
-  maxResponseBytes: z.int().positive().optional(),
   schema: z.string().min(1).optional(),
   isolationLevel: z.enum(['read committed', 'repeatable read', 'serializable']).optional(),
   maxAttempts: z.int().min(1).optional(),
@@ -157,7 +162,13 @@ const httpOptionsSchema = z.looseObject({
 
 /**
  * Checks an adapter's options once, when the route is set up, so a mistake fails at startup and
- * not on the first request. The ledger options are checked again by `withIdempotency`.
+ * not on the first request. The ledger options are checked again, bounds included, by
+ * `withIdempotency`.
+ *
+ * @example
+ * ```ts
+ * const resolved = resolveHttpOptions({ db, scope: (req) => `merchant:${req.merchantId}` }, 'myAdapter');
+ * ```
  *
  * @throws {InvalidIdempotencyOptionsError} naming each invalid option.
  */

@@ -4,7 +4,10 @@ import { IdempotencyKeyHeaderError } from './http-errors.ts';
 export const IDEMPOTENCY_KEY_HEADER = 'idempotency-key';
 
 // RFC 8941 sf-string: printable ASCII in double quotes; `"` and `\` only as `\"` and `\\`.
-const SF_STRING = /^"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"$/;
+const SF_STRING_BODY = String.raw`"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*"`;
+const SF_STRING = new RegExp(`^${SF_STRING_BODY}$`);
+// A string followed by a list separator: how a header sent twice reads once joined (`"a", "b"`).
+const SF_LIST = new RegExp(`^${SF_STRING_BODY}[ \t]*,`);
 // Optional whitespace around a field value (RFC 9110 OWS).
 const OWS = /^[ \t]+|[ \t]+$/g;
 
@@ -15,7 +18,12 @@ const OWS = /^[ \t]+|[ \t]+$/g;
  *
  * Pass every value the header was sent with (Node's `req.headersDistinct`): a header sent twice
  * is refused rather than guessed at. A `"a", "b"` list, which is how a repeated header reads once
- * joined into one value, is refused as well.
+ * joined into one value (the Fetch API's `Headers.get()` joins them), is refused as well. A bare
+ * value is taken whole, commas included, since a bare key may contain them: once joined, two bare
+ * values cannot be told from one key, so pass the values separately where the framework can.
+ *
+ * A quoted key followed by RFC 8941 parameters (`"abc";v=1`) is refused as malformed: the draft
+ * defines none, and dropping them silently would make requests that differ in them one key.
  *
  * @throws {IdempotencyKeyHeaderError} (400) when the header is missing, repeated or malformed.
  *
@@ -46,7 +54,7 @@ export function readIdempotencyKey(header: string | readonly string[] | null | u
   // here they make a bad header a 400 before a database connection is taken.
   if (key === undefined || !/^[\x20-\x7e]{1,255}$/.test(key)) {
     throw new IdempotencyKeyHeaderError({
-      problem: value.startsWith('"') && /^"[^"]*"\s*,/.test(value) ? 'repeated' : 'malformed',
+      problem: SF_LIST.test(value) ? 'repeated' : 'malformed',
       message:
         'The Idempotency-Key header must be 1 to 255 printable ASCII characters, ' +
         'bare or as a quoted string',
@@ -56,6 +64,5 @@ export function readIdempotencyKey(header: string | readonly string[] | null | u
 }
 
 function unquote(value: string): string | undefined {
-  const match = SF_STRING.exec(value);
-  return match ? (match[1] as string).replace(/\\(["\\])/g, '$1') : undefined;
+  return SF_STRING.test(value) ? value.slice(1, -1).replace(/\\(["\\])/g, '$1') : undefined;
 }

@@ -105,7 +105,10 @@ export function problemResponseFor(
   const details: ProblemDetails = { type: `${typeBase}${slug}`, title, status, detail };
   const headers: Record<string, string> = { 'content-type': 'application/problem+json' };
   if (error instanceof IdempotencyConflictError) {
-    headers['retry-after'] = String(Math.max(1, Math.ceil(error.retryAfterMs / 1000)));
+    // Whole seconds, at least 1 (RFC 9110 delay-seconds); a value that is not a finite number of
+    // milliseconds (a conflict built elsewhere) still gets a valid header.
+    const seconds = Math.ceil(error.retryAfterMs / 1000);
+    headers['retry-after'] = String(Number.isFinite(seconds) ? Math.max(1, seconds) : 1);
   }
   return { status, headers, body: JSON.stringify(details), details };
 }

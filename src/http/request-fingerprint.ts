@@ -10,8 +10,8 @@ export interface HttpRequestFacts {
   /** Every value the `Idempotency-Key` header was sent with (undefined when absent). */
   keyHeader: string | readonly string[] | undefined;
   /**
-   * The body: parsed (a JSON value) when the framework parsed it, or its bytes (`Uint8Array`) or
-   * text; `undefined` when there is none.
+   * The body: parsed (a JSON value) when the framework parsed it, or its bytes (a `Uint8Array` or
+   * other view, an `ArrayBuffer`) or text; `undefined` when there is none.
    */
   body: unknown;
   /** A request header's value, by lower-case name. */
@@ -23,7 +23,8 @@ export interface HttpRequestFacts {
  * headers `choice` names). A key sent again with any of them different is refused (422).
  *
  * A parsed body counts as canonical JSON (key order and whitespace do not matter); bytes and text
- * count by their SHA-256.
+ * count by their SHA-256, so a text and its UTF-8 bytes are the same body. No body (`undefined`)
+ * differs from a JSON `null` and from an empty text.
  *
  * @example
  * ```ts
@@ -51,9 +52,13 @@ export function httpRequestFingerprint(
 }
 
 function bodyMaterial(body: unknown): unknown {
-  if (body === undefined || body === null) return null;
+  // No body at all; a JSON `null` body is a value like any other, so another request.
+  if (body === undefined) return null;
   if (typeof body === 'string') return { sha256: sha256(Buffer.from(body, 'utf8')) };
-  if (body instanceof Uint8Array) return { sha256: sha256(body) };
+  // Any view of bytes (a Buffer, a DataView...), counting only the bytes it covers.
+  if (ArrayBuffer.isView(body)) {
+    return { sha256: sha256(new Uint8Array(body.buffer, body.byteOffset, body.byteLength)) };
+  }
   if (body instanceof ArrayBuffer) return { sha256: sha256(new Uint8Array(body)) };
   return { json: body };
 }

@@ -1,5 +1,5 @@
 import type { Transaction } from 'kysely';
-import { type IdempotencyError, withIdempotency } from '../index.ts';
+import { IdempotencyError, withIdempotency } from '../index.ts';
 import { ResponseNotSentError } from './http-errors.ts';
 import type { ResolvedHttpOptions } from './http-idempotency-options.ts';
 import { readIdempotencyKey } from './idempotency-key-header.ts';
@@ -49,6 +49,39 @@ class NotFinal {
 }
 
 /**
+ * Carries a library error that the handler's own work raised (a nested `withIdempotency` with
+ * another key, say) past the catch that turns this request's errors into problems: it is the
+ * framework's to answer, like any other error of the handler.
+ */
+class HandlerError {
+  readonly error: IdempotencyError;
+
+  constructor(error: IdempotencyError) {
+    this.error = error;
+  }
+}
+
+/** Runs `execute`, wrapping the library errors that are not about this request (scope and key). */
+async function produce<DB>(
+  execute: ExecuteHandler<DB>,
+  trx: Transaction<DB>,
+  context: { scope: string; key: string },
+): Promise<HttpResponseSnapshot | undefined> {
+  try {
+    return await execute(trx, context);
+  } catch (error) {
+    const aboutRequest =
+      error instanceof IdempotencyError &&
+      error.scope === context.scope &&
+      error.key === context.key;
+    if (error instanceof IdempotencyError && !aboutRequest) throw new HandlerError(error);
+    // Any other error (a serialization failure included) passes as it is: withIdempotency
+    // retries those it can and rethrows the rest.
+    throw error;
+  }
+}
+
+/**
  * The HTTP contract around one request, for adapter authors: reads the key, fingerprints the
  * request, and runs `execute` in a transaction that commits its writes with its response, or
  * replays, or refuses with a problem. The returned response is committed (or was never going to
@@ -56,7 +89,11 @@ class NotFinal {
  *
  * `execute` returns the handler's response, or `undefined` when the handler sent none (a 500
  * `ResponseNotSentError`). Errors it throws roll back and are rethrown unchanged, for the
- * framework's error handler; so are database errors, including a failed commit.
+ * framework's error handler, library errors from the handler's own work included (a nested
+ * `withIdempotency` with another key); so are database errors, including a failed commit. An
+ * adapter reports a response it could not capture by throwing an `IdempotencyError` with the
+ * request's scope and key, e.g. `new UnstorableResponseError({ ...context, reason, message })`,
+ * which is answered with its problem.
  *
  * @example
  * ```ts
@@ -89,7 +126,7 @@ export async function runIdempotentRequest<DB, Req>(
         responseSchema: storedHttpResponseSchema,
       },
       async (trx) => {
-        const produced = await execute(trx as Transaction<DB>, { scope, key });
+        const produced = await produce(execute, trx as Transaction<DB>, { scope, key });
         if (produced === undefined) throw new ResponseNotSentError({ scope, key });
         if (!options.storeIf({ status: produced.status, headers: produced.headers })) {
           throw new NotFinal(produced);
@@ -102,6 +139,7 @@ export async function runIdempotentRequest<DB, Req>(
     return { kind: 'replayed', response: withReplayedHeader(response, options.replayedHeader) };
   } catch (error) {
     if (error instanceof NotFinal) return { kind: 'not_stored', response: error.response };
+    if (error instanceof HandlerError) throw error.error;
     const problem = problemResponseFor(error, options.problemTypeBase);
     if (!problem) throw error;
     const libraryError = error as IdempotencyError;

@@ -6,9 +6,9 @@ import type { HttpRequestFacts } from './request-fingerprint.ts';
 import { runIdempotentRequest } from './run-idempotent-request.ts';
 import {
   captureServerResponse,
-  headersOf,
   type ResponseCapture,
-  restoreHeaders,
+  restoreResponse,
+  saveResponse,
   sendSnapshot,
 } from './server-response-capture.ts';
 
@@ -17,7 +17,10 @@ import {
  * Express, Connect...): the handler writes its response on `res` as usual; it is buffered,
  * committed with the handler's writes, and only then sent. A replay or a problem is sent on `res`
  * too. Errors the handler throws (and database errors) are rethrown with nothing sent and `res`'s
- * headers as they were, for the framework's error handler.
+ * status and headers as they were, for the framework's error handler.
+ *
+ * A replay sends the stored status, headers and body; the reason phrase of the status line is not
+ * stored (clients ignore it, and HTTP/2 has none), so a replay has the status's standard text.
  *
  * @example
  * ```ts
@@ -34,12 +37,13 @@ export async function serveOnServerResponse<DB, Req>(
   facts: HttpRequestFacts,
   handler: (trx: Transaction<DB>, context: { scope: string; key: string }) => Promise<void>,
 ): Promise<void> {
-  const headersBefore = headersOf(res);
+  const before = saveResponse(res);
   let capture: ResponseCapture | undefined;
   try {
     const outcome = await runIdempotentRequest(options, request, facts, async (trx, context) => {
-      // A retried attempt (after a serialization failure) starts from the headers as they were.
-      restoreHeaders(res, headersBefore);
+      // A retried attempt (after a serialization failure) starts from `res` as it was: a status
+      // or header the failed attempt set must not leak into the response that commits.
+      restoreResponse(res, before);
       capture = captureServerResponse(res, options.maxResponseBytes);
       try {
         await handler(trx, context);
@@ -55,14 +59,13 @@ export async function serveOnServerResponse<DB, Req>(
       }
       return capture.snapshot();
     });
-    // Headers the handler set belong to its response only; a replay or a problem has its own.
-    if (outcome.kind === 'replayed' || outcome.kind === 'refused') {
-      restoreHeaders(res, headersBefore);
-    }
+    // The status line and headers the handler set belong to its response only; a replay or a
+    // problem has its own (a handler's "201 Payment Accepted" must not become "500 Payment ...").
+    if (outcome.kind === 'replayed' || outcome.kind === 'refused') restoreResponse(res, before);
     sendSnapshot(res, outcome.response);
   } catch (error) {
     capture?.release();
-    restoreHeaders(res, headersBefore);
+    restoreResponse(res, before);
     throw error;
   }
 }
