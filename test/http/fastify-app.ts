@@ -274,10 +274,11 @@ async function buildApp(db: Kysely<Database>): Promise<FastifyInstance> {
   });
   // Routes of an encapsulated plugin registered later see the plugin's onRoute hook too.
   await app.register(
-    async (child) => {
+    (child, _options, done) => {
       child.post('/payments', { config: config() }, async (request, reply) => {
         return reply.code(201).send(await insertPayment(request, 12));
       });
+      done();
     },
     { prefix: '/v2' },
   );
