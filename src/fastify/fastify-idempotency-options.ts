@@ -1,6 +1,5 @@
 import type { FastifyRequest } from 'fastify';
-import type { Transaction } from 'kysely';
-import type { HttpIdempotencyOptions } from '../http/index.ts';
+import type { HttpIdempotencyOptions, IdempotencyContext } from '../http/index.ts';
 
 /**
  * Augment this interface to type `request.idempotency.trx` with your database:
@@ -23,18 +22,11 @@ export type IdempotentDatabase = FastifyIdempotencyTypes extends { database: inf
   : // biome-ignore lint/suspicious/noExplicitAny: no database type was declared
     any;
 
-/** `request.idempotency` in the handler of an idempotent route. */
-export interface FastifyIdempotencyContext {
-  /**
-   * The request's transaction: the handler's writes commit with the stored response, or not at
-   * all. Typed with {@link FastifyIdempotencyTypes}.
-   */
-  trx: Transaction<IdempotentDatabase>;
-  /** The key the client sent (unquoted), e.g. to store it beside the business row. */
-  key: string;
-  /** The scope the route's `scope` function gave this request. */
-  scope: string;
-}
+/**
+ * `request.idempotency` in the handler of an idempotent route: the request's transaction (typed
+ * with {@link FastifyIdempotencyTypes}), its key and its scope.
+ */
+export type FastifyIdempotencyContext = IdempotencyContext<IdempotentDatabase>;
 
 /**
  * The plugin's options: the database and the defaults every idempotent route starts from. The

@@ -36,14 +36,16 @@ export const storedHttpResponseSchema = storedSchema.transform(
   }),
 );
 
-/** The stored form of `response`, keeping only the headers in `storedHeaders`. */
+/** The stored form of `response`: the headers in `storedHeaders`, and `Content-Encoding` always. */
 export function toStoredHttpResponse(
   response: HttpResponseSnapshot,
   storedHeaders: ReadonlySet<string>,
 ): StoredHttpResponse {
   const headers: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(response.headers)) {
-    if (storedHeaders.has(name.toLowerCase())) {
+    // Content-Encoding says how to read the stored bytes (a compression layer ran before the
+    // capture): it is part of the body, so it is kept with it whatever the allowlist says.
+    if (storedHeaders.has(name.toLowerCase()) || name.toLowerCase() === 'content-encoding') {
       headers[name.toLowerCase()] = typeof value === 'string' ? value : [...value];
     }
   }
