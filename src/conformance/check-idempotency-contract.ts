@@ -42,8 +42,8 @@ const CHECKS: readonly ContractCheck[] = [
  * server mid-request and requires every key to have executed exactly once after the restart.
  *
  * Every request uses a fresh random key, so the kit can run against a live API repeatedly; it
- * does create real effects there (a few dozen with `crash`). No test framework is needed: it
- * returns a report, and never throws for a broken contract.
+ * does create real effects there: seven, plus about `2 × concurrency` with `crash`. No test
+ * framework is needed: it returns a report, and never throws for a broken contract.
  *
  * @throws {InvalidIdempotencyOptionsError} when the options are invalid; nothing was sent.
  *

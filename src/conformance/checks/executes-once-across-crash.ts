@@ -23,11 +23,10 @@ const MAX_ROUNDS = 3;
 const MAX_RETRY_PAUSE_MS = 2_000;
 
 /**
- * The crash test no other idempotency kit runs: a stream of requests with fresh keys, the server
- * killed with some of them in flight (some not started, some mid-transaction, some committed and
- * not yet answered), restarted, and every key retried until it gets a final answer. Each key must
- * then have succeeded once: the same bytes before the crash (if an answer got out) and on every
- * retry, and one business effect.
+ * A stream of requests with fresh keys, the server killed with some of them in flight (some not
+ * started, some mid-transaction, some committed and not yet answered), restarted, and every key
+ * retried until it gets a final answer. Each key must then have succeeded once: the same bytes
+ * before the crash (if an answer got out) and on every retry, and one business effect.
  */
 export const executesOnceAcrossCrash: ContractCheck = {
   id: 'crash',

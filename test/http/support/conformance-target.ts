@@ -6,6 +6,7 @@
 import { sql } from 'kysely';
 import { onTestFinished } from 'vitest';
 import type { CrashControl, IdempotencyContractOptions } from '../../../src/conformance/index.ts';
+import { expectNoCheckedOutClients } from '../../support/database.ts';
 import { createLedgerFixture } from '../../support/ledger-fixture.ts';
 import { type ServerProcess, startServerProcess } from './server-process.ts';
 
@@ -39,9 +40,13 @@ export async function startConformanceTarget(
   const testOver = new AbortController();
   onTestFinished(async () => {
     testOver.abort();
-    // Gone before the drop, so that no server reconnects to a database being dropped.
-    await Promise.all(servers.map((server) => server.kill()));
-    await database.drop();
+    try {
+      // Gone before the drop, so that no server reconnects to a database being dropped.
+      await Promise.all(servers.map((server) => server.kill()));
+      expectNoCheckedOutClients(database.pool, "the effect counter's pool");
+    } finally {
+      await database.drop();
+    }
   });
   await sql`drop table payments`.execute(database.db);
   const start = async () => {

@@ -3,7 +3,8 @@
  * to test the conformance kit itself: run as is, it keeps the contract; with `FAULT` set it
  * breaks it in one known way (faulty-payments.ts), and the kit must say which check failed.
  *
- *   DATABASE_URL=postgres://... PORT=0 [FAULT=...] node test/http/support/reference-payments-server.ts
+ *   DATABASE_URL=postgres://... PORT=0 [FAULT=...] [ON_CONCURRENT=reject] \
+ *     node test/http/support/reference-payments-server.ts
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -32,6 +33,8 @@ const options = resolveHttpOptions(
     db,
     scope: (req: IncomingMessage) =>
       `merchant:${merchantIdOf(req.headers['merchant-id'])}:create-payment`,
+    // The example contract allows either: duplicates in flight wait and replay, or get a 409.
+    onConcurrent: process.env.ON_CONCURRENT === 'reject' ? 'reject' : 'wait',
   },
   'reference server',
 );
