@@ -10,7 +10,7 @@ import { checkIdempotencyContract, formatContractReport } from '../../src/confor
 import { startConformanceTarget } from './support/conformance-target.ts';
 
 /** The frameworks with an example server, `examples/http/<framework>/server.ts`. */
-const EXAMPLE_FRAMEWORKS: readonly string[] = [];
+const EXAMPLE_FRAMEWORKS: readonly string[] = ['express', 'fastify', 'hono', 'node-http'];
 
 const examplesDirectory = fileURLToPath(new URL('../../examples/http/', import.meta.url));
 
