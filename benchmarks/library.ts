@@ -6,13 +6,22 @@ import { fileURLToPath } from 'node:url';
 
 type Library = typeof import('../src/index.ts');
 
-const entry = new URL('../dist/index.js', import.meta.url);
-if (!existsSync(fileURLToPath(entry))) {
-  throw new Error('dist/index.js is missing: run `npm run build` first (`npm run bench` does)');
+/**
+ * Imports a built module, `dist/<file>`, typed as its source in src/:
+ * `importBuilt<typeof import('../src/express/index.ts')>('express/index.js')`.
+ */
+export async function importBuilt<Module>(file: string): Promise<Module> {
+  const entry = new URL(`../dist/${file}`, import.meta.url);
+  if (!existsSync(fileURLToPath(entry))) {
+    throw new Error(
+      `dist/${file} is missing: run \`npm run build\` first (\`npm run bench\` does)`,
+    );
+  }
+  // A variable specifier: TypeScript must not resolve dist/ (absent before a build).
+  return (await import(entry.href)) as Module;
 }
 
-// A variable specifier: TypeScript must not resolve dist/ (absent before a build).
-const library = (await import(entry.href)) as Library;
+const library = await importBuilt<Library>('index.js');
 
 export const {
   cleanupExpired,

@@ -67,7 +67,8 @@ export function median(values: number[]): number {
     : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 }
 
-function machineTimes(): { busy: number; total: number } {
+/** CPU time of all the machine's cores so far, busy and in all (os.cpus() units). */
+export function machineTimes(): { busy: number; total: number } {
   let busy = 0;
   let total = 0;
   for (const { times } of os.cpus()) {

@@ -210,7 +210,7 @@ export function cleanupTable(result: CleanupResult): string {
   );
 }
 
-function markdownTable(headers: string[], rows: string[][], align: string): string {
+export function markdownTable(headers: string[], rows: string[][], align: string): string {
   const widths = headers.map((header, i) =>
     Math.max(header.length, ...rows.map((row) => (row[i] ?? '').length), 3),
   );
@@ -229,9 +229,9 @@ function roundTrips(m: CellMedians): string {
 }
 
 const trim = (value: number) => String(Math.round(value * 10) / 10);
-const int = (value: number) => Math.round(value).toLocaleString('en-US');
-const ms = (value: number) => (value < 10 ? value.toFixed(2) : value.toFixed(1));
-const times = (value: number) => `${value.toFixed(2)}x`;
+export const int = (value: number) => Math.round(value).toLocaleString('en-US');
+export const ms = (value: number) => (value < 10 ? value.toFixed(2) : value.toFixed(1));
+export const times = (value: number) => `${value.toFixed(2)}x`;
 const bytes = (value: number) => `${Math.round(value)} B`;
 const compactCount = (value: number) =>
   value >= 1e6 ? `${value / 1e6}M` : value >= 1e3 ? `${value / 1e3}k` : String(value);

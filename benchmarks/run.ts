@@ -1,6 +1,6 @@
-// `npm run bench [-- --quick] [-- --repetitions N]`: benchmarks the built package (dist/) against
-// a dedicated database, prints markdown tables and writes every raw figure to
-// benchmarks/results/<timestamp>.json. Never part of `npm test`.
+// `npm run bench [-- --quick] [-- --repetitions N] [-- --only http,...] [-- --framework express]`:
+// benchmarks the built package (dist/) against a dedicated database, prints markdown tables and
+// writes every raw figure to benchmarks/results/<timestamp>.json. Never part of `npm test`.
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -8,6 +8,9 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { measureCleanup } from './cleanup.ts';
 import { type BenchDatabase, openBenchDatabase } from './database.ts';
+import { HTTP_NOTES, httpCheckLine, httpTable } from './http/http-table.ts';
+import { runHttp } from './http/run-http.ts';
+import { stopServerProcesses } from './http/server-process-client.ts';
 import { migrate } from './library.ts';
 import { connectRedis, type RedisConnection, removeRunKeys } from './powertools.ts';
 import {
@@ -24,11 +27,27 @@ import { runThroughput } from './throughput.ts';
 import { startWaitSampler, type WaitSampler } from './waits.ts';
 
 const { values: args } = parseArgs({
-  options: { quick: { type: 'boolean' }, repetitions: { type: 'string' } },
+  options: {
+    quick: { type: 'boolean' },
+    repetitions: { type: 'string' },
+    only: { type: 'string' },
+    framework: { type: 'string', multiple: true },
+  },
 });
 const quick = args.quick === true || process.env.BENCH_QUICK === '1';
 const repetitions = Number(args.repetitions ?? process.env.BENCH_REPETITIONS ?? (quick ? 1 : 3));
 if (!Number.isInteger(repetitions) || repetitions < 1) throw new Error('--repetitions: a count');
+
+const SECTIONS = ['throughput', 'http', 'storage', 'scale', 'cleanup'] as const;
+type Section = (typeof SECTIONS)[number];
+// `--only http` (or `--only throughput,http`) runs those sections alone, to iterate on them.
+const only = args.only?.split(',').map((name) => name.trim());
+const unknownSections = only?.filter((name) => !(SECTIONS as readonly string[]).includes(name));
+if (unknownSections?.length) {
+  throw new Error(`--only: unknown section(s) ${unknownSections}; known: ${SECTIONS.join(', ')}`);
+}
+const sections = SECTIONS.filter((section) => only === undefined || only.includes(section));
+const runs = (section: Section) => sections.includes(section);
 
 // Quick: a smoke run in about half a minute. Full: about four minutes on a 2-core machine.
 // The paced cleanup pass: the default batch size, each batch followed by a pause.
@@ -36,7 +55,15 @@ const PACED_CLEANUP = { pauseMs: 10 };
 
 const settings = {
   mode: quick ? 'quick' : 'full',
+  sections,
   throughput: { repetitions, warmupMs: quick ? 300 : 1000, cellMs: quick ? 700 : 4000 },
+  http: {
+    repetitions,
+    warmupMs: quick ? 300 : 1000,
+    cellMs: quick ? 700 : 3000,
+    // `--framework express` (repeatable): only those adapters; default all.
+    frameworks: args.framework ?? [],
+  },
   storageRows: quick ? 2_000 : 20_000,
   scale: {
     sizes: [10_000, quick ? 100_000 : 1_000_000] as [number, number],
@@ -75,6 +102,7 @@ let tearingDown: Promise<void> | undefined;
 function teardown(): Promise<void> {
   tearingDown ??= (async () => {
     try {
+      await stopServerProcesses();
       await sampler?.stop();
       if (redis) await removeRunKeys(redis, keyPrefix).finally(() => redis?.close());
     } finally {
@@ -95,7 +123,8 @@ try {
   const { server, db, url } = database;
   await migrate({ connectionString: url });
   sampler = await startWaitSampler(url);
-  redis = await connectRedis(redisUrl);
+  // Redis serves the Powertools variants of the throughput section only.
+  if (runs('throughput')) redis = await connectRedis(redisUrl);
 
   const serverSettings = Object.entries(server.settings)
     .map(([name, value]) => `${name}=${value}`)
@@ -106,45 +135,63 @@ try {
     `- server: PostgreSQL ${server.version} at ${server.address} (${server.source === 'embedded' ? 'embedded, started for this run' : 'DATABASE_URL'}), database ${database.name}`,
     `  - ${serverSettings}`,
     '  - numbers differ between servers (fsync, disk, version): compare runs on the same server only',
-    `- redis: ${redis ? `${redis.version} at ${redisUrl}` : `nothing answers at ${redisUrl}: Powertools variants SKIPPED`}`,
+    `- sections: ${sections.join(', ')}${only ? ' (--only)' : ''}`,
+    `- redis: ${redis ? `${redis.version} at ${redisUrl}` : runs('throughput') ? `nothing answers at ${redisUrl}: Powertools variants SKIPPED` : 'unused'}`,
     `- machine: ${os.cpus().length} x ${os.cpus()[0]?.model ?? '?'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}, load average ${loadAverageAtStart[0]?.toFixed(2)} at start`,
   ].join('\n');
   console.log(header);
-  if (!redis) progress(`no Redis at ${redisUrl} (set REDIS_URL): skipping the Powertools variants`);
+  if (runs('throughput') && !redis) {
+    progress(`no Redis at ${redisUrl} (set REDIS_URL): skipping the Powertools variants`);
+  }
 
-  progress('throughput');
-  const throughput = await runThroughput(
-    db,
-    redis,
-    keyPrefix,
-    settings.throughput,
-    sampler,
-    progress,
-  );
-  console.log(`\n## Throughput and latency (medians of ${repetitions})\n`);
-  console.log(THROUGHPUT_NOTES);
-  console.log(throughputTable(throughput));
-  console.log(`\n${hotKeyLine(throughput)}`);
-  console.log('\n### Where the Postgres sessions were (pg_stat_activity every 25 ms)\n');
-  console.log(waitsTable(throughput));
+  let throughput: Awaited<ReturnType<typeof runThroughput>> | undefined;
+  if (runs('throughput')) {
+    progress('throughput');
+    throughput = await runThroughput(db, redis, keyPrefix, settings.throughput, sampler, progress);
+    console.log(`\n## Throughput and latency (medians of ${repetitions})\n`);
+    console.log(THROUGHPUT_NOTES);
+    console.log(throughputTable(throughput));
+    console.log(`\n${hotKeyLine(throughput)}`);
+    console.log('\n### Where the Postgres sessions were (pg_stat_activity every 25 ms)\n');
+    console.log(waitsTable(throughput));
+  }
 
-  progress('storage');
-  const storage = await measureStorage(db, url, settings.storageRows);
-  console.log('\n## Storage per ledger row\n');
-  console.log(storageTable(storage));
+  let http: Awaited<ReturnType<typeof runHttp>> | undefined;
+  if (runs('http')) {
+    progress('http');
+    http = await runHttp(db, url, settings.http, sampler, progress);
+    console.log(`\n## HTTP adapters against the bare route (medians of ${repetitions})\n`);
+    console.log(HTTP_NOTES);
+    console.log(httpTable(http));
+    console.log(`\n${httpCheckLine(http)}`);
+  }
 
-  progress('scale');
-  const scale = await measureScale(db, url, settings.scale, progress);
-  console.log('\n## Latency against ledger size (c=1; VACUUM ANALYZE after the fill)\n');
-  console.log(scaleTable(scale));
+  let storage: Awaited<ReturnType<typeof measureStorage>> | undefined;
+  if (runs('storage')) {
+    progress('storage');
+    storage = await measureStorage(db, url, settings.storageRows);
+    console.log('\n## Storage per ledger row\n');
+    console.log(storageTable(storage));
+  }
 
-  progress('cleanup');
-  const cleanup = await measureCleanup(db, url, settings.cleanup, sampler, progress);
-  console.log('\n## Cleanup\n');
-  console.log(cleanupTable(cleanup));
-  console.log(
-    `\nPlan of one cleanup batch: ${cleanup.plan.map((line) => line.trim()).join(' / ')}`,
-  );
+  let scale: Awaited<ReturnType<typeof measureScale>> | undefined;
+  if (runs('scale')) {
+    progress('scale');
+    scale = await measureScale(db, url, settings.scale, progress);
+    console.log('\n## Latency against ledger size (c=1; VACUUM ANALYZE after the fill)\n');
+    console.log(scaleTable(scale));
+  }
+
+  let cleanup: Awaited<ReturnType<typeof measureCleanup>> | undefined;
+  if (runs('cleanup')) {
+    progress('cleanup');
+    cleanup = await measureCleanup(db, url, settings.cleanup, sampler, progress);
+    console.log('\n## Cleanup\n');
+    console.log(cleanupTable(cleanup));
+    console.log(
+      `\nPlan of one cleanup batch: ${cleanup.plan.map((line) => line.trim()).join(' / ')}`,
+    );
+  }
 
   const durationMs = performance.now() - started;
   const results = {
@@ -164,8 +211,9 @@ try {
     server: { ...server, database: database.name },
     redis: redis
       ? { url: redisUrl, version: redis.version }
-      : { skipped: `no answer at ${redisUrl}` },
+      : { skipped: runs('throughput') ? `no answer at ${redisUrl}` : 'throughput not run' },
     throughput,
+    http,
     storage,
     scale,
     cleanup,
@@ -177,7 +225,8 @@ try {
     `\nFinished in ${(durationMs / 1000).toFixed(0)} s (load average ${os.loadavg()[0]?.toFixed(2)} ` +
       `at the end); raw figures in benchmarks/${file}`,
   );
-  if (hotKeyLine(throughput).includes('✗')) process.exitCode = 1;
+  if (throughput && hotKeyLine(throughput).includes('✗')) process.exitCode = 1;
+  if (http && httpCheckLine(http).includes('✗')) process.exitCode = 1;
 } finally {
   await teardown();
 }
