@@ -4,5 +4,7 @@ import type { FrameworkServer } from './framework-server.ts';
 
 export const FRAMEWORK_MODULES: (() => Promise<{ framework: FrameworkServer }>)[] = [
   () => import('./express-server.ts'),
+  () => import('./fastify-server.ts'),
+  () => import('./hono-server.ts'),
   () => import('./node-http-server.ts'),
 ];
