@@ -27,6 +27,7 @@ interface PackageJson {
   version: string;
   dependencies?: Record<string, string>;
   peerDependencies?: Record<string, string>;
+  peerDependenciesMeta?: Record<string, { optional?: boolean }>;
   bin?: Record<string, string>;
 }
 
@@ -79,6 +80,8 @@ export async function installScratchProject(options: {
         resolved: `file:${tarball}`,
         dependencies: library.dependencies,
         peerDependencies: library.peerDependencies,
+        // Without it npm ci finds the optional peers (fastify, hono) missing from the lock.
+        peerDependenciesMeta: library.peerDependenciesMeta,
         bin: library.bin,
       },
       ...closure(lock, [...USER_DEPENDENCIES, ...Object.keys(library.dependencies ?? {})]),
