@@ -3,7 +3,7 @@
  * child process, and what the kit needs to count effects and crash it. Everything it starts is
  * stopped and dropped when the test ends, passed or failed.
  */
-import { sql } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import { onTestFinished } from 'vitest';
 import type { CrashControl, IdempotencyContractOptions } from '../../../src/conformance/index.ts';
 import { expectNoCheckedOutClients } from '../../support/database.ts';
@@ -13,6 +13,8 @@ import { type ServerProcess, startServerProcess } from './server-process.ts';
 export interface ConformanceTarget {
   /** The server running now (a new one after each crash). */
   readonly server: ServerProcess;
+  /** The server's database, for the test's own statements. */
+  readonly db: Kysely<unknown>;
   /** The kit's options for this target: the example contract's endpoint, effects and crash. */
   contractOptions(): IdempotencyContractOptions;
 }
@@ -78,6 +80,7 @@ export async function startConformanceTarget(
     get server() {
       return current;
     },
+    db: database.db as Kysely<unknown>,
     contractOptions: () => ({
       baseUrl: current.baseUrl,
       path: '/payments',
