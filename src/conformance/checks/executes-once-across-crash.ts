@@ -85,18 +85,31 @@ export const executesOnceAcrossCrash: ContractCheck = {
 
 /**
  * Keeps `concurrency` requests with fresh keys in flight, kills the server once as many have been
- * answered (so it is busy, at every stage of a request), then restarts it.
+ * answered (so it is busy, at every stage of a request), then restarts it. The kill comes half a
+ * typical request's time after that: the requests sent as the last ones were answered are then in
+ * the middle of their work, where a design that is not atomic leaves something behind.
  */
 async function crashMidRequest(context: CheckContext, crash: CrashControl): Promise<KeyInFlight[]> {
   const keys: KeyInFlight[] = [];
   const { concurrency } = context.options;
-  let answered = 0;
+  const latenciesMs: number[] = [];
+  let killing = false;
   let killed: Promise<void> | undefined;
   context.step = 'sending requests until the server is killed';
+  const killMidRequest = async () => {
+    const sorted = [...latenciesMs].sort((a, b) => a - b);
+    const medianMs = sorted[Math.floor(sorted.length / 2)] ?? 0;
+    await delay(medianMs / 2, undefined, { signal: context.signal });
+    context.step = 'killing the server';
+    killed = crash.kill();
+    await killed;
+  };
+  let killedMidRequest: Promise<void> | undefined;
   const worker = async () => {
     while (!killed) {
       const entry: KeyInFlight = { key: context.newKey(), body: context.newBody().body };
       keys.push(entry);
+      const sentAtMs = performance.now();
       try {
         entry.before = await context.client.send(
           { keys: [entry.key], body: entry.body },
@@ -104,18 +117,18 @@ async function crashMidRequest(context: CheckContext, crash: CrashControl): Prom
         );
       } catch (error) {
         // After the kill, a request without an answer is what the check is about.
-        if (killed && !context.signal.aborted) continue;
+        if (killing && !context.signal.aborted) continue;
         throw new ContractViolation(`a request failed before the server was killed: ${error}`);
       }
-      answered += 1;
-      if (answered >= concurrency && !killed) {
-        context.step = 'killing the server';
-        killed = crash.kill();
+      latenciesMs.push(performance.now() - sentAtMs);
+      if (latenciesMs.length >= concurrency && !killing) {
+        killing = true;
+        killedMidRequest = killMidRequest();
       }
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
-  await killed;
+  await killedMidRequest;
   context.step = 'restarting the server';
   const baseUrl = await crash.restart();
   context.client.baseUrl = baseUrl.replace(/\/+$/, '');

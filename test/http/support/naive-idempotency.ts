@@ -4,6 +4,7 @@
  * time; the conformance kit must still catch them.
  */
 import type { ServerResponse } from 'node:http';
+import { setTimeout as delay } from 'node:timers/promises';
 import { type Kysely, type Selectable, sql } from 'kysely';
 import type {
   Database,
@@ -17,6 +18,10 @@ import {
   readIdempotencyKey,
   sendSnapshot,
 } from '../../../src/http/index.ts';
+
+/** How long a `claim-then-execute` request works between its claim and its stored response. */
+const CLAIMED_WORK_MS = 200;
+
 import { IdempotencyConflictError, IdempotencyKeyReusedError } from '../../../src/index.ts';
 
 export interface NaiveContext {
@@ -92,6 +97,9 @@ export async function claimThenExecute(context: NaiveContext): Promise<void> {
     const response = { status: 201, headers: stored.headers, body: Buffer.from(stored.body) };
     return sendSnapshot(res, replayOf(response));
   }
+  // The work between the claim and the stored response takes a while (a call to a provider):
+  // a crash lands in it, and leaves the claim in progress for ever.
+  await delay(CLAIMED_WORK_MS);
   const response = created(await insert(db, key));
   const stored = { headers: response.headers, body: Buffer.from(response.body).toString('utf8') };
   await sql`
