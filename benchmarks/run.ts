@@ -95,6 +95,8 @@ const THROUGHPUT_NOTES = [
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const keyPrefix = `idempotency-bench-${randomBytes(6).toString('hex')}`;
 let database: BenchDatabase | undefined;
+// Kept while the database is being created, so that a signal meanwhile still drops it.
+let opening: Promise<BenchDatabase> | undefined;
 let redis: RedisConnection | undefined;
 let sampler: WaitSampler | undefined;
 
@@ -106,7 +108,8 @@ function teardown(): Promise<void> {
       await sampler?.stop();
       if (redis) await removeRunKeys(redis, keyPrefix).finally(() => redis?.close());
     } finally {
-      await database?.close();
+      const opened = database ?? (await opening?.catch(() => undefined));
+      await opened?.close();
     }
   })();
   return tearingDown;
@@ -119,7 +122,8 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 try {
-  database = await openBenchDatabase();
+  opening = openBenchDatabase();
+  database = await opening;
   const { server, db, url } = database;
   await migrate({ connectionString: url });
   sampler = await startWaitSampler(url);
