@@ -28,8 +28,8 @@ export type { IdempotencyContext };
  *   throws rolls its writes back, is passed to `next(error)` and does not use up the key.
  * - A response the handler sends is final, and stored, unless `storeIf` says otherwise (default:
  *   5xx, 408, 425 and 429 are rolled back, so a retry executes again).
- * - On GET, HEAD and OPTIONS it passes the request on with `next()`: mount it on the routes that
- *   change state.
+ * - On GET, HEAD, OPTIONS and TRACE it passes the request on with `next()`: mount it on the
+ *   routes that change state.
  *
  * Works with Express 4 (where an async handler's rejection is otherwise lost) and Express 5.
  *

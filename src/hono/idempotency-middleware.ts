@@ -89,6 +89,8 @@ export function idempotency<DB>(
         handlerRan = true;
         c.set('idempotency', { trx, ...context });
         const response = await runHandler(c, next);
+        // No response (a handler that forgot to return one): a 500, not an empty 200 stored.
+        if (response === undefined) return undefined;
         const snapshot = await readResponse(response, resolved.maxResponseBytes);
         if (snapshot) return snapshot;
         throw new UnstorableResponseError({
@@ -111,12 +113,16 @@ export function idempotency<DB>(
   };
 }
 
-/** Runs the rest of the chain; throws {@link HandlerFailed} when Hono caught an error in it. */
-async function runHandler(c: Context, next: Next): Promise<Response> {
+/**
+ * Runs the rest of the chain and returns its response, or `undefined` when it produced none;
+ * throws {@link HandlerFailed} when Hono caught an error in it.
+ */
+async function runHandler(c: Context, next: Next): Promise<Response | undefined> {
   const errorBefore = c.error;
   await next();
   if (c.error !== undefined && c.error !== errorBefore) throw new HandlerFailed();
-  return c.res;
+  // Unfinalized, `c.res` is a blank 200 Hono makes up on reading, not the handler's answer.
+  return c.finalized ? c.res : undefined;
 }
 
 function replaceResponse(c: Context, snapshot: HttpResponseSnapshot, base?: Headers): void {

@@ -43,13 +43,10 @@ export async function serveOnServerResponse<DB, Req>(
     const outcome = await runIdempotentRequest(options, request, facts, async (trx, context) => {
       // A retried attempt (after a serialization failure) starts from `res` as it was: a status
       // or header the failed attempt set must not leak into the response that commits.
+      capture?.release();
       restoreResponse(res, before);
       capture = captureServerResponse(res, options.maxResponseBytes);
-      try {
-        await handler(trx, context);
-      } finally {
-        capture.release();
-      }
+      await handler(trx, context);
       if (capture.overflowed) {
         throw new UnstorableResponseError({
           ...context,
@@ -59,6 +56,10 @@ export async function serveOnServerResponse<DB, Req>(
       }
       return capture.snapshot();
     });
+    // Released only now: what the handler writes after it returned (an un-awaited
+    // `res.sendFile()` or pipe) is not part of a response that committed, and must not reach
+    // the client ahead of the answer, whatever the transaction's outcome.
+    capture?.release();
     // The status line and headers the handler set belong to its response only; a replay or a
     // problem has its own (a handler's "201 Payment Accepted" must not become "500 Payment ...").
     if (outcome.kind === 'replayed' || outcome.kind === 'refused') restoreResponse(res, before);

@@ -36,10 +36,15 @@ export type { IdempotencyContext };
  *     res.end(JSON.stringify(payment));
  *   },
  * );
- * createServer(async (req, res) => {
- *   const body = JSON.parse(await readBody(req)); // and validate it
- *   await createPayment(req, res, body);
+ * createServer((req, res) => {
+ *   // A rejection left unhandled here would end the process: answer it.
+ *   route(req, res).catch((error) => answer500(res, error));
  * });
+ * async function route(req: IncomingMessage, res: ServerResponse) {
+ *   const body = parsePayment(await readBody(req)); // JSON.parse and validation
+ *   if (body === undefined) return answer400(res); // the key is not used up
+ *   await createPayment(req, res, body);
+ * }
  * ```
  */
 export function idempotent<DB, Body = unknown>(

@@ -2,7 +2,10 @@
  * idempotency-ledger/express on Express 5 and Express 4 alike: real apps over real sockets, a real
  * Postgres; each test counts the business rows its requests wrote.
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import express5 from 'express';
 import express4 from 'express4';
 import { sql } from 'kysely';
@@ -200,6 +203,54 @@ describe.each(versions)('%s', (_name, express) => {
         expect(await replay.text()).toBe(firstBody);
       }
       expect(await payments(key)).toBe(1);
+    }
+  });
+
+  it('sends a res.sendFile() response once committed; one the handler does not wait for, never', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'idempotency-sendfile-'));
+    const file = join(dir, 'receipt.txt');
+    writeFileSync(file, 'receipt\n');
+    const app = express();
+    const reported: unknown[] = [];
+    const options = { db: fx.db, scope: () => 'files', onError: (e: unknown) => reported.push(e) };
+    const handler = (wait: boolean) =>
+      idempotent(options, async (_req, res, { trx, key }) => {
+        await trx.insertInto('payments').values({ scope: 'files', key, amount: 1 }).execute();
+        if (!wait) {
+          // The usual call: sendFile streams the file after the handler returned.
+          res.sendFile(file);
+          return;
+        }
+        await new Promise<void>((resolve, reject) => {
+          res.sendFile(file, (error?: Error) => (error ? reject(error) : resolve()));
+        });
+      });
+    app.post('/awaited', handler(true));
+    app.post('/not-awaited', handler(false));
+    const server = await listen(app);
+    const send = (path: string, key: string) =>
+      fetch(`${server.baseUrl}${path}`, { method: 'POST', headers: { 'idempotency-key': key } });
+    try {
+      const key = uniqueKey();
+      const first = await send('/awaited', key);
+      expect(first.status).toBe(200);
+      expect(await first.text()).toBe('receipt\n');
+      const replay = await send('/awaited', key);
+      expect(replay.headers.get('idempotent-replayed')).toBe('true');
+      expect(await replay.text()).toBe('receipt\n');
+      expect(await fx.countPayments(key)).toBe(1);
+
+      const late = uniqueKey();
+      const response = await send('/not-awaited', late);
+      expect(response.status).toBe(500);
+      expect(await response.json()).toMatchObject({
+        type: 'urn:idempotency-ledger:problem:internal-error',
+      });
+      expect(await fx.countPayments(late)).toBe(0);
+      expect(reported).toEqual([expect.objectContaining({ code: 'response_not_sent' })]);
+    } finally {
+      await server.close();
+      rmSync(dir, { recursive: true });
     }
   });
 

@@ -265,6 +265,22 @@ describe('idempotency() on a Hono route', () => {
     expect(await fx.countEntries(key)).toBe(0);
   });
 
+  it('answers a handler that returns no response with a 500 problem, and commits nothing', async () => {
+    const key = uniqueKey();
+    const before = app.libraryErrors.length;
+    for (const attempt of [1, 2]) {
+      const reply = await post('/returns-nothing', { key });
+      expectProblem(reply, 500, 'internal-error');
+      expect(reply.headers.get('idempotent-replayed'), `attempt ${attempt}`).toBeNull();
+    }
+    expect(app.libraryErrors.slice(before).map((error) => error.code)).toEqual([
+      'response_not_sent',
+      'response_not_sent',
+    ]);
+    expect(await fx.countPayments(key)).toBe(0);
+    expect(await fx.countEntries(key)).toBe(0);
+  });
+
   it('leaves GET untouched: no key needed, no variable set', async () => {
     const response = await fetch(`${app.url}/things/42`);
     expect(response.status).toBe(200);

@@ -197,6 +197,28 @@ describe('serveOnServerResponse over a real socket', () => {
     expect(server.finished).toEqual([500]);
   });
 
+  it('never sends what the handler writes after it returned: a 500 problem, nothing committed', async () => {
+    // As res.sendFile() or an un-awaited pipe do: the response ends after the handler returned,
+    // here while the transaction rolls back (the pool gets its client back), before the answer.
+    const { server, send } = await serve(async (trx, res, context) => {
+      await insertPayment(trx, context);
+      fx.pool.once('release', () => {
+        res.writeHead(200, { 'content-type': 'text/plain', 'x-handler': 'late' }).end('late');
+      });
+    });
+    const key = uniqueKey();
+    const response = await send(key);
+
+    expect(response.status).toBe(500);
+    expect(JSON.parse(response.body.toString()).type).toBe(
+      'urn:idempotency-ledger:problem:internal-error',
+    );
+    expect(names(response)).not.toContain('x-handler');
+    expect(await fx.countPayments(key)).toBe(0);
+    expect(server.errors).toEqual([]);
+    expect(server.finished).toEqual([500]);
+  });
+
   it('sends nothing when the handler throws after ending: res restored, error rethrown', async () => {
     const failure = new Error('audit log unavailable');
     const { server, send } = await serve(async (trx, res, context) => {

@@ -165,6 +165,16 @@ export async function startTestApp(db: Kysely<Database>): Promise<TestApp> {
     return response;
   });
 
+  // Writes, then forgets to return its response.
+  app.post('/returns-nothing', idempotency(options), async (c) => {
+    const { trx, key } = c.var.idempotency;
+    await trx
+      .insertInto('payments')
+      .values({ scope: scopeOf(c), key, amount: 1 })
+      .execute();
+    return undefined as unknown as Response;
+  });
+
   app.post('/stream', idempotency(options), async (c) => {
     const { trx, key } = c.var.idempotency;
     await trx
