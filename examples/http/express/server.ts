@@ -88,9 +88,8 @@ app.use(
 );
 
 const server = app.listen(portFromEnvironment(), '127.0.0.1', () => {
-  const address = server.address();
   announceAndStopOnSignal(
-    typeof address === 'object' && address ? address.port : 0,
+    server,
     () => new Promise((resolve) => server.close(() => resolve())),
     db,
   );

@@ -79,20 +79,5 @@ app.setErrorHandler((error: { statusCode?: number; message?: string }, _request,
   return problem(reply, problems.internal);
 });
 
-// Fastify 5.12's close() leaves a keep-alive connection that goes idle after close() began open
-// until keepAliveTimeout, 72 s (fastify#7044): close it as soon as its last request is answered.
-let stopping = false;
-app.addHook('onResponse', async () => {
-  if (stopping) setImmediate(() => app.server.closeIdleConnections());
-});
-
 await app.listen({ port: portFromEnvironment(), host: '127.0.0.1' });
-const address = app.server.address();
-announceAndStopOnSignal(
-  typeof address === 'object' && address ? address.port : 0,
-  () => {
-    stopping = true;
-    return app.close();
-  },
-  db,
-);
+announceAndStopOnSignal(app.server, () => app.close(), db);

@@ -5,6 +5,7 @@
  *
  *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/payments PORT=3000 node examples/http/hono/server.ts
  */
+import type { Server } from 'node:http';
 import { serve } from '@hono/node-server';
 import { type Context, Hono } from 'hono';
 import { createMiddleware } from 'hono/factory';
@@ -82,15 +83,13 @@ app.onError((error, c) => {
   return problem(c, { type: 'about:blank', title: 'Internal Server Error', status: 500 });
 });
 
-const server = serve(
-  { fetch: app.fetch, port: portFromEnvironment(), hostname: '127.0.0.1' },
-  (info) =>
-    announceAndStopOnSignal(
-      info.port,
-      () =>
-        new Promise((resolve, reject) =>
-          server.close((error) => (error ? reject(error) : resolve())),
-        ),
-      db,
-    ),
+const server = serve({ fetch: app.fetch, port: portFromEnvironment(), hostname: '127.0.0.1' }, () =>
+  announceAndStopOnSignal(
+    server as Server,
+    () =>
+      new Promise((resolve, reject) =>
+        server.close((error) => (error ? reject(error) : resolve())),
+      ),
+    db,
+  ),
 );

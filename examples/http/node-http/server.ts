@@ -90,9 +90,8 @@ const server = createServer((req, res) => {
   });
 });
 server.listen(portFromEnvironment(), '127.0.0.1', () => {
-  const address = server.address();
   announceAndStopOnSignal(
-    typeof address === 'object' && address ? address.port : 0,
+    server,
     () => new Promise((resolve) => server.close(() => resolve())),
     db,
   );

@@ -7,7 +7,6 @@
  *     node test/http/support/reference-payments-server.ts
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import {
   announceAndStopOnSignal,
   merchantIdOf,
@@ -98,6 +97,9 @@ function sendProblem(res: ServerResponse, problem: { status: number; title: stri
 }
 
 server.listen(portFromEnvironment(), '127.0.0.1', () => {
-  const { port } = server.address() as AddressInfo;
-  announceAndStopOnSignal(port, () => new Promise((resolve) => server.close(() => resolve())), db);
+  announceAndStopOnSignal(
+    server,
+    () => new Promise((resolve) => server.close(() => resolve())),
+    db,
+  );
 });
