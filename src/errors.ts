@@ -64,18 +64,26 @@ export class IdempotencyError extends Error {
   readonly code: IdempotencyErrorCode;
   /** The HTTP status that answers this situation, where HTTP has a natural one. */
   readonly status: number | undefined;
-  /** The scope of the call that failed, when known. Never part of `message`. */
-  readonly scope: string | undefined;
-  /** The idempotency key of the call that failed, when known. Never part of `message`. */
-  readonly key: string | undefined;
+  /**
+   * The scope of the call that failed, when known. Never part of `message`, and not enumerable:
+   * `console.error(error)`, `JSON.stringify` and loggers that copy an error's own properties do
+   * not print it.
+   */
+  declare readonly scope: string | undefined;
+  /** The idempotency key of the call that failed, when known; like `scope`, never printed. */
+  declare readonly key: string | undefined;
 
   constructor(options: IdempotencyErrorOptions) {
     super(options.message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = options.code;
     this.status = options.status;
-    this.scope = options.scope;
-    this.key = options.key;
+    // Secrets of the caller (a key can be the bearer of someone's response; a scope often names a
+    // tenant): readable by code that asks for them, invisible to whatever prints the error.
+    Object.defineProperties(this, {
+      scope: { value: options.scope, enumerable: false },
+      key: { value: options.key, enumerable: false },
+    });
   }
 }
 
