@@ -48,12 +48,30 @@ export type { IdempotencyContext };
  * );
  * ```
  */
-export function idempotent<DB>(
+export function idempotent<
+  DB,
+  // Express's own defaults, so that a handler typed like any other Express handler (typed route
+  // params, body, res.locals) fits.
+  Params = Request['params'],
+  // biome-ignore lint/suspicious/noExplicitAny: Express's default
+  ResBody = any,
+  // biome-ignore lint/suspicious/noExplicitAny: Express's default
+  ReqBody = any,
+  ReqQuery = Request['query'],
+  // biome-ignore lint/suspicious/noExplicitAny: Express's default
+  Locals extends Record<string, any> = Record<string, any>,
+>(
+  // The scope sees a plain Request: were it generic too, TypeScript would fix the handler's types
+  // to the defaults while typing `scope`, before reading the handler's annotations.
   options: HttpIdempotencyOptions<DB, Request>,
-  handler: (req: Request, res: Response, context: IdempotencyContext<DB>) => Promise<void>,
-): RequestHandler {
+  handler: (
+    req: Request<Params, ResBody, ReqBody, ReqQuery, Locals>,
+    res: Response<ResBody, Locals>,
+    context: IdempotencyContext<DB>,
+  ) => Promise<void>,
+): RequestHandler<Params, ResBody, ReqBody, ReqQuery, Locals> {
   const resolved = resolveHttpOptions(options, 'idempotent (express)');
-  return (req: Request, res: Response, next: NextFunction) => {
+  return (req, res, next: NextFunction) => {
     if (isSafeMethod(req.method)) {
       next();
       return;
@@ -70,13 +88,15 @@ export function idempotent<DB>(
       return;
     }
     const facts = incomingMessageFacts(req, req.body, req.originalUrl);
-    serveOnServerResponse(resolved, req, res, facts, (trx, context) =>
+    // The same object, seen by `scope` with Express's default type parameters.
+    const plainRequest = req as unknown as Request;
+    serveOnServerResponse(resolved, plainRequest, res, facts, (trx, context) =>
       handler(req, res, { trx, ...context }),
     ).catch(next);
   };
 }
 
-function hasBody(req: Request): boolean {
+function hasBody(req: Pick<Request, 'headers'>): boolean {
   const length = req.headers['content-length'];
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
