@@ -88,6 +88,8 @@ export async function startConformanceTarget(
       body: (n) => ({ amount_cents: 100 + n, currency: 'EUR' }),
       countEffects,
       crash,
+      // The crash check includes a server restart: seconds on a loaded machine, not 30.
+      checkTimeoutMs: 90_000,
     }),
   };
 }
