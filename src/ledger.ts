@@ -241,10 +241,13 @@ export async function deleteExpiredBatch(
   schema: string,
   batchSize: number,
 ): Promise<number> {
+  // Expired ledger entries and expired finished operations (migration 00002), a batch of each,
+  // in one statement.
   const { rows } = await run(
     schema,
     sql<{ deleted: number }>`
-      select ${sql.id(schema, 'delete_expired')}(${batchSize}) as deleted`,
+      select ${sql.id(schema, 'delete_expired')}(${batchSize})
+           + ${sql.id(schema, 'delete_expired_operations')}(${batchSize}) as deleted`,
     db,
   );
   return rows[0]?.deleted ?? 0;

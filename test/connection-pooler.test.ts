@@ -11,17 +11,21 @@ import {
   type CleanupTick,
   IdempotencyConflictError,
   migrate,
+  readMigrations,
   scheduleCleanup,
   withIdempotency,
 } from '../src/index.ts';
 import { deferred } from './support/barrier.ts';
 import { newPool } from './support/database.ts';
+import { expectAcquireOperationWorks } from './support/expect-acquire-operation.ts';
 import { type Database, useLedgerFixture } from './support/ledger-fixture.ts';
 import { findPgBouncer, type PgBouncer, startPgBouncer } from './support/pgbouncer.ts';
 
 /** Server connections the pooler keeps per database: few, so that clients share them. */
 const POOL_SIZE = 3;
 const binary = findPgBouncer();
+/** What a first migrate() applies: every file this version ships, in order. */
+const MIGRATION_NAMES = readMigrations().map(({ name }) => name);
 
 describe.skipIf(!binary)('through PgBouncer in transaction mode', () => {
   let pooler: PgBouncer;
@@ -89,10 +93,10 @@ describe.skipIf(!binary)('through PgBouncer in transaction mode', () => {
           migrate({ connectionString: pooler.url(fx.url), schema: 'deployed_at_once' }),
         ),
       );
-      expect(results.flatMap((result) => result.applied)).toEqual(['00001-create-ledger.sql']);
+      expect(results.flatMap((result) => result.applied)).toEqual(MIGRATION_NAMES);
       const { rows } = await sql<{ n: number }>`
         select count(*)::int as n from deployed_at_once.ledger_migrations`.execute(fx.db);
-      expect(rows[0]?.n).toBe(1);
+      expect(rows[0]?.n).toBe(MIGRATION_NAMES.length);
     });
 
     it("leaves other clients' search_path alone, and no lock for the next deploy to wait for", async () => {
@@ -104,8 +108,10 @@ describe.skipIf(!binary)('through PgBouncer in transaction mode', () => {
 
       const schema = 'through_pooler';
       expect(await migrate({ connectionString: pooler.url(fx.url), schema })).toEqual({
-        applied: ['00001-create-ledger.sql'],
+        applied: MIGRATION_NAMES,
       });
+      // The functions kept the schema migrate() set for its own transaction only.
+      await expectAcquireOperationWorks(fx.db, schema);
 
       // Every pooled server connection still has the default search_path: an application's
       // unqualified names still find its tables.

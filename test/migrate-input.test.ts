@@ -12,18 +12,24 @@ import {
   InvalidIdempotencyOptionsError,
   LedgerSchemaError,
   migrate,
+  readMigrations,
   withIdempotency,
 } from '../src/index.ts';
 import { useTestDatabase } from './support/database.ts';
+import { expectAcquireOperationWorks } from './support/expect-acquire-operation.ts';
+
+/** What a first migrate() applies: every file this version ships, in order. */
+const ALL_MIGRATIONS = { applied: readMigrations().map(({ name }) => name) };
 
 // One database for the file: each test migrates a schema of its own.
 const database = useTestDatabase();
 
-/** Executes then replays one key in `schema`: the ledger works there. */
+/** Executes then replays one key in `schema`, and acquires an operation: both work there. */
 async function expectWorkingLedger(db: Kysely<unknown>, schema: string) {
   const call = () => withIdempotency(db, { scope: 's', key: 'k', schema }, async () => schema);
   expect(await call()).toEqual({ response: schema, replayed: false });
   expect(await call()).toEqual({ response: schema, replayed: true });
+  await expectAcquireOperationWorks(db, schema);
 }
 
 async function schemas(db: Kysely<unknown>): Promise<string[]> {
@@ -51,9 +57,7 @@ describe('migrate() schema names', () => {
       'we"ird, name; --', // quotes, commas and spaces are quoted, never parsed
     ];
     for (const schema of names) {
-      expect(await migrate({ connectionString: database.url, schema })).toEqual({
-        applied: ['00001-create-ledger.sql'],
-      });
+      expect(await migrate({ connectionString: database.url, schema })).toEqual(ALL_MIGRATIONS);
       await expectWorkingLedger(database.db, schema);
     }
   });
@@ -81,9 +85,7 @@ describe('migrate() connection strings', () => {
     }
     const user = new URL(database.url).username;
     const url = `postgres://${user}@/${database.name}?host=${directory}&port=${rows[0]?.port}`;
-    expect(await migrate({ connectionString: url, schema: 'by_socket' })).toEqual({
-      applied: ['00001-create-ledger.sql'],
-    });
+    expect(await migrate({ connectionString: url, schema: 'by_socket' })).toEqual(ALL_MIGRATIONS);
     await expectWorkingLedger(database.db, 'by_socket');
   });
 
@@ -99,9 +101,9 @@ describe('migrate() connection strings', () => {
       url.username = role;
       url.password = encodeURIComponent(password);
       expect(url.toString()).toContain('p%40ss%3Aw%2Frd@');
-      expect(await migrate({ connectionString: url.toString(), schema: 'by_role' })).toEqual({
-        applied: ['00001-create-ledger.sql'],
-      });
+      expect(await migrate({ connectionString: url.toString(), schema: 'by_role' })).toEqual(
+        ALL_MIGRATIONS,
+      );
       const { rows } = await sql<{ owner: string }>`
         select nspowner::regrole::text as owner from pg_namespace
          where nspname = 'by_role'`.execute(database.db);
@@ -174,11 +176,27 @@ describe('migrate() databases', () => {
     await expect(
       migrate({ connectionString: database.url, schema: 'half_done' }),
     ).rejects.toMatchObject({ code: '42P07' }); // duplicate_table
-    const { rows } = await sql<{ name: string }>`
-      select c.relname as name from pg_class c join pg_namespace n on n.oid = c.relnamespace
-       where n.nspname = 'half_done' union all
-      select p.proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-       where n.nspname = 'half_done'`.execute(database.db);
-    expect(rows).toEqual([{ name: 'ledger' }]);
+    expect(await objectsIn('half_done')).toEqual(['ledger']);
+  });
+
+  it('rolls back the files applied before one that fails, and records none of them', async () => {
+    // An operations table that another tool left: 00001 applies, then 00002 cannot create its own.
+    await sql`create schema later_fails`.execute(database.db);
+    await sql`create table later_fails.operations (id int)`.execute(database.db);
+    await expect(
+      migrate({ connectionString: database.url, schema: 'later_fails' }),
+    ).rejects.toMatchObject({ code: '42P07' }); // duplicate_table
+    // No ledger, no claim_key, no ledger_migrations: the next run starts from the beginning.
+    expect(await objectsIn('later_fails')).toEqual(['operations']);
   });
 });
+
+/** The tables, indexes, sequences and functions in `schema`, by name. */
+async function objectsIn(schema: string): Promise<string[]> {
+  const { rows } = await sql<{ name: string }>`
+    select c.relname as name from pg_class c join pg_namespace n on n.oid = c.relnamespace
+     where n.nspname = ${schema} union all
+    select p.proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+     where n.nspname = ${schema}`.execute(database.db);
+  return rows.map((row) => row.name);
+}

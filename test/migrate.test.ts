@@ -5,8 +5,13 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { LedgerSchemaError, migrate, withIdempotency } from '../src/index.ts';
+import { LedgerSchemaError, migrate, readMigrations, withIdempotency } from '../src/index.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
+import { expectAcquireOperationWorks } from './support/expect-acquire-operation.ts';
+
+/** Every file this version ships, in the order migrate() applies them. */
+const MIGRATIONS = readMigrations();
+const MIGRATION_NAMES = MIGRATIONS.map(({ name }) => name);
 
 let database: TestDatabase;
 beforeEach(async () => {
@@ -26,20 +31,30 @@ async function appliedMigrations(schema = 'idempotency') {
 describe('migrate', () => {
   it('creates the ledger in a fresh database, and a second run is a no-op', async () => {
     const first = await migrate({ connectionString: database.url });
-    expect(first.applied).toEqual(['00001-create-ledger.sql']);
+    expect(first.applied).toEqual(MIGRATION_NAMES);
+    // In the order of their numbers; any later file comes after these.
+    expect(first.applied.slice(0, 2)).toEqual([
+      '00001-create-ledger.sql',
+      '00002-create-operations.sql',
+    ]);
     const second = await migrate({ connectionString: database.url });
     expect(second.applied).toEqual([]);
-    expect(await appliedMigrations()).toEqual([{ index: 1, name: '00001-create-ledger.sql' }]);
+    expect(await appliedMigrations()).toEqual(
+      MIGRATIONS.map(({ index, name }) => ({ index, name })),
+    );
     const result = await withIdempotency(database.db, { scope: 's', key: 'k' }, async () => 'ok');
     expect(result).toEqual({ response: 'ok', replayed: false });
+    await expectAcquireOperationWorks(database.db, 'idempotency');
   });
 
   it('applies each migration exactly once when five deploys migrate at the same time', async () => {
     const results = await Promise.all(
       Array.from({ length: 5 }, () => migrate({ connectionString: database.url })),
     );
-    expect(results.flatMap((r) => r.applied)).toEqual(['00001-create-ledger.sql']);
-    expect(await appliedMigrations()).toHaveLength(1);
+    // One deploy applied them all, in order; the others found nothing to do.
+    expect(results.flatMap((r) => r.applied)).toEqual(MIGRATION_NAMES);
+    expect(results.filter((r) => r.applied.length > 0)).toHaveLength(1);
+    expect(await appliedMigrations()).toHaveLength(MIGRATIONS.length);
   });
 
   it('keeps ledgers in separate schemas apart', async () => {
@@ -52,7 +67,12 @@ describe('migrate', () => {
       async () => 2,
     );
     expect(other).toEqual({ response: 2, replayed: false });
-    expect(await appliedMigrations('App Two')).toHaveLength(1);
+    expect(await appliedMigrations('app_one')).toHaveLength(MIGRATIONS.length);
+    expect(await appliedMigrations('App Two')).toHaveLength(MIGRATIONS.length);
+    // Each schema's acquire_operation writes to its own tables, even called with the other
+    // schema on the search_path: the same key is new in both.
+    await expectAcquireOperationWorks(database.db, 'app_one', { searchPath: 'App Two' });
+    await expectAcquireOperationWorks(database.db, 'App Two', { searchPath: 'app_one' });
   });
 
   it('refuses a database migrated by a newer version of the library', async () => {
@@ -91,7 +111,7 @@ describe('migrate', () => {
       promisify(execFile)(process.execPath, [cli, ...args], {
         env: { ...process.env, DATABASE_URL: database.url },
       });
-    expect((await run('migrate')).stdout).toBe('applied 00001-create-ledger.sql\n');
+    expect((await run('migrate')).stdout).toBe(`applied ${MIGRATION_NAMES.join(', ')}\n`);
     expect((await run('migrate')).stdout).toBe('ledger is up to date\n');
     expect((await run('cleanup', '--batch-size', '10')).stdout).toBe('deleted 0 expired entries\n');
     await expect(run('frobnicate')).rejects.toMatchObject({ code: 2 });

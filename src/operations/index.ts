@@ -1,0 +1,26 @@
+/**
+ * `idempotency-ledger/operations`: work with effects outside the database (a payment provider,
+ * an email) as a durable sequence of steps, with a lease, fencing tokens, recovery points and
+ * downstream keys. See {@link runOperation} and {@link defineOperation}.
+ *
+ * @module
+ */
+export {
+  type ClassifyFailure,
+  defineOperation,
+  type Operation,
+  type OperationContext,
+} from './define-operation.ts';
+export { downstreamKey } from './downstream-key.ts';
+export {
+  FinalResponse,
+  OperationLeaseLostError,
+  OperationPendingError,
+  type PendingReason,
+} from './operation-errors.ts';
+export {
+  DEFAULT_LEASE_MS,
+  type OperationResult,
+  type RunOperationOptions,
+  runOperation,
+} from './run-operation.ts';

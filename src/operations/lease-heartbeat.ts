@@ -1,0 +1,48 @@
+import type { Kysely } from 'kysely';
+import { type OperationRef, renewLease } from './operation-store.ts';
+
+/**
+ * Renews an attempt's lease every `leaseMs / 3` while it runs, so that a long step does not let
+ * it lapse; when a renewal finds the operation taken over, `onLost` is called once. A renewal
+ * that fails (the database is unreachable) is tried again at the next beat: if the lease runs out
+ * meanwhile, the fenced writes are what refuse this attempt.
+ */
+export function startHeartbeat(
+  // biome-ignore lint/suspicious/noExplicitAny: raw SQL; table types do not apply.
+  db: Kysely<any>,
+  ref: OperationRef,
+  fencingToken: string,
+  leaseMs: number,
+  onLost: () => void,
+): { stop(): void } {
+  let stopped = false;
+  let beating = false;
+  const timer = setInterval(
+    () => {
+      if (stopped || beating) return;
+      beating = true;
+      renewLease(db, ref, fencingToken, leaseMs).then(
+        (held) => {
+          beating = false;
+          if (!held && !stopped) {
+            stopped = true;
+            clearInterval(timer);
+            onLost();
+          }
+        },
+        () => {
+          beating = false;
+        },
+      );
+    },
+    Math.max(1, Math.floor(leaseMs / 3)),
+  );
+  // An attempt in flight must not keep a process alive that is otherwise done.
+  timer.unref();
+  return {
+    stop() {
+      stopped = true;
+      clearInterval(timer);
+    },
+  };
+}

@@ -1,0 +1,165 @@
+import type { Kysely, Transaction } from 'kysely';
+import { InvalidIdempotencyOptionsError, UnstorableResponseError } from '../index.ts';
+import type { ClassifyFailure, OperationContext } from './define-operation.ts';
+import { downstreamKey } from './downstream-key.ts';
+import {
+  FinalResponse,
+  OperationLeaseLostError,
+  OperationPendingError,
+} from './operation-errors.ts';
+import { finishOperation, type OperationRef, recordStep, releaseLease } from './operation-store.ts';
+
+/** Thrown through the user's `run` once the operation has finished (by a FinalResponse). */
+export class OperationFinished {
+  readonly json: string | null;
+
+  constructor(json: string | null) {
+    this.json = json;
+  }
+}
+
+/** What one attempt knows: where the operation is, its token, and the steps already recorded. */
+export interface Attempt<DB> {
+  db: Kysely<DB>;
+  ref: OperationRef;
+  fencingToken: string;
+  resumed: boolean;
+  recorded: Map<string, string | null>;
+  ttlMs: number;
+  signal: AbortSignal;
+}
+
+/**
+ * The context `run` is given. Keeps what it has done: the steps it ran (a name used twice is a
+ * mistake), and the final response once `finish` committed it.
+ */
+export function createOperationContext<DB>(attempt: Attempt<DB>): OperationContext<DB> & {
+  finished(): { json: string | null } | undefined;
+} {
+  const { db, ref, fencingToken, recorded } = attempt;
+  const used = new Set<string>();
+  let finished: { json: string | null } | undefined;
+  const lost = () => new OperationLeaseLostError({ scope: ref.scope, key: ref.key });
+
+  const begin = (name: string) => {
+    if (typeof name !== 'string' || name.length === 0 || name.length > 255) {
+      throw new InvalidIdempotencyOptionsError({
+        message: 'A step name must be a string of 1 to 255 characters',
+        issues: ['step: must be a string of 1 to 255 characters'],
+      });
+    }
+    if (used.has(name)) {
+      throw new InvalidIdempotencyOptionsError({
+        message: 'Two steps of one operation have the same name',
+        issues: ['step: names must be unique within an operation'],
+      });
+    }
+    if (finished) {
+      throw new InvalidIdempotencyOptionsError({
+        message: 'The operation has finished: no step can follow finish()',
+        issues: ['step: after finish()'],
+      });
+    }
+    used.add(name);
+  };
+  const encode = (value: unknown): string | null => {
+    if (value === undefined) return null;
+    try {
+      const json = JSON.stringify(value);
+      if (json !== undefined) return json;
+    } catch (error) {
+      throw unstorable(error);
+    }
+    throw unstorable(undefined);
+  };
+  const unstorable = (cause: unknown) =>
+    new UnstorableResponseError({
+      scope: ref.scope,
+      key: ref.key,
+      reason: 'not_json',
+      message: 'A step result or response of this operation cannot be stored as JSON',
+      cause,
+    });
+  const decode = <T>(json: string | null) => (json === null ? undefined : JSON.parse(json)) as T;
+
+  const context: OperationContext<DB> & { finished(): { json: string | null } | undefined } = {
+    scope: ref.scope,
+    key: ref.key,
+    fencingToken,
+    resumed: attempt.resumed,
+    signal: attempt.signal,
+    finished: () => finished,
+
+    async step(name, fn) {
+      begin(name);
+      if (recorded.has(name)) return decode(recorded.get(name) ?? null);
+      if (attempt.signal.aborted) throw lost();
+      try {
+        const json = await db.transaction().execute(async (trx) => {
+          const value = encode(await fn(trx as Transaction<DB>));
+          if (!(await recordStep(trx, ref, fencingToken, name, value))) throw lost();
+          return value;
+        });
+        return decode(json);
+      } catch (error) {
+        if (!(error instanceof OperationLeaseLostError)) await releaseQuietly();
+        throw error;
+      }
+    },
+
+    async call(name, fn, options: { classify?: ClassifyFailure } = {}) {
+      begin(name);
+      if (recorded.has(name)) return decode(recorded.get(name) ?? null);
+      if (attempt.signal.aborted) throw lost();
+      let value: unknown;
+      try {
+        value = await fn({
+          downstreamKey: downstreamKey(ref.scope, ref.key, name),
+          signal: attempt.signal,
+        });
+      } catch (error) {
+        if (error instanceof FinalResponse) {
+          const json = encode(error.response);
+          if (!(await finishOperation(db, ref, fencingToken, json, attempt.ttlMs))) throw lost();
+          finished = { json };
+          throw new OperationFinished(json);
+        }
+        await releaseQuietly();
+        const reason = options.classify ? options.classify(error) : 'unknown';
+        throw new OperationPendingError({
+          scope: ref.scope,
+          key: ref.key,
+          step: name,
+          reason,
+          cause: error,
+        });
+      }
+      const json = encode(value);
+      if (!(await recordStep(db, ref, fencingToken, name, json))) throw lost();
+      return decode(json);
+    },
+
+    async finish(fn) {
+      if (finished) {
+        throw new InvalidIdempotencyOptionsError({
+          message: 'finish() was called twice',
+          issues: ['finish: once per operation'],
+        });
+      }
+      if (attempt.signal.aborted) throw lost();
+      const json = await db.transaction().execute(async (trx) => {
+        const value = encode(await fn(trx as Transaction<DB>));
+        if (!(await finishOperation(trx, ref, fencingToken, value, attempt.ttlMs))) throw lost();
+        return value;
+      });
+      finished = { json };
+      return decode(json);
+    },
+  };
+
+  // A failed step leaves the operation resumable: give the lease up so that a retry need not wait.
+  async function releaseQuietly(): Promise<void> {
+    await releaseLease(db, ref, fencingToken).catch(() => undefined);
+  }
+  return context;
+}

@@ -1,0 +1,204 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Kysely } from 'kysely';
+import { z } from 'zod';
+import {
+  DEFAULT_SCHEMA,
+  DEFAULT_TTL_MS,
+  DEFAULT_WAIT_TIMEOUT_MS,
+  fingerprintRequest,
+  IdempotencyConflictError,
+  IdempotencyKeyReusedError,
+  InvalidIdempotencyKeyError,
+  InvalidIdempotencyOptionsError,
+  type Jsonified,
+} from '../index.ts';
+import type { Operation } from './define-operation.ts';
+import { startHeartbeat } from './lease-heartbeat.ts';
+import { createOperationContext, OperationFinished } from './operation-context.ts';
+import { OperationLeaseLostError } from './operation-errors.ts';
+import {
+  type Acquired,
+  acquireOperation,
+  type OperationRef,
+  recordedSteps,
+  releaseLease,
+} from './operation-store.ts';
+
+/** Default lease of an attempt: 30 s, renewed every 10 s while it runs. */
+export const DEFAULT_LEASE_MS = 30_000;
+
+/** Options of {@link runOperation}. */
+export interface RunOperationOptions<Req> {
+  /** As in `withIdempotency`: the principal and the operation, 1 to 255 characters. */
+  scope: string;
+  /** The client's key: 1 to 255 printable ASCII characters. */
+  key: string | readonly string[] | undefined;
+  /** The request: fingerprinted (a key reused with another request is a 422) and stored, so that an abandoned operation can be resumed without its client. JSON. */
+  request: Req;
+  /** How long an attempt holds the operation without renewing; renewed every third of it. Default 30 s. */
+  leaseMs?: number;
+  /** How long a finished operation replays. Default 24 h. */
+  ttlMs?: number;
+  /** A duplicate while another attempt holds the lease: wait for it (default), or 409 at once. */
+  onConcurrent?: 'wait' | 'reject';
+  /** Longest wait with `'wait'`. Default 10 s. */
+  waitTimeoutMs?: number;
+  /** Postgres schema of the ledger (and the operation tables). Default `idempotency`. */
+  schema?: string;
+}
+
+/** What {@link runOperation} returns. */
+export interface OperationResult<T> {
+  response: T;
+  /** True when the operation had finished already and its response was replayed. */
+  replayed: boolean;
+  /** True when this attempt resumed an operation an earlier attempt left unfinished. */
+  resumed: boolean;
+}
+
+const optionsSchema = z.strictObject({
+  scope: z.string().min(1).max(255),
+  key: z.unknown(),
+  request: z.unknown(),
+  leaseMs: z.int().min(100).max(2_147_483_647).default(DEFAULT_LEASE_MS),
+  ttlMs: z.int().positive().default(DEFAULT_TTL_MS),
+  onConcurrent: z.enum(['wait', 'reject']).default('wait'),
+  waitTimeoutMs: z.int().positive().default(DEFAULT_WAIT_TIMEOUT_MS),
+  schema: z.string().min(1).max(63).default(DEFAULT_SCHEMA),
+});
+
+/**
+ * Runs `operation` at most to completion once per (scope, key): the first attempt runs its steps;
+ * a retry while it runs waits for it (or gets a 409); a retry after it finished replays its final
+ * response; a retry after it was abandoned (its lease ran out, or a step failed) resumes it from
+ * its last recorded step, with a higher fencing token that shuts the old attempt out.
+ *
+ * @throws {InvalidIdempotencyKeyError} (400), {@link IdempotencyKeyReusedError} (422),
+ *   `IdempotencyConflictError` (409) as `withIdempotency` does.
+ * @throws {OperationPendingError} (503) when an external call failed without a final answer.
+ * @throws {OperationLeaseLostError} (409) when another attempt took the operation over.
+ * @throws Whatever a step throws, unchanged; the operation stays resumable.
+ *
+ * @example
+ * ```ts
+ * const { response } = await runOperation(db, createPayment, {
+ *   scope: `merchant:${merchantId}:create-payment`,
+ *   key: idempotencyKey,
+ *   request: body,
+ * });
+ * ```
+ */
+export async function runOperation<DB, Req, Res>(
+  db: Kysely<DB>,
+  operation: Operation<DB, Req, Res>,
+  options: RunOperationOptions<Req>,
+): Promise<OperationResult<Jsonified<Res>>> {
+  const parsed = parse(options);
+  const ref: OperationRef = { schema: parsed.schema, scope: parsed.scope, key: parsed.key };
+  const attempt = {
+    name: operation.name,
+    fingerprint: fingerprintRequest(parsed.request ?? null),
+    requestJson: parsed.request === undefined ? null : JSON.stringify(parsed.request),
+    leaseMs: parsed.leaseMs,
+  };
+  const deadline = performance.now() + parsed.waitTimeoutMs;
+  for (let wait = 1; ; wait++) {
+    const acquired: Acquired = await acquireOperation(db, ref, attempt);
+    switch (acquired.outcome) {
+      case 'finished':
+        return { response: decode(acquired.response), replayed: true, resumed: false };
+      case 'mismatch':
+        throw new IdempotencyKeyReusedError({ scope: ref.scope, key: ref.key });
+      case 'acquired':
+        return execute(db, operation, ref, parsed, acquired.fencingToken, acquired.resumed);
+      case 'held': {
+        const left = deadline - performance.now();
+        if (parsed.onConcurrent === 'reject' || left <= 0) {
+          throw new IdempotencyConflictError({
+            scope: ref.scope,
+            key: ref.key,
+            reason: parsed.onConcurrent === 'reject' ? 'in_flight' : 'wait_timeout',
+            retryAfterMs: Math.max(1000, acquired.leaseRemainingMs),
+          });
+        }
+        // Backs off, but never past the moment the holder's lease runs out.
+        const pause = Math.min(25 * 2 ** Math.min(wait, 6), acquired.leaseRemainingMs + 5, left);
+        await sleep(Math.max(5, pause));
+      }
+    }
+  }
+}
+
+async function execute<DB, Req, Res>(
+  db: Kysely<DB>,
+  operation: Operation<DB, Req, Res>,
+  ref: OperationRef,
+  parsed: ParsedOptions,
+  fencingToken: string,
+  resumed: boolean,
+): Promise<OperationResult<Jsonified<Res>>> {
+  const lost = new AbortController();
+  const heartbeat = startHeartbeat(db, ref, fencingToken, parsed.leaseMs, () =>
+    lost.abort(new OperationLeaseLostError({ scope: ref.scope, key: ref.key })),
+  );
+  try {
+    const recorded = resumed ? await recordedSteps(db, ref) : new Map<string, string | null>();
+    const op = createOperationContext({
+      db,
+      ref,
+      fencingToken,
+      resumed,
+      recorded,
+      ttlMs: parsed.ttlMs,
+      signal: lost.signal,
+    });
+    let returned: Res;
+    try {
+      returned = await operation.run(op, parsed.request as Req);
+    } catch (error) {
+      if (error instanceof OperationFinished) {
+        return { response: decode(error.json), replayed: false, resumed };
+      }
+      throw error;
+    }
+    const finished = op.finished();
+    if (finished) return { response: decode(finished.json), replayed: false, resumed };
+    // `run` returned without finish(): its return value is the response, recorded on its own.
+    const response = await op.finish(async () => returned);
+    return { response: response as Jsonified<Res>, replayed: false, resumed };
+  } catch (error) {
+    if (!(error instanceof OperationLeaseLostError)) {
+      await releaseLease(db, ref, fencingToken).catch(() => undefined);
+    }
+    throw error;
+  } finally {
+    heartbeat.stop();
+  }
+}
+
+type ParsedOptions = z.output<typeof optionsSchema> & { key: string };
+
+function parse<Req>(options: RunOperationOptions<Req>): ParsedOptions {
+  const result = optionsSchema.safeParse(options);
+  if (!result.success) {
+    const issues = result.error.issues.map(
+      (i) => `${i.path.join('.') || '(options)'}: ${i.message}`,
+    );
+    throw new InvalidIdempotencyOptionsError({
+      message: `Invalid runOperation options: ${issues.join('; ')}`,
+      issues,
+      cause: result.error,
+    });
+  }
+  const { key } = result.data;
+  if (typeof key !== 'string' || !/^[\x20-\x7e]{1,255}$/.test(key)) {
+    throw new InvalidIdempotencyKeyError({
+      message: 'The idempotency key must be 1 to 255 printable ASCII characters',
+    });
+  }
+  return { ...result.data, key };
+}
+
+function decode<T>(json: string | null): T {
+  return (json === null ? undefined : JSON.parse(json)) as T;
+}
