@@ -13,11 +13,21 @@ export {
 } from './define-operation.ts';
 export { downstreamKey } from './downstream-key.ts';
 export {
+  listOperationsInProgress,
+  type OperationSummary,
+  releaseOperation,
+} from './operation-admin.ts';
+export {
   FinalResponse,
   OperationLeaseLostError,
   OperationPendingError,
   type PendingReason,
 } from './operation-errors.ts';
+export {
+  type ResumeOptions,
+  type ResumeResult,
+  resumeAbandonedOperations,
+} from './resume-abandoned-operations.ts';
 export {
   DEFAULT_LEASE_MS,
   type OperationResult,

@@ -158,3 +158,106 @@ export async function releaseLease(
     db.withoutPlugins(),
   );
 }
+
+/** An operation in progress that no attempt holds, as the completer finds it. */
+export interface AbandonedOperation {
+  scope: string;
+  key: string;
+  name: string;
+  requestJson: string | null;
+}
+
+/**
+ * Up to `limit` operations in progress whose lease ran out or was released, of the given names,
+ * least recently touched first. Taking one is still `acquire_operation`'s: two completers that
+ * find the same operation cannot both run it.
+ */
+export async function findAbandonedOperations(
+  db: Executor,
+  schema: string,
+  names: readonly string[],
+  limit: number,
+): Promise<AbandonedOperation[]> {
+  const { rows } = await sql<{ scope: string; key: string; name: string; request: string | null }>`
+    select scope, key, name, request::text as request
+      from ${sql.id(schema, 'operations')}
+     where state = 'in_progress'
+       and (lease_expires_at is null or lease_expires_at <= clock_timestamp())
+       and name = any(${[...names]}::text[])
+     order by updated_at
+     limit ${limit}`.execute(db.withoutPlugins());
+  return rows.map((row) => ({ ...row, requestJson: row.request }));
+}
+
+/** An operation as operators see it (keys included: operators asked for them). */
+export interface OperationSummary {
+  scope: string;
+  key: string;
+  name: string;
+  state: 'in_progress' | 'finished';
+  fencingToken: string;
+  attempts: number;
+  /** Milliseconds of lease left; null when no attempt holds it. */
+  leaseRemainingMs: number | null;
+  steps: string[];
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+/** Operations in progress, oldest first (the ones a completer or an operator should look at). */
+export async function listInProgress(
+  db: Executor,
+  schema: string,
+  limit: number,
+): Promise<OperationSummary[]> {
+  const { rows } = await sql<{
+    scope: string;
+    key: string;
+    name: string;
+    state: 'in_progress' | 'finished';
+    fencing_token: string;
+    attempts: number;
+    lease_remaining_ms: number | null;
+    steps: string[] | null;
+    created_at: Date;
+    updated_at: Date;
+  }>`
+    select o.scope, o.key, o.name, o.state, o.fencing_token::text as fencing_token, o.attempts,
+           greatest(0, extract(epoch from o.lease_expires_at - clock_timestamp()) * 1000)::float8
+             as lease_remaining_ms,
+           array(select s.step from ${sql.id(schema, 'operation_steps')} s
+                  where s.scope = o.scope and s.key = o.key order by s.recorded_at) as steps,
+           o.created_at, o.updated_at
+      from ${sql.id(schema, 'operations')} o
+     where o.state = 'in_progress'
+     order by o.created_at
+     limit ${limit}`.execute(db.withoutPlugins());
+  return rows.map((row) => ({
+    scope: row.scope,
+    key: row.key,
+    name: row.name,
+    state: row.state,
+    fencingToken: row.fencing_token,
+    attempts: row.attempts,
+    leaseRemainingMs: row.lease_remaining_ms,
+    steps: row.steps ?? [],
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  }));
+}
+
+/**
+ * Takes the lease away from whoever holds an operation in progress, and raises its fencing token
+ * so that the holder (if it is still running) can commit nothing more. Returns false when there
+ * is no such operation in progress.
+ */
+export async function revokeLease(db: Executor, ref: OperationRef): Promise<boolean> {
+  const result = await sql`
+    update ${sql.id(ref.schema, 'operations')}
+       set lease_expires_at = null, fencing_token = fencing_token + 1,
+           updated_at = clock_timestamp()
+     where scope = ${ref.scope} and key = ${ref.key} and state = 'in_progress'`.execute(
+    db.withoutPlugins(),
+  );
+  return result.numAffectedRows === 1n;
+}

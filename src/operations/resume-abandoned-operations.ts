@@ -1,0 +1,101 @@
+import type { Kysely } from 'kysely';
+import {
+  DEFAULT_SCHEMA,
+  IdempotencyConflictError,
+  InvalidIdempotencyOptionsError,
+} from '../index.ts';
+import type { Operation } from './define-operation.ts';
+import { OperationLeaseLostError, OperationPendingError } from './operation-errors.ts';
+import { findAbandonedOperations } from './operation-store.ts';
+import { runOperation } from './run-operation.ts';
+
+/** Options of {@link resumeAbandonedOperations}. */
+export interface ResumeOptions {
+  /** The operations this process can run, by name; others are left to processes that can. */
+  // biome-ignore lint/suspicious/noExplicitAny: operations of any database and request type
+  operations: readonly Operation<any, any, any>[];
+  /** Operations taken per call. Default 10. */
+  batchSize?: number;
+  /** Lease of each attempt. Default: runOperation's (30 s). */
+  leaseMs?: number;
+  /** Postgres schema of the ledger. Default `idempotency`. */
+  schema?: string;
+  /** Called with each error an attempt ended with, other than pending calls and lost races. */
+  onError?: (error: unknown, operation: { name: string }) => void;
+}
+
+/** What one {@link resumeAbandonedOperations} pass did. */
+export interface ResumeResult {
+  /** Abandoned operations found. */
+  found: number;
+  /** Resumed and finished. */
+  finished: number;
+  /** Resumed, and left in progress again by a call that failed without a final answer. */
+  pending: number;
+  /** Taken by another attempt first (a client's retry, another completer). */
+  skipped: number;
+  /** Ended with another error (reported to `onError`). */
+  failed: number;
+}
+
+/**
+ * The completer: resumes operations that were abandoned (their lease ran out, or a failed call
+ * released it) without waiting for their clients to retry, with the request stored at their
+ * start. One pass takes up to `batchSize`, one at a time; run it on a schedule, in one or several
+ * processes (two that find the same operation cannot both run it: the lease decides).
+ *
+ * @example
+ * ```ts
+ * const result = await resumeAbandonedOperations(db, { operations: [createPayment] });
+ * // { found: 2, finished: 2, pending: 0, skipped: 0, failed: 0 }
+ * ```
+ */
+export async function resumeAbandonedOperations<DB>(
+  db: Kysely<DB>,
+  options: ResumeOptions,
+): Promise<ResumeResult> {
+  const byName = new Map(options.operations.map((operation) => [operation.name, operation]));
+  if (byName.size === 0) {
+    throw new InvalidIdempotencyOptionsError({
+      message: 'resumeAbandonedOperations needs the operations it may run',
+      issues: ['operations: at least one'],
+    });
+  }
+  const schema = options.schema ?? DEFAULT_SCHEMA;
+  const batchSize = options.batchSize ?? 10;
+  const found = await findAbandonedOperations(db, schema, [...byName.keys()], batchSize);
+  const result: ResumeResult = {
+    found: found.length,
+    finished: 0,
+    pending: 0,
+    skipped: 0,
+    failed: 0,
+  };
+  for (const abandoned of found) {
+    const operation = byName.get(abandoned.name);
+    if (!operation) continue;
+    try {
+      await runOperation(db, operation, {
+        scope: abandoned.scope,
+        key: abandoned.key,
+        request: abandoned.requestJson === null ? undefined : JSON.parse(abandoned.requestJson),
+        onConcurrent: 'reject',
+        schema,
+        ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
+      });
+      result.finished += 1;
+    } catch (error) {
+      if (error instanceof OperationPendingError) result.pending += 1;
+      else if (
+        error instanceof IdempotencyConflictError ||
+        error instanceof OperationLeaseLostError
+      ) {
+        result.skipped += 1;
+      } else {
+        result.failed += 1;
+        options.onError?.(error, { name: abandoned.name });
+      }
+    }
+  }
+  return result;
+}
