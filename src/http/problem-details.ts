@@ -26,6 +26,7 @@ export type ProblemSlug =
   | 'key-reused'
   | 'request-in-progress'
   | 'response-not-storable'
+  | 'operation-pending'
   | 'internal-error';
 
 /**
@@ -66,6 +67,13 @@ export const PROBLEM_TYPES: Readonly<
     title: 'Response could not be stored',
     detail: 'The request was not carried out. It can be retried with the same key.',
   },
+  'operation-pending': {
+    status: 503,
+    title: 'Operation pending',
+    detail:
+      'The request was started but could not be completed yet. Retry with the same key after ' +
+      'the Retry-After delay: it resumes where it stopped.',
+  },
   'internal-error': {
     status: 500,
     title: 'Internal server error',
@@ -104,10 +112,11 @@ export function problemResponseFor(
   const { status, title, detail } = PROBLEM_TYPES[slug];
   const details: ProblemDetails = { type: `${typeBase}${slug}`, title, status, detail };
   const headers: Record<string, string> = { 'content-type': 'application/problem+json' };
-  if (error instanceof IdempotencyConflictError) {
+  const retryAfterMs = retryAfterMsOf(error);
+  if (retryAfterMs !== undefined) {
     // Whole seconds, at least 1 (RFC 9110 delay-seconds); a value that is not a finite number of
     // milliseconds (a conflict built elsewhere) still gets a valid header.
-    const seconds = Math.ceil(error.retryAfterMs / 1000);
+    const seconds = Math.ceil(retryAfterMs / 1000);
     headers['retry-after'] = String(Number.isFinite(seconds) ? Math.max(1, seconds) : 1);
   }
   return { status, headers, body: JSON.stringify(details), details };
@@ -121,5 +130,16 @@ function slugFor(error: IdempotencyError): ProblemSlug {
   if (error instanceof IdempotencyKeyReusedError) return 'key-reused';
   if (error instanceof IdempotencyConflictError) return 'request-in-progress';
   if (error instanceof UnstorableResponseError) return 'response-not-storable';
+  // The operations module's errors, by code: this module does not depend on it.
+  if (error.code === 'lease_lost') return 'request-in-progress';
+  if (error.code === 'operation_pending') return 'operation-pending';
   return 'internal-error';
+}
+
+/** The delay a 409 or 503 suggests, from the error's `retryAfterMs` when it has one. */
+function retryAfterMsOf(error: IdempotencyError): number | undefined {
+  if (error instanceof IdempotencyConflictError) return error.retryAfterMs;
+  if (error.code !== 'lease_lost' && error.code !== 'operation_pending') return undefined;
+  const value = (error as { retryAfterMs?: unknown }).retryAfterMs;
+  return typeof value === 'number' ? value : 1000;
 }

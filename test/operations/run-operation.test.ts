@@ -201,3 +201,34 @@ describe('cleanup', () => {
     expect(again).toMatchObject({ replayed: false, resumed: false });
   });
 });
+
+describe('over HTTP', () => {
+  it('answers a pending operation 503 and a lost lease 409, with Retry-After, naming neither key nor scope', async () => {
+    const { problemResponseFor } = await import('../../src/http/index.ts');
+    const pending = new OperationPendingError({
+      scope: SCOPE,
+      key: 'secret-key',
+      step: 'charge',
+      reason: 'unknown',
+      cause: new Error('socket hang up'),
+      retryAfterMs: 2_500,
+    });
+    expect(problemResponseFor(pending)).toMatchObject({
+      status: 503,
+      headers: { 'retry-after': '3' },
+      details: { type: 'urn:idempotency-ledger:problem:operation-pending', status: 503 },
+    });
+    const lost = problemResponseFor(
+      new OperationLeaseLostError({ scope: SCOPE, key: 'secret-key' }),
+    );
+    expect(lost).toMatchObject({
+      status: 409,
+      headers: { 'retry-after': '1' },
+      details: { type: 'urn:idempotency-ledger:problem:request-in-progress' },
+    });
+    for (const problem of [problemResponseFor(pending), lost]) {
+      expect(problem?.body).not.toContain('secret-key');
+      expect(problem?.body).not.toContain(SCOPE);
+    }
+  });
+});
