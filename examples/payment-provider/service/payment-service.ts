@@ -19,6 +19,8 @@ export interface PaymentServiceOptions {
   port?: number;
   /** How long a charge may take before it counts as "may have been made". Default 5 s. */
   chargeTimeoutMs?: number;
+  /** How long a duplicate waits for the attempt in flight before a 409. Default 10 s. */
+  waitTimeoutMs?: number;
   /** Pause between the completer's passes; `false` runs no completer. Default 5 s. */
   completerIntervalMs?: number | false;
   log?: (message: string) => void;
@@ -54,7 +56,9 @@ export async function startPaymentService(options: PaymentServiceOptions): Promi
     chargeTimeoutMs: options.chargeTimeoutMs ?? 5_000,
   });
 
-  const server = createServer(paymentsListener(db, createPayment, log));
+  const server = createServer(
+    paymentsListener({ db, createPayment, waitTimeoutMs: options.waitTimeoutMs ?? 10_000, log }),
+  );
   let stopping = false;
   // A keep-alive connection whose last request ends after close() began would stay open until
   // keepAliveTimeout: close it as soon as it is idle.

@@ -21,20 +21,32 @@ export const PAYMENT_SCOPE = 'payments:create-payment';
 
 const MAX_BODY_BYTES = 16 * 1024;
 
+export interface PaymentsListenerOptions {
+  db: Kysely<Database>;
+  createPayment: Operation<Database, PaymentRequest, PaymentResponse>;
+  /**
+   * How long a duplicate that arrives while an attempt holds the payment waits for it (then it
+   * gets that attempt's answer) before it is answered 409 with Retry-After.
+   */
+  waitTimeoutMs: number;
+  /** Hears of the 500s. */
+  log: (message: string) => void;
+}
+
 /**
  * A node:http request listener for the service: `POST /payments`, and a 404 problem for anything
- * else. Every error is answered as problem details; `log` hears of the 500s.
+ * else. Every error is answered as problem details.
  *
  * @example
  * ```ts
- * const server = createServer(paymentsListener(db, createPayment, console.error));
+ * const listener = paymentsListener({ db, createPayment, waitTimeoutMs: 10_000, log });
+ * const server = createServer(listener);
  * ```
  */
 export function paymentsListener(
-  db: Kysely<Database>,
-  createPayment: Operation<Database, PaymentRequest, PaymentResponse>,
-  log: (message: string) => void,
+  options: PaymentsListenerOptions,
 ): (req: IncomingMessage, res: ServerResponse) => void {
+  const { db, createPayment, waitTimeoutMs, log } = options;
   async function createPaymentRoute(req: IncomingMessage, res: ServerResponse): Promise<void> {
     // A header sent twice is refused rather than guessed at: pass every value.
     const key = readIdempotencyKey(req.headersDistinct['idempotency-key']);
@@ -51,6 +63,7 @@ export function paymentsListener(
       scope: PAYMENT_SCOPE,
       key,
       request: parsed.request,
+      waitTimeoutMs,
     });
     // The stored JSON text is kept as returned, so a replay sends the first answer's bytes.
     res.writeHead(response.status, {
