@@ -58,9 +58,9 @@ describe('POST /payments', () => {
 
     expect(fx.chargeStats(key)).toEqual({ requests: 1, charges: 1, replays: 0 });
     expect(fx.provider.stats().customers[customer]).toMatchObject({ declined: 1, succeeded: 0 });
-    // A FinalResponse records the answer only: the order stays as the first step left it.
+    // The decline is written with the 402 that answers it.
     expect(await fx.orders(customer)).toEqual([
-      { id: first.json.order_id, state: 'pending', charge_id: null },
+      { id: first.json.order_id, state: 'declined', charge_id: first.json.charge_id },
     ]);
   });
 

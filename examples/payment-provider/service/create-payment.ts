@@ -5,7 +5,6 @@
  */
 import {
   defineOperation,
-  FinalResponse,
   type Operation,
   type OperationContext,
 } from '../../../src/operations/index.ts';
@@ -64,22 +63,9 @@ export function createPaymentOperation(
             signal,
             timeoutMs: options.chargeTimeoutMs,
           });
-          if (outcome.kind === 'declined') {
-            // Final: recorded as the operation's response and replayed, never charged again.
-            throw new FinalResponse<PaymentResponse>({
-              status: 402,
-              contentType: 'application/problem+json',
-              body: {
-                type: '/problems/card-declined',
-                title: 'Card declined',
-                status: 402,
-                detail: 'The card was declined. Use another card, with a new Idempotency-Key.',
-                order_id: order.id,
-                charge_id: outcome.charge.id,
-              },
-            });
-          }
-          return { id: outcome.charge.id };
+          // A decline is a final answer, not a failure: recorded like a charge, so that finish
+          // marks the order declined in the same transaction as the 402 it answers.
+          return { id: outcome.charge.id, declined: outcome.kind === 'declined' };
         },
         // 'retryable': surely not charged (connection refused, 409). Anything else may have
         // been, including a 5xx: the retry sends the same downstream key, which replays it.
@@ -92,13 +78,26 @@ export function createPaymentOperation(
       );
 
       return op.finish(async (trx): Promise<PaymentResponse> => {
-        const paid = await trx
+        const settled = await trx
           .updateTable('orders')
-          .set({ state: 'paid', charge_id: charge.id })
+          .set({ state: charge.declined ? 'declined' : 'paid', charge_id: charge.id })
           .where('id', '=', order.id)
           .returning(['id', 'amount_cents', 'currency', 'customer', 'state', 'charge_id'])
           .executeTakeFirstOrThrow();
-        return { status: 201, contentType: 'application/json', body: paid };
+        if (!charge.declined)
+          return { status: 201, contentType: 'application/json', body: settled };
+        return {
+          status: 402,
+          contentType: 'application/problem+json',
+          body: {
+            type: '/problems/card-declined',
+            title: 'Card declined',
+            status: 402,
+            detail: 'The card was declined. Use another card, with a new Idempotency-Key.',
+            order_id: order.id,
+            charge_id: charge.id,
+          },
+        };
       });
     },
   });

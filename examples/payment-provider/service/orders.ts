@@ -12,8 +12,8 @@ export interface OrdersTable {
   customer: string;
   amount_cents: number;
   currency: string;
-  /** `pending` until the charge succeeds, then `paid`. */
-  state: Generated<'pending' | 'paid'>;
+  /** `pending` until the provider answers, then `paid` or `declined`. */
+  state: Generated<'pending' | 'paid' | 'declined'>;
   charge_id: string | null;
   created_at: Generated<Date>;
 }
@@ -42,7 +42,7 @@ export async function prepareDatabase(
     .addColumn('amount_cents', 'integer', (col) => col.notNull())
     .addColumn('currency', 'text', (col) => col.notNull())
     .addColumn('state', 'text', (col) =>
-      col.notNull().defaultTo('pending').check(sql`state in ('pending', 'paid')`),
+      col.notNull().defaultTo('pending').check(sql`state in ('pending', 'paid', 'declined')`),
     )
     .addColumn('charge_id', 'text')
     .addColumn('created_at', 'timestamptz', (col) => col.notNull().defaultTo(sql`now()`))
