@@ -44,7 +44,8 @@ const attempts = new AsyncLocalStorage<{ paymentId: number; paused: boolean }>()
 const pool = new pg.Pool({
   connectionString: config.url,
   application_name: `ops-chaos-client-${config.slot}`,
-  max: config.inFlight + 2,
+  // One connection per payment in flight, and one for the heartbeats and lease releases.
+  max: config.inFlight + 1,
   connectionTimeoutMillis: 10_000,
 });
 // Backends are terminated under the clients on purpose: the query in flight reports it.
