@@ -57,7 +57,7 @@ export async function runOperationsChaos(
   url.pathname = `/${name}`;
   const pool = new pg.Pool({
     connectionString: url.href,
-    max: 6,
+    max: 4,
     application_name: 'ops-chaos-runner',
   });
   pool.on('error', () => undefined);
