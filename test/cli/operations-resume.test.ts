@@ -13,7 +13,7 @@ import {
   TYPESCRIPT_MODULE,
   useOperationsFixture,
 } from './operations-fixture.ts';
-import { runInProcess } from './support.ts';
+import { runInProcess, startSilentServer } from './support.ts';
 
 const ops = useOperationsFixture();
 const { fx } = ops;
@@ -190,6 +190,22 @@ export const b = defineOperation({ name: 'same', run: async () => null });`,
       expect(run.stderr).toContain(message);
       expect(run.stderr).toContain('Run "idempotency-ledger operations resume --help" for usage.');
     }
+  });
+
+  it('stops at once on a signal while it connects, with exit code 0 and nothing resumed', async () => {
+    await ops.abandon('order-1');
+    const module = await ops.writeModule('operations.ts', TYPESCRIPT_MODULE);
+    const server = await startSilentServer();
+    const stopping = new AbortController();
+    const run = runInProcess(
+      ['operations', 'resume', '--module', module, '--loop', '--connect-timeout-ms', '600000'],
+      { DATABASE_URL: server.url },
+      stopping.signal,
+    );
+    await server.firstConnection;
+    stopping.abort('SIGTERM');
+    expect(await run).toEqual({ code: 0, stdout: 'stopped before the first pass\n', stderr: '' });
+    expect(await ops.row('order-1')).toMatchObject({ state: 'in_progress' });
   });
 
   it('runs as the binary with --loop, resuming each abandoned operation, until SIGTERM (exit code 0)', async () => {
