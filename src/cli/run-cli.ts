@@ -1,7 +1,7 @@
 import { COMMANDS } from './registry.ts';
 import { EXIT_OK, EXIT_USAGE, usageError } from './shared/cli-error.ts';
 import { DATABASE_URL } from './shared/database-url.ts';
-import { type CommandContext, withRedaction } from './shared/define-command.ts';
+import { type Command, type CommandContext, withRedaction } from './shared/define-command.ts';
 import { BINARY, reportError } from './shared/report-error.ts';
 import { packageVersion } from './shared/version.ts';
 
@@ -10,8 +10,9 @@ const VERSION = new Set(['--version', '-v']);
 
 /**
  * Runs the command line `argv` (the arguments after the binary's name) and resolves to its exit
- * code: 0 done, 1 failed, 2 a usage or configuration error. Never rejects. The binary passes the
- * process's environment, output and a signal that aborts on SIGINT/SIGTERM; tests pass their own.
+ * code: 0 done, 1 failed, 2 a usage or configuration error, 3 nothing to act on. Never rejects.
+ * The binary passes the process's environment, output and a signal that aborts on SIGINT/SIGTERM;
+ * tests pass their own.
  *
  * @example
  * ```ts
@@ -49,18 +50,32 @@ export async function runCli(argv: readonly string[], unredacted: CommandContext
   }
 }
 
-/** `help`, `--help`, `-h`, optionally followed by a command's name. */
+/** `help`, `--help`, `-h`, optionally followed by a command's name (and a subcommand's). */
 function help(rest: readonly string[], { stdout }: CommandContext): number {
   const [name, ...extra] = rest;
   if (name === undefined) {
     stdout(programUsage());
     return EXIT_OK;
   }
-  const command = COMMANDS.find((candidate) => candidate.name === name);
+  let command = COMMANDS.find((candidate) => candidate.name === name);
   if (command === undefined) {
     throw usageError(`unknown command ${JSON.stringify(name)} (commands: ${commandNames()})`);
   }
-  if (extra.length > 0) throw usageError(`help takes one command, not ${extra.join(' ')}`);
+  // `help operations list`: one word more per level of subcommands.
+  for (const word of extra) {
+    const group: Command = command;
+    const found = group.subcommands?.find(
+      (candidate) => candidate.name === `${group.name} ${word}`,
+    );
+    if (found === undefined) {
+      throw usageError(
+        group.subcommands
+          ? `unknown command ${JSON.stringify(`${group.name} ${word}`)} (see ${BINARY} help ${group.name})`
+          : `help takes one command, not ${extra.join(' ')}`,
+      );
+    }
+    command = found;
+  }
   stdout(command.usage);
   return EXIT_OK;
 }
@@ -86,6 +101,7 @@ Environment:
                    (percent-encode special characters in the password: @ as %40)
 
 Exit codes: 0 done, 1 failed (the database could not be reached or raised an error),
-            2 wrong arguments or ${DATABASE_URL}. SIGINT/SIGTERM: see each command's --help.
+            2 wrong arguments or ${DATABASE_URL}, 3 no such operation (operations release).
+            SIGINT/SIGTERM: see each command's --help.
 `;
 }

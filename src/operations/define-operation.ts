@@ -53,6 +53,11 @@ export interface Operation<DB, Req, Res> {
   readonly run: (op: OperationContext<DB>, request: Req) => Promise<Res>;
 }
 
+// A registered symbol, not a WeakSet of the operations made here: an application that loads the
+// package as CommonJS and a tool that loads it as ESM (the command line) hold two copies of this
+// module, and must still recognise each other's operations.
+const OPERATION = Symbol.for('idempotency-ledger.operation');
+
 /**
  * Declares an operation: a name (stored with each instance, so that the code that resumes an
  * abandoned one can be found) and the code, a sequence of steps.
@@ -75,5 +80,19 @@ export function defineOperation<DB, Req, Res>(definition: {
   name: string;
   run: (op: OperationContext<DB>, request: Req) => Promise<Res>;
 }): Operation<DB, Req, Res> {
-  return Object.freeze({ name: definition.name, run: definition.run });
+  return Object.freeze({ name: definition.name, run: definition.run, [OPERATION]: true });
+}
+
+/**
+ * Whether `value` is an operation made by {@link defineOperation}, by any copy of this package
+ * (its ESM or its CommonJS build): how a tool finds the operations among a module's exports.
+ *
+ * @example
+ * ```ts
+ * const operations = Object.values(await import('./operations.ts')).filter(isOperation);
+ * ```
+ */
+// biome-ignore lint/suspicious/noExplicitAny: an operation of any database and request type
+export function isOperation(value: unknown): value is Operation<any, any, any> {
+  return typeof value === 'object' && value !== null && Object.hasOwn(value, OPERATION);
 }

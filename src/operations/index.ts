@@ -8,6 +8,7 @@
 export {
   type ClassifyFailure,
   defineOperation,
+  isOperation,
   type Operation,
   type OperationContext,
 } from './define-operation.ts';

@@ -197,11 +197,13 @@ export interface OperationSummary {
   state: 'in_progress' | 'finished';
   fencingToken: string;
   attempts: number;
-  /** Milliseconds of lease left; null when no attempt holds it. */
+  /** Milliseconds of lease left (0 once it ran out); null when it was released. */
   leaseRemainingMs: number | null;
   steps: string[];
   createdAt: Date;
   updatedAt: Date;
+  /** Milliseconds since it was created, by the database clock. */
+  ageMs: number;
 }
 
 /** Operations in progress, oldest first (the ones a completer or an operator should look at). */
@@ -221,13 +223,17 @@ export async function listInProgress(
     steps: string[] | null;
     created_at: Date;
     updated_at: Date;
+    age_ms: number;
   }>`
     select o.scope, o.key, o.name, o.state, o.fencing_token::text as fencing_token, o.attempts,
-           greatest(0, extract(epoch from o.lease_expires_at - clock_timestamp()) * 1000)::float8
-             as lease_remaining_ms,
+           -- greatest() skips nulls: without the case, a released lease would read as 0 left.
+           case when o.lease_expires_at is not null then
+             greatest(0, extract(epoch from o.lease_expires_at - clock_timestamp()) * 1000)::float8
+           end as lease_remaining_ms,
            array(select s.step from ${sql.id(schema, 'operation_steps')} s
                   where s.scope = o.scope and s.key = o.key order by s.recorded_at) as steps,
-           o.created_at, o.updated_at
+           o.created_at, o.updated_at,
+           (extract(epoch from clock_timestamp() - o.created_at) * 1000)::float8 as age_ms
       from ${sql.id(schema, 'operations')} o
      where o.state = 'in_progress'
      order by o.created_at
@@ -243,6 +249,7 @@ export async function listInProgress(
     steps: row.steps ?? [],
     createdAt: row.created_at,
     updatedAt: row.updated_at,
+    ageMs: row.age_ms,
   }));
 }
 

@@ -86,6 +86,9 @@ it('leaves an operation whose lease is live to its holder, lists it, and release
     release.resolve();
     expect(await holder).toBeInstanceOf(OperationLeaseLostError);
     expect(await fx.countPayments(key)).toBe(0);
+    const released = (await listOperationsInProgress(fx.db)).find((op) => op.key === key);
+    expect(released).toMatchObject({ leaseRemainingMs: null, fencingToken: '2' });
+    expect(released?.ageMs).toBeGreaterThanOrEqual(0);
 
     const pass = await resumeAbandonedOperations(fx.db, { operations: [operation] });
     expect(pass).toMatchObject({ found: 1, finished: 1 });

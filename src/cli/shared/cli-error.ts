@@ -4,6 +4,8 @@ export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 /** The command line or the environment is wrong: nothing was attempted. */
 export const EXIT_USAGE = 2;
+/** What the command was to act on does not exist (`operations release`: no such operation). */
+export const EXIT_NOT_FOUND = 3;
 
 /**
  * A problem the command line reports as one line, with the exit code it ends on.

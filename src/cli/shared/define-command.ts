@@ -18,12 +18,14 @@ export interface CommandContext {
 
 /** A subcommand of the binary. */
 export interface Command {
-  /** The word that selects it: `idempotency-ledger <name>`. */
+  /** The words that select it: `idempotency-ledger <name>` (`operations list` for a subcommand). */
   readonly name: string;
   /** One line for the list of commands in `--help`. */
   readonly summary: string;
   /** What `<name> --help` prints. */
   readonly usage: string;
+  /** The commands under this one (`operations list`), for `help <name> <subcommand>`. */
+  readonly subcommands?: readonly Command[];
   /** Runs the command with the arguments that follow its name; resolves to the exit code. */
   run(argv: readonly string[], context: CommandContext): Promise<number>;
 }

@@ -2,7 +2,7 @@ import { usageError } from './cli-error.ts';
 
 /** The integers a flag accepts. */
 export interface IntegerRange {
-  min: 0 | 1;
+  min: number;
   max: number;
 }
 
@@ -29,7 +29,12 @@ export function integerFlag(
   if (value === undefined) return undefined;
   const parsed = /^\d+$/.test(value) ? Number(value) : Number.NaN;
   if (parsed >= range.min && parsed <= range.max) return parsed;
-  const kind = range.min === 1 ? 'a positive integer' : 'a non-negative integer';
+  const kind =
+    range.min === 0
+      ? 'a non-negative integer'
+      : range.min === 1
+        ? 'a positive integer'
+        : `an integer of at least ${range.min}`;
   throw usageError(
     `--${name} must be ${kind}, at most ${range.max} (got ${JSON.stringify(value)})`,
   );

@@ -10,10 +10,12 @@ export interface OpenPoolOptions {
   connectTimeoutMs: number;
   /** Aborting it cuts the first connection attempt short. */
   signal: AbortSignal;
+  /** Connections the pool may open. Default 1. */
+  maxConnections?: number;
 }
 
 /**
- * Opens a pool of one connection and connects it now, so that an unreachable database fails the
+ * Opens a pool (of one connection by default) and connects its first now, so that an unreachable database fails the
  * command at once and a signal can stop it while it connects. Resolves to `undefined` when the
  * signal aborted first; nothing is left open then.
  *
@@ -27,14 +29,14 @@ export interface OpenPoolOptions {
  */
 export async function openPool(
   connectionString: string,
-  { connectTimeoutMs, signal }: OpenPoolOptions,
+  { connectTimeoutMs, signal, maxConnections = 1 }: OpenPoolOptions,
 ): Promise<pg.Pool | undefined> {
   if (signal.aborted) return undefined;
   const sockets = new Set<net.Socket>();
   const pool = handlePoolErrors(
     new pg.Pool({
       connectionString,
-      max: 1,
+      max: maxConnections,
       connectionTimeoutMillis: connectTimeoutMs,
       // pg cannot cancel a connection attempt; destroying its socket can. pg wraps this socket in
       // TLS when the URL asks for it, so destroying it ends a TLS handshake as well.
