@@ -33,7 +33,8 @@ export interface OperationContext<DB> {
    * attempt. Its result is recorded (fenced) once it returns. If it throws: a
    * {@link FinalResponse} ends the operation with that response; any other error leaves the
    * operation resumable (`classify` says whether the call may have happened; default
-   * `'unknown'`) and is reported as an `OperationPendingError`.
+   * `'unknown'`) and is reported as an `OperationPendingError`, unless this attempt lost its
+   * lease meanwhile (the call's `signal` aborted): that is an `OperationLeaseLostError`.
    */
   call<T extends Recordable>(
     name: string,

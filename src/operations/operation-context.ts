@@ -124,6 +124,10 @@ export function createOperationContext<DB>(attempt: Attempt<DB>): OperationConte
           finished = { json };
           throw new OperationFinished(json);
         }
+        // Cut off because this attempt lost its lease: the call did not fail on its own, and the
+        // newer holder carries the operation on. Say so (409, as a refused record would), rather
+        // than a pending call (503); there is no lease of this attempt's left to release.
+        if (attempt.signal.aborted) throw lost();
         await releaseQuietly();
         const reason = options.classify ? options.classify(error) : 'unknown';
         throw new OperationPendingError({
