@@ -150,7 +150,7 @@ async function execute<DB, Req, Res>(
       resumed,
       recorded,
       ttlMs: parsed.ttlMs,
-      signal: lost.signal,
+      lease: lost,
     });
     let returned: Res;
     try {

@@ -69,6 +69,52 @@ it('reports a call cut off by the loss of its lease as the lost lease (409), and
   expect(await operationRow(key)).toMatchObject({ state: 'in_progress', fencing_token: '2' });
 });
 
+it('refuses every later step of an attempt whose fenced write found its lease lost, before its code runs', async () => {
+  const key = uniqueKey();
+  const inside = deferred();
+  const release = deferred();
+  const ran: string[] = [];
+  const operation = defineOperation({
+    name: 'lost-then-carries-on',
+    async run(op: OperationContext<Database>) {
+      try {
+        await op.step('order', async (trx) => {
+          await trx.insertInto('payments').values({ scope: SCOPE, key, amount: 1 }).execute();
+          inside.resolve();
+          await release.promise;
+          return 'order';
+        });
+      } catch (error) {
+        // Code that swallows a step's failure (to log it, to try another way) and carries on.
+        ran.push(error instanceof OperationLeaseLostError ? 'caught lost' : 'caught other');
+      }
+      await op.call('notify', async () => {
+        ran.push('notify called');
+        return 'sent';
+      });
+      return op.finish(async () => {
+        ran.push('finish ran');
+        return 'done';
+      });
+    },
+  });
+  // A long lease: no renewal beats during the test, so only the fenced write can find the loss.
+  const attempt = runOperation(fx.db, operation, {
+    scope: SCOPE,
+    key,
+    request: null,
+    leaseMs: 60_000,
+  }).catch((error: unknown) => error);
+  await inside.promise;
+  expect(await releaseOperation(fx.db, { scope: SCOPE, key })).toBe(true);
+  release.resolve();
+
+  expect(await attempt).toBeInstanceOf(OperationLeaseLostError);
+  expect(ran).toEqual(['caught lost']);
+  expect(await fx.countPayments(key)).toBe(0);
+  expect(await recordedSteps(key)).toEqual([]);
+});
+
 it("leaves the newer holder's lease alone when the shut-out attempt ends", async () => {
   const key = uniqueKey();
   const inside = deferred();
