@@ -167,12 +167,15 @@ async function execute<DB, Req, Res>(
     const response = await op.finish(async () => returned);
     return { response: response as Jsonified<Res>, replayed: false, resumed };
   } catch (error) {
+    // The heartbeat stops first, and a renewal it already sent lands first: landing after the
+    // release, it would hold the lease again, and the retry would wait it out.
+    await heartbeat.stop();
     if (!(error instanceof OperationLeaseLostError)) {
       await releaseLease(db, ref, fencingToken).catch(() => undefined);
     }
     throw error;
   } finally {
-    heartbeat.stop();
+    void heartbeat.stop();
   }
 }
 
