@@ -1,11 +1,8 @@
 import type { Kysely } from 'kysely';
-import {
-  DEFAULT_SCHEMA,
-  IdempotencyConflictError,
-  InvalidIdempotencyOptionsError,
-} from '../index.ts';
+import { IdempotencyConflictError, InvalidIdempotencyOptionsError } from '../index.ts';
 import type { Operation } from './define-operation.ts';
 import { OperationLeaseLostError, OperationPendingError } from './operation-errors.ts';
+import { parseResumeOptions } from './operation-options.ts';
 import { findAbandonedOperations } from './operation-store.ts';
 import { runOperation } from './run-operation.ts';
 
@@ -14,7 +11,7 @@ export interface ResumeOptions {
   /** The operations this process can run, by name; others are left to processes that can. */
   // biome-ignore lint/suspicious/noExplicitAny: operations of any database and request type
   operations: readonly Operation<any, any, any>[];
-  /** Operations taken per call. Default 10. */
+  /** Operations taken per call, 1 to 10,000. Default 10. */
   batchSize?: number;
   /** Lease of each attempt. Default: runOperation's (30 s). */
   leaseMs?: number;
@@ -54,6 +51,7 @@ export async function resumeAbandonedOperations<DB>(
   db: Kysely<DB>,
   options: ResumeOptions,
 ): Promise<ResumeResult> {
+  const { batchSize, leaseMs, schema } = parseResumeOptions(options);
   const byName = new Map(options.operations.map((operation) => [operation.name, operation]));
   if (byName.size === 0) {
     throw new InvalidIdempotencyOptionsError({
@@ -61,8 +59,6 @@ export async function resumeAbandonedOperations<DB>(
       issues: ['operations: at least one'],
     });
   }
-  const schema = options.schema ?? DEFAULT_SCHEMA;
-  const batchSize = options.batchSize ?? 10;
   const found = await findAbandonedOperations(db, schema, [...byName.keys()], batchSize);
   const result: ResumeResult = {
     found: found.length,
@@ -81,7 +77,7 @@ export async function resumeAbandonedOperations<DB>(
         request: abandoned.requestJson === null ? undefined : JSON.parse(abandoned.requestJson),
         onConcurrent: 'reject',
         schema,
-        ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
+        ...(leaseMs === undefined ? {} : { leaseMs }),
       });
       result.finished += 1;
     } catch (error) {
