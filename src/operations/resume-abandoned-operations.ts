@@ -29,7 +29,10 @@ export interface ResumeResult {
   finished: number;
   /** Resumed, and left in progress again by a call that failed without a final answer. */
   pending: number;
-  /** Taken by another attempt first (a client's retry, another completer). */
+  /**
+   * Taken by another attempt first (a client's retry, another completer), or finished by one
+   * before this pass came to it.
+   */
   skipped: number;
   /** Ended with another error (reported to `onError`). */
   failed: number;
@@ -71,7 +74,7 @@ export async function resumeAbandonedOperations<DB>(
     const operation = byName.get(abandoned.name);
     if (!operation) continue;
     try {
-      await runOperation(db, operation, {
+      const { replayed } = await runOperation(db, operation, {
         scope: abandoned.scope,
         key: abandoned.key,
         request: abandoned.requestJson === null ? undefined : JSON.parse(abandoned.requestJson),
@@ -79,7 +82,9 @@ export async function resumeAbandonedOperations<DB>(
         schema,
         ...(leaseMs === undefined ? {} : { leaseMs }),
       });
-      result.finished += 1;
+      // A replay: another attempt finished it since the pass found it; this pass ran nothing.
+      if (replayed) result.skipped += 1;
+      else result.finished += 1;
     } catch (error) {
       if (error instanceof OperationPendingError) result.pending += 1;
       else if (
