@@ -43,13 +43,14 @@ const schemaNameSchema = z
   .refine((name) => !name.startsWith('pg_'), 'must not start with "pg_"');
 
 const leaseMsSchema = z.int().min(100).max(MAX_TIMEOUT_MS);
+const ttlMsSchema = z.int().positive().max(MAX_TTL_MS);
 
 const runOptionsSchema = z.strictObject({
   scope: scopeSchema,
   key: z.unknown(),
   request: z.unknown(),
   leaseMs: leaseMsSchema.default(DEFAULT_LEASE_MS),
-  ttlMs: z.int().positive().max(MAX_TTL_MS).default(DEFAULT_TTL_MS),
+  ttlMs: ttlMsSchema.default(DEFAULT_TTL_MS),
   onConcurrent: z.enum(['wait', 'reject']).default('wait'),
   waitTimeoutMs: z.int().positive().max(MAX_TIMEOUT_MS).default(DEFAULT_WAIT_TIMEOUT_MS),
   schema: schemaNameSchema.default(DEFAULT_SCHEMA),
@@ -59,6 +60,7 @@ const resumeOptionsSchema = z.strictObject({
   operations: z.array(z.unknown()).min(1),
   batchSize: z.int().min(1).max(10_000).default(10),
   leaseMs: leaseMsSchema.optional(),
+  ttlMs: ttlMsSchema.optional(),
   schema: schemaNameSchema.default(DEFAULT_SCHEMA),
   onError: z
     .custom<unknown>((value) => typeof value === 'function', 'must be a function')
@@ -83,12 +85,17 @@ export function parseRunOptions(options: unknown): ParsedRunOptions {
 export function parseResumeOptions(
   options: unknown,
 ): Omit<z.output<typeof resumeOptionsSchema>, 'operations' | 'onError'> {
-  const { batchSize, leaseMs, schema } = parseWith(
+  const { batchSize, leaseMs, ttlMs, schema } = parseWith(
     resumeOptionsSchema,
     options,
     'resumeAbandonedOperations',
   );
-  return { batchSize, schema, ...(leaseMs === undefined ? {} : { leaseMs }) };
+  return {
+    batchSize,
+    schema,
+    ...(leaseMs === undefined ? {} : { leaseMs }),
+    ...(ttlMs === undefined ? {} : { ttlMs }),
+  };
 }
 
 function parseWith<S extends z.ZodType>(schema: S, input: unknown, name: string): z.output<S> {

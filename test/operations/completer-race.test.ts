@@ -100,3 +100,21 @@ it('runs each abandoned operation once with two completers at once, and leaves a
   expect(rows[0]).toEqual({ state: 'in_progress', attempts: 1 });
   expect(finishes.get(orphan)).toBeUndefined();
 });
+
+it('finishes a resumed operation with the ttl it is given, as its client would have', async () => {
+  const key = uniqueKey();
+  const weekMs = 7 * 24 * 60 * 60 * 1000;
+  failNext.add(key);
+  await expect(
+    runOperation(fx.db, operation, { scope: SCOPE, key, request: { key }, ttlMs: weekMs }),
+  ).rejects.toBeInstanceOf(OperationPendingError);
+  const pass = await resumeAbandonedOperations(fx.db, {
+    operations: [operation],
+    ttlMs: weekMs,
+  });
+  expect(pass).toMatchObject({ finished: 1 });
+  const { rows } = await sql<{ ttl_ms: number }>`
+    select extract(epoch from expires_at - updated_at)::float8 * 1000 as ttl_ms
+      from idempotency.operations where scope = ${SCOPE} and key = ${key}`.execute(fx.db);
+  expect(rows[0]?.ttl_ms).toBeGreaterThan(weekMs - 60_000);
+});
