@@ -22,7 +22,8 @@ export interface OperationContext<DB> {
   readonly signal: AbortSignal;
   /**
    * Local database work, in one transaction of its own that also records the step (fenced). A
-   * resumed attempt skips a recorded step and gets its recorded result.
+   * resumed attempt skips a recorded step and gets its recorded result. A {@link FinalResponse}
+   * thrown by `fn` rolls its writes back and ends the operation with that response.
    */
   step<T extends Recordable>(
     name: string,

@@ -111,6 +111,8 @@ export function createOperationContext<DB>(attempt: Attempt<DB>): OperationConte
         });
         return decode(json);
       } catch (error) {
+        // As from a call: the operation ends with that response (the step's writes rolled back).
+        if (error instanceof FinalResponse) return end(error);
         if (!(error instanceof OperationLeaseLostError)) await releaseQuietly();
         throw error;
       }
@@ -127,12 +129,7 @@ export function createOperationContext<DB>(attempt: Attempt<DB>): OperationConte
           signal,
         });
       } catch (error) {
-        if (error instanceof FinalResponse) {
-          const json = encode(error.response);
-          if (!(await finishOperation(db, ref, fencingToken, json, attempt.ttlMs))) throw lost();
-          finished = { json };
-          throw new OperationFinished(json);
-        }
+        if (error instanceof FinalResponse) return end(error);
         // Cut off because this attempt lost its lease: the call did not fail on its own, and the
         // newer holder carries the operation on. Say so (409, as a refused record would), rather
         // than a pending call (503); there is no lease of this attempt's left to release.
@@ -169,6 +166,14 @@ export function createOperationContext<DB>(attempt: Attempt<DB>): OperationConte
       return decode(json);
     },
   };
+
+  // Records a FinalResponse as the operation's response (fenced), and ends `run` with it.
+  async function end(final: FinalResponse): Promise<never> {
+    const json = encode(final.response);
+    if (!(await finishOperation(db, ref, fencingToken, json, attempt.ttlMs))) throw lost();
+    finished = { json };
+    throw new OperationFinished(json);
+  }
 
   // A failed step leaves the operation resumable: give the lease up so that a retry need not wait.
   async function releaseQuietly(): Promise<void> {

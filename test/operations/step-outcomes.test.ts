@@ -8,6 +8,7 @@ import { expect, it } from 'vitest';
 import { UnstorableResponseError } from '../../src/index.ts';
 import {
   defineOperation,
+  FinalResponse,
   type OperationContext,
   OperationPendingError,
   runOperation,
@@ -185,4 +186,30 @@ it('records what run returns without finish(), and what finish() committed when 
   expect(
     await runOperation(fx.db, throwsAfter, { scope: SCOPE, key: after, request: null }),
   ).toMatchObject({ response: { status: 201 }, replayed: true });
+});
+
+it('ends the operation with a FinalResponse a local step throws: its writes roll back, the response replays', async () => {
+  const key = uniqueKey();
+  let runs = 0;
+  const operation = defineOperation({
+    name: 'final-from-step',
+    async run(op: OperationContext<Database>) {
+      runs += 1;
+      await op.step('reserve', async (trx) => {
+        await trx.insertInto('payments').values({ scope: SCOPE, key: op.key, amount: 1 }).execute();
+        throw new FinalResponse({ status: 409, body: { error: 'out_of_stock' } });
+      });
+      return op.finish(async () => ({ status: 201 }));
+    },
+  });
+  const run = () => runOperation(fx.db, operation, { scope: SCOPE, key, request: null });
+  expect(await run()).toEqual({
+    response: { status: 409, body: { error: 'out_of_stock' } },
+    replayed: false,
+    resumed: false,
+  });
+  expect(await run()).toMatchObject({ replayed: true, response: { status: 409 } });
+  expect(runs).toBe(1);
+  expect(await fx.countPayments(key)).toBe(0);
+  expect(await stateOf(key)).toEqual({ state: 'finished', held: false });
 });
