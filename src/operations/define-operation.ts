@@ -22,7 +22,8 @@ export interface OperationContext<DB> {
   readonly signal: AbortSignal;
   /**
    * Local database work, in one transaction of its own that also records the step (fenced). A
-   * resumed attempt skips a recorded step and gets its recorded result.
+   * resumed attempt skips a recorded step and gets its recorded result. A {@link FinalResponse}
+   * thrown by `fn` rolls its writes back and ends the operation with that response.
    */
   step<T extends Recordable>(
     name: string,
@@ -33,7 +34,8 @@ export interface OperationContext<DB> {
    * attempt. Its result is recorded (fenced) once it returns. If it throws: a
    * {@link FinalResponse} ends the operation with that response; any other error leaves the
    * operation resumable (`classify` says whether the call may have happened; default
-   * `'unknown'`) and is reported as an `OperationPendingError`.
+   * `'unknown'`) and is reported as an `OperationPendingError`, unless this attempt lost its
+   * lease meanwhile (the call's `signal` aborted): that is an `OperationLeaseLostError`.
    */
   call<T extends Recordable>(
     name: string,

@@ -24,13 +24,13 @@ export {
   OperationPendingError,
   type PendingReason,
 } from './operation-errors.ts';
+export { DEFAULT_LEASE_MS } from './operation-options.ts';
 export {
   type ResumeOptions,
   type ResumeResult,
   resumeAbandonedOperations,
 } from './resume-abandoned-operations.ts';
 export {
-  DEFAULT_LEASE_MS,
   type OperationResult,
   type RunOperationOptions,
   runOperation,

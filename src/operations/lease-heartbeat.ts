@@ -5,7 +5,9 @@ import { type OperationRef, renewLease } from './operation-store.ts';
  * Renews an attempt's lease every `leaseMs / 3` while it runs, so that a long step does not let
  * it lapse; when a renewal finds the operation taken over, `onLost` is called once. A renewal
  * that fails (the database is unreachable) is tried again at the next beat: if the lease runs out
- * meanwhile, the fenced writes are what refuse this attempt.
+ * meanwhile, the fenced writes are what refuse this attempt. `stop()` resolves once a renewal
+ * already sent has landed: a release must come after it, or the renewal would hold the lease again
+ * (for `leaseMs`, with no one working).
  */
 export function startHeartbeat(
   // biome-ignore lint/suspicious/noExplicitAny: raw SQL; table types do not apply.
@@ -14,14 +16,15 @@ export function startHeartbeat(
   fencingToken: string,
   leaseMs: number,
   onLost: () => void,
-): { stop(): void } {
+): { stop(): Promise<void> } {
   let stopped = false;
   let beating = false;
+  let renewal: Promise<void> = Promise.resolve();
   const timer = setInterval(
     () => {
       if (stopped || beating) return;
       beating = true;
-      renewLease(db, ref, fencingToken, leaseMs).then(
+      renewal = renewLease(db, ref, fencingToken, leaseMs).then(
         (held) => {
           beating = false;
           if (!held && !stopped) {
@@ -43,6 +46,7 @@ export function startHeartbeat(
     stop() {
       stopped = true;
       clearInterval(timer);
+      return renewal;
     },
   };
 }

@@ -26,7 +26,8 @@ export interface Attempt<DB> {
   resumed: boolean;
   recorded: Map<string, string | null>;
   ttlMs: number;
-  signal: AbortSignal;
+  /** Aborted once this attempt has lost its lease, by the heartbeat or by a refused record. */
+  lease: AbortController;
 }
 
 /**
@@ -37,9 +38,17 @@ export function createOperationContext<DB>(attempt: Attempt<DB>): OperationConte
   finished(): { json: string | null } | undefined;
 } {
   const { db, ref, fencingToken, recorded } = attempt;
+  const { signal } = attempt.lease;
   const used = new Set<string>();
   let finished: { json: string | null } | undefined;
-  const lost = () => new OperationLeaseLostError({ scope: ref.scope, key: ref.key });
+  // A refused record is as sure a sign of a lost lease as the heartbeat's: abort the attempt, so
+  // that `run` code that carries on past the error runs no further step, and calls in flight
+  // (given the signal) stop.
+  const lost = () => {
+    const error = new OperationLeaseLostError({ scope: ref.scope, key: ref.key });
+    if (!signal.aborted) attempt.lease.abort(error);
+    return error;
+  };
 
   const begin = (name: string) => {
     if (typeof name !== 'string' || name.length === 0 || name.length > 255) {
@@ -87,13 +96,13 @@ export function createOperationContext<DB>(attempt: Attempt<DB>): OperationConte
     key: ref.key,
     fencingToken,
     resumed: attempt.resumed,
-    signal: attempt.signal,
+    signal,
     finished: () => finished,
 
     async step(name, fn) {
       begin(name);
       if (recorded.has(name)) return decode(recorded.get(name) ?? null);
-      if (attempt.signal.aborted) throw lost();
+      if (signal.aborted) throw lost();
       try {
         const json = await db.transaction().execute(async (trx) => {
           const value = encode(await fn(trx as Transaction<DB>));
@@ -102,6 +111,8 @@ export function createOperationContext<DB>(attempt: Attempt<DB>): OperationConte
         });
         return decode(json);
       } catch (error) {
+        // As from a call: the operation ends with that response (the step's writes rolled back).
+        if (error instanceof FinalResponse) return end(error);
         if (!(error instanceof OperationLeaseLostError)) await releaseQuietly();
         throw error;
       }
@@ -110,20 +121,19 @@ export function createOperationContext<DB>(attempt: Attempt<DB>): OperationConte
     async call(name, fn, options: { classify?: ClassifyFailure } = {}) {
       begin(name);
       if (recorded.has(name)) return decode(recorded.get(name) ?? null);
-      if (attempt.signal.aborted) throw lost();
+      if (signal.aborted) throw lost();
       let value: unknown;
       try {
         value = await fn({
           downstreamKey: downstreamKey(ref.scope, ref.key, name),
-          signal: attempt.signal,
+          signal,
         });
       } catch (error) {
-        if (error instanceof FinalResponse) {
-          const json = encode(error.response);
-          if (!(await finishOperation(db, ref, fencingToken, json, attempt.ttlMs))) throw lost();
-          finished = { json };
-          throw new OperationFinished(json);
-        }
+        if (error instanceof FinalResponse) return end(error);
+        // Cut off because this attempt lost its lease: the call did not fail on its own, and the
+        // newer holder carries the operation on. Say so (409, as a refused record would), rather
+        // than a pending call (503); there is no lease of this attempt's left to release.
+        if (signal.aborted) throw lost();
         await releaseQuietly();
         const reason = options.classify ? options.classify(error) : 'unknown';
         throw new OperationPendingError({
@@ -146,7 +156,7 @@ export function createOperationContext<DB>(attempt: Attempt<DB>): OperationConte
           issues: ['finish: once per operation'],
         });
       }
-      if (attempt.signal.aborted) throw lost();
+      if (signal.aborted) throw lost();
       const json = await db.transaction().execute(async (trx) => {
         const value = encode(await fn(trx as Transaction<DB>));
         if (!(await finishOperation(trx, ref, fencingToken, value, attempt.ttlMs))) throw lost();
@@ -156,6 +166,14 @@ export function createOperationContext<DB>(attempt: Attempt<DB>): OperationConte
       return decode(json);
     },
   };
+
+  // Records a FinalResponse as the operation's response (fenced), and ends `run` with it.
+  async function end(final: FinalResponse): Promise<never> {
+    const json = encode(final.response);
+    if (!(await finishOperation(db, ref, fencingToken, json, attempt.ttlMs))) throw lost();
+    finished = { json };
+    throw new OperationFinished(json);
+  }
 
   // A failed step leaves the operation resumable: give the lease up so that a retry need not wait.
   async function releaseQuietly(): Promise<void> {

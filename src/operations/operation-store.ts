@@ -4,9 +4,34 @@
  * tokens are bigints: they travel as decimal strings.
  */
 import { type Kysely, sql } from 'kysely';
+import { LedgerSchemaError } from '../index.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: the statements are raw SQL; table types do not apply.
 type Executor = Kysely<any>;
+
+// "Relation, function or schema does not exist": the schema was not migrated (to 00002).
+const MISSING = new Set(['42P01', '42883', '3F000']);
+
+/**
+ * Runs a statement that is the first an entry point sends, turning a schema without the operation
+ * tables into a LedgerSchemaError that says what to do.
+ */
+async function inSchema<R>(schema: string, statement: () => Promise<R>): Promise<R> {
+  try {
+    return await statement();
+  } catch (error) {
+    const code = (error as { code?: unknown } | null)?.code;
+    if (typeof code === 'string' && MISSING.has(code)) {
+      throw new LedgerSchemaError({
+        schema,
+        problem: 'missing',
+        message: `The operation tables are missing from schema "${schema}": run migrate() (or \`idempotency-ledger migrate\`) first`,
+        cause: error,
+      });
+    }
+    throw error;
+  }
+}
 
 /** Where an operation lives: its schema and its (scope, key). */
 export interface OperationRef {
@@ -41,10 +66,12 @@ export async function acquireOperation(
     leaseMs: number;
   },
 ): Promise<Acquired> {
-  const { rows } = await sql<AcquireRow>`
-    select * from ${sql.id(ref.schema, 'acquire_operation')}(
-      ${ref.scope}, ${ref.key}, ${attempt.name}, ${attempt.fingerprint},
-      ${attempt.requestJson}::json, ${attempt.leaseMs})`.execute(db.withoutPlugins());
+  const { rows } = await inSchema(ref.schema, () =>
+    sql<AcquireRow>`
+      select * from ${sql.id(ref.schema, 'acquire_operation')}(
+        ${ref.scope}, ${ref.key}, ${attempt.name}, ${attempt.fingerprint},
+        ${attempt.requestJson}::json, ${attempt.leaseMs})`.execute(db.withoutPlugins()),
+  );
   const row = rows[0] as AcquireRow;
   switch (row.outcome) {
     case 'acquired':
@@ -178,14 +205,16 @@ export async function findAbandonedOperations(
   names: readonly string[],
   limit: number,
 ): Promise<AbandonedOperation[]> {
-  const { rows } = await sql<{ scope: string; key: string; name: string; request: string | null }>`
-    select scope, key, name, request::text as request
-      from ${sql.id(schema, 'operations')}
-     where state = 'in_progress'
-       and (lease_expires_at is null or lease_expires_at <= clock_timestamp())
-       and name = any(${[...names]}::text[])
-     order by updated_at
-     limit ${limit}`.execute(db.withoutPlugins());
+  const { rows } = await inSchema(schema, () =>
+    sql<{ scope: string; key: string; name: string; request: string | null }>`
+      select scope, key, name, request::text as request
+        from ${sql.id(schema, 'operations')}
+       where state = 'in_progress'
+         and (lease_expires_at is null or lease_expires_at <= clock_timestamp())
+         and name = any(${[...names]}::text[])
+       order by updated_at
+       limit ${limit}`.execute(db.withoutPlugins()),
+  );
   return rows.map((row) => ({ ...row, requestJson: row.request }));
 }
 

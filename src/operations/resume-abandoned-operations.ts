@@ -1,11 +1,8 @@
 import type { Kysely } from 'kysely';
-import {
-  DEFAULT_SCHEMA,
-  IdempotencyConflictError,
-  InvalidIdempotencyOptionsError,
-} from '../index.ts';
+import { IdempotencyConflictError, InvalidIdempotencyOptionsError } from '../index.ts';
 import type { Operation } from './define-operation.ts';
 import { OperationLeaseLostError, OperationPendingError } from './operation-errors.ts';
+import { parseResumeOptions } from './operation-options.ts';
 import { findAbandonedOperations } from './operation-store.ts';
 import { runOperation } from './run-operation.ts';
 
@@ -14,10 +11,16 @@ export interface ResumeOptions {
   /** The operations this process can run, by name; others are left to processes that can. */
   // biome-ignore lint/suspicious/noExplicitAny: operations of any database and request type
   operations: readonly Operation<any, any, any>[];
-  /** Operations taken per call. Default 10. */
+  /** Operations taken per call, 1 to 10,000. Default 10. */
   batchSize?: number;
   /** Lease of each attempt. Default: runOperation's (30 s). */
   leaseMs?: number;
+  /**
+   * How long an operation this pass finishes replays: give the `ttlMs` its clients pass to
+   * `runOperation`, or a retry after the default 24 h runs a key the client thinks done again.
+   * Default: runOperation's (24 h).
+   */
+  ttlMs?: number;
   /** Postgres schema of the ledger. Default `idempotency`. */
   schema?: string;
   /** Called with each error an attempt ended with, other than pending calls and lost races. */
@@ -32,7 +35,10 @@ export interface ResumeResult {
   finished: number;
   /** Resumed, and left in progress again by a call that failed without a final answer. */
   pending: number;
-  /** Taken by another attempt first (a client's retry, another completer). */
+  /**
+   * Taken by another attempt first (a client's retry, another completer), or finished by one
+   * before this pass came to it.
+   */
   skipped: number;
   /** Ended with another error (reported to `onError`). */
   failed: number;
@@ -54,6 +60,7 @@ export async function resumeAbandonedOperations<DB>(
   db: Kysely<DB>,
   options: ResumeOptions,
 ): Promise<ResumeResult> {
+  const { batchSize, leaseMs, ttlMs, schema } = parseResumeOptions(options);
   const byName = new Map(options.operations.map((operation) => [operation.name, operation]));
   if (byName.size === 0) {
     throw new InvalidIdempotencyOptionsError({
@@ -61,8 +68,6 @@ export async function resumeAbandonedOperations<DB>(
       issues: ['operations: at least one'],
     });
   }
-  const schema = options.schema ?? DEFAULT_SCHEMA;
-  const batchSize = options.batchSize ?? 10;
   const found = await findAbandonedOperations(db, schema, [...byName.keys()], batchSize);
   const result: ResumeResult = {
     found: found.length,
@@ -75,15 +80,18 @@ export async function resumeAbandonedOperations<DB>(
     const operation = byName.get(abandoned.name);
     if (!operation) continue;
     try {
-      await runOperation(db, operation, {
+      const { replayed } = await runOperation(db, operation, {
         scope: abandoned.scope,
         key: abandoned.key,
         request: abandoned.requestJson === null ? undefined : JSON.parse(abandoned.requestJson),
         onConcurrent: 'reject',
         schema,
-        ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
+        ...(leaseMs === undefined ? {} : { leaseMs }),
+        ...(ttlMs === undefined ? {} : { ttlMs }),
       });
-      result.finished += 1;
+      // A replay: another attempt finished it since the pass found it; this pass ran nothing.
+      if (replayed) result.skipped += 1;
+      else result.finished += 1;
     } catch (error) {
       if (error instanceof OperationPendingError) result.pending += 1;
       else if (

@@ -1,21 +1,16 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kysely } from 'kysely';
-import { z } from 'zod';
 import {
-  DEFAULT_SCHEMA,
-  DEFAULT_TTL_MS,
-  DEFAULT_WAIT_TIMEOUT_MS,
   fingerprintRequest,
   IdempotencyConflictError,
   IdempotencyKeyReusedError,
-  InvalidIdempotencyKeyError,
-  InvalidIdempotencyOptionsError,
   type Jsonified,
 } from '../index.ts';
 import type { Operation } from './define-operation.ts';
 import { startHeartbeat } from './lease-heartbeat.ts';
 import { createOperationContext, OperationFinished } from './operation-context.ts';
 import { OperationLeaseLostError } from './operation-errors.ts';
+import { type ParsedRunOptions, parseRunOptions } from './operation-options.ts';
 import {
   type Acquired,
   acquireOperation,
@@ -23,9 +18,6 @@ import {
   recordedSteps,
   releaseLease,
 } from './operation-store.ts';
-
-/** Default lease of an attempt: 30 s, renewed every 10 s while it runs. */
-export const DEFAULT_LEASE_MS = 30_000;
 
 /** Options of {@link runOperation}. */
 export interface RunOperationOptions<Req> {
@@ -56,17 +48,6 @@ export interface OperationResult<T> {
   resumed: boolean;
 }
 
-const optionsSchema = z.strictObject({
-  scope: z.string().min(1).max(255),
-  key: z.unknown(),
-  request: z.unknown(),
-  leaseMs: z.int().min(100).max(2_147_483_647).default(DEFAULT_LEASE_MS),
-  ttlMs: z.int().positive().default(DEFAULT_TTL_MS),
-  onConcurrent: z.enum(['wait', 'reject']).default('wait'),
-  waitTimeoutMs: z.int().positive().default(DEFAULT_WAIT_TIMEOUT_MS),
-  schema: z.string().min(1).max(63).default(DEFAULT_SCHEMA),
-});
-
 /**
  * Runs `operation` at most to completion once per (scope, key): the first attempt runs its steps;
  * a retry while it runs waits for it (or gets a 409); a retry after it finished replays its final
@@ -77,6 +58,8 @@ const optionsSchema = z.strictObject({
  *   `IdempotencyConflictError` (409) as `withIdempotency` does.
  * @throws {OperationPendingError} (503) when an external call failed without a final answer.
  * @throws {OperationLeaseLostError} (409) when another attempt took the operation over.
+ * @throws {InvalidIdempotencyOptionsError} for a bad option, before anything is written;
+ *   `LedgerSchemaError` when the schema was not migrated (to migration 00002).
  * @throws Whatever a step throws, unchanged; the operation stays resumable.
  *
  * @example
@@ -93,7 +76,7 @@ export async function runOperation<DB, Req, Res>(
   operation: Operation<DB, Req, Res>,
   options: RunOperationOptions<Req>,
 ): Promise<OperationResult<Jsonified<Res>>> {
-  const parsed = parse(options);
+  const parsed = parseRunOptions(options);
   const ref: OperationRef = { schema: parsed.schema, scope: parsed.scope, key: parsed.key };
   const attempt = {
     name: operation.name,
@@ -133,7 +116,7 @@ async function execute<DB, Req, Res>(
   db: Kysely<DB>,
   operation: Operation<DB, Req, Res>,
   ref: OperationRef,
-  parsed: ParsedOptions,
+  parsed: ParsedRunOptions,
   fencingToken: string,
   resumed: boolean,
 ): Promise<OperationResult<Jsonified<Res>>> {
@@ -150,7 +133,7 @@ async function execute<DB, Req, Res>(
       resumed,
       recorded,
       ttlMs: parsed.ttlMs,
-      signal: lost.signal,
+      lease: lost,
     });
     let returned: Res;
     try {
@@ -167,36 +150,16 @@ async function execute<DB, Req, Res>(
     const response = await op.finish(async () => returned);
     return { response: response as Jsonified<Res>, replayed: false, resumed };
   } catch (error) {
+    // The heartbeat stops first, and a renewal it already sent lands first: landing after the
+    // release, it would hold the lease again, and the retry would wait it out.
+    await heartbeat.stop();
     if (!(error instanceof OperationLeaseLostError)) {
       await releaseLease(db, ref, fencingToken).catch(() => undefined);
     }
     throw error;
   } finally {
-    heartbeat.stop();
+    void heartbeat.stop();
   }
-}
-
-type ParsedOptions = z.output<typeof optionsSchema> & { key: string };
-
-function parse<Req>(options: RunOperationOptions<Req>): ParsedOptions {
-  const result = optionsSchema.safeParse(options);
-  if (!result.success) {
-    const issues = result.error.issues.map(
-      (i) => `${i.path.join('.') || '(options)'}: ${i.message}`,
-    );
-    throw new InvalidIdempotencyOptionsError({
-      message: `Invalid runOperation options: ${issues.join('; ')}`,
-      issues,
-      cause: result.error,
-    });
-  }
-  const { key } = result.data;
-  if (typeof key !== 'string' || !/^[\x20-\x7e]{1,255}$/.test(key)) {
-    throw new InvalidIdempotencyKeyError({
-      message: 'The idempotency key must be 1 to 255 printable ASCII characters',
-    });
-  }
-  return { ...result.data, key };
 }
 
 function decode<T>(json: string | null): T {
