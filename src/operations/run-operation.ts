@@ -25,7 +25,7 @@ export interface RunOperationOptions<Req> {
   scope: string;
   /** The client's key: 1 to 255 printable ASCII characters. */
   key: string | readonly string[] | undefined;
-  /** The request: fingerprinted (a key reused with another request is a 422) and stored, so that an abandoned operation can be resumed without its client. JSON. */
+  /** The request: fingerprinted with the operation's name (a key reused with another request, or by another operation, is a 422) and stored, so that an abandoned operation can be resumed without its client. JSON. */
   request: Req;
   /** How long an attempt holds the operation without renewing; renewed every third of it. Default 30 s. */
   leaseMs?: number;
@@ -80,7 +80,9 @@ export async function runOperation<DB, Req, Res>(
   const ref: OperationRef = { schema: parsed.schema, scope: parsed.scope, key: parsed.key };
   const attempt = {
     name: operation.name,
-    fingerprint: fingerprintRequest(parsed.request ?? null),
+    // The operation's name is part of the fingerprint: another operation given the same scope and
+    // key is a key reused (422), never a replay of this one's response nor a resume of its steps.
+    fingerprint: fingerprintRequest({ operation: operation.name, request: parsed.request ?? null }),
     requestJson: parsed.request === undefined ? null : JSON.stringify(parsed.request),
     leaseMs: parsed.leaseMs,
   };

@@ -96,3 +96,22 @@ it('acquires expired operations while cleanup deletes them: each runs once more,
      where scope = ${SCOPE} and key = any(${keys}::text[])`.execute(fx.db);
   expect(rows[0]?.count).toBe(keys.length);
 });
+
+it("refuses a key another operation of the scope holds (422), without running the other's code", async () => {
+  const key = uniqueKey();
+  let refundRan = false;
+  const refund = defineOperation({
+    name: 'refund',
+    async run(op: OperationContext<Database>) {
+      refundRan = true;
+      return op.finish(async () => ({ refunded: true }));
+    },
+  });
+  const { response } = await run(key, 5);
+  // Same scope, same key, same request: a different operation must not replay, nor resume, it.
+  await expect(
+    runOperation(fx.db, refund, { scope: SCOPE, key, request: { amount: 5 } }),
+  ).rejects.toBeInstanceOf(IdempotencyKeyReusedError);
+  expect(refundRan).toBe(false);
+  expect(await run(key, 5)).toMatchObject({ response, replayed: true });
+});
