@@ -63,6 +63,9 @@ CREATE TABLE operation_steps (
 --   outcome 'held': another attempt holds a live lease; lease_remaining_ms says for how long;
 --   outcome 'mismatch': the key was used with another request (fingerprint differs).
 -- A finished operation past expires_at is new again: its row and steps are taken over.
+-- It waits for the row's lock (a holder between its fenced write and COMMIT, or a concurrent
+-- acquire) at most p_wait_ms: then lock_not_available (55P03), which the caller reports as held.
+-- The lock_timeout it sets is its own: the SET clause restores the caller's on the way out.
 --
 -- Why two attempts cannot both hold it: the INSERT and the takeover UPDATE both lock the row; a
 -- concurrent takeover waits for the first, then re-checks the lease against the row it left, so
@@ -74,7 +77,8 @@ CREATE FUNCTION acquire_operation(
   p_name text,
   p_fingerprint bytea,
   p_request json,
-  p_lease_ms bigint
+  p_lease_ms bigint,
+  p_wait_ms bigint
 )
 RETURNS TABLE (
   outcome text,
@@ -85,11 +89,14 @@ RETURNS TABLE (
 )
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
+SET lock_timeout = '5s'
 AS $$
 DECLARE
   current record;
   token bigint;
 BEGIN
+  -- 0 would mean "wait for ever".
+  PERFORM set_config('lock_timeout', greatest(p_wait_ms, 1)::text || 'ms', true);
   LOOP
     INSERT INTO operations (scope, key, name, fingerprint, request, lease_expires_at)
     VALUES (p_scope, p_key, p_name, p_fingerprint, p_request,

@@ -11,6 +11,8 @@ type Executor = Kysely<any>;
 
 // "Relation, function or schema does not exist": the schema was not migrated (to 00002).
 const MISSING = new Set(['42P01', '42883', '3F000']);
+// lock_not_available: a lock wait outlasted lock_timeout.
+const LOCK_NOT_AVAILABLE = '55P03';
 
 /**
  * Runs a statement that is the first an entry point sends, turning a schema without the operation
@@ -55,7 +57,10 @@ interface AcquireRow {
   lease_remaining_ms: number | null;
 }
 
-/** One statement: take the operation, or report who has it (see acquire_operation in SQL). */
+/**
+ * One statement: take the operation, or report who has it (see acquire_operation in SQL). Waits
+ * for the operation row's lock at most `waitMs`, then reports it held.
+ */
 export async function acquireOperation(
   db: Executor,
   ref: OperationRef,
@@ -65,14 +70,26 @@ export async function acquireOperation(
     requestJson: string | null;
     leaseMs: number;
   },
+  waitMs: number,
 ): Promise<Acquired> {
-  const { rows } = await inSchema(ref.schema, () =>
-    sql<AcquireRow>`
-      select * from ${sql.id(ref.schema, 'acquire_operation')}(
-        ${ref.scope}, ${ref.key}, ${attempt.name}, ${attempt.fingerprint},
-        ${attempt.requestJson}::json, ${attempt.leaseMs})`.execute(db.withoutPlugins()),
-  );
-  const row = rows[0] as AcquireRow;
+  let row: AcquireRow;
+  try {
+    const { rows } = await inSchema(ref.schema, () =>
+      sql<AcquireRow>`
+        select * from ${sql.id(ref.schema, 'acquire_operation')}(
+          ${ref.scope}, ${ref.key}, ${attempt.name}, ${attempt.fingerprint},
+          ${attempt.requestJson}::json, ${attempt.leaseMs}, ${Math.ceil(waitMs)})`.execute(
+        db.withoutPlugins(),
+      ),
+    );
+    row = rows[0] as AcquireRow;
+  } catch (error) {
+    // The row stayed locked the whole wait: an attempt is committing to it at this moment.
+    if ((error as { code?: unknown } | null)?.code === LOCK_NOT_AVAILABLE) {
+      return { outcome: 'held', leaseRemainingMs: 0 };
+    }
+    throw error;
+  }
   switch (row.outcome) {
     case 'acquired':
       return { outcome: 'acquired', fencingToken: String(row.fencing_token), resumed: row.resumed };

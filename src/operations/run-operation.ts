@@ -19,6 +19,9 @@ import {
   releaseLease,
 } from './operation-store.ts';
 
+// With 'reject', a duplicate waits this long for a row lock, as withIdempotency's claim does.
+const REJECT_WAIT_MS = 1;
+
 /** Options of {@link runOperation}. */
 export interface RunOperationOptions<Req> {
   /** As in `withIdempotency`: the principal and the operation, 1 to 255 characters. */
@@ -88,7 +91,10 @@ export async function runOperation<DB, Req, Res>(
   };
   const deadline = performance.now() + parsed.waitTimeoutMs;
   for (let wait = 1; ; wait++) {
-    const acquired: Acquired = await acquireOperation(db, ref, attempt);
+    // A row locked by an attempt committing to it is waited for only as long as this call may.
+    const waitMs =
+      parsed.onConcurrent === 'reject' ? REJECT_WAIT_MS : Math.max(1, deadline - performance.now());
+    const acquired: Acquired = await acquireOperation(db, ref, attempt, waitMs);
     switch (acquired.outcome) {
       case 'finished':
         return { response: decode(acquired.response), replayed: true, resumed: false };
