@@ -33,6 +33,8 @@ export type OperationVariantId =
 
 export interface OperationRun extends CellRun {
   walBytesPerOp?: number;
+  /** Whose WAL walBytesPerOp counts: this database's (pg_walinspect) or the whole server's. */
+  walScope?: 'database' | 'server';
   waits?: WaitProfile;
 }
 

@@ -11,7 +11,8 @@ export const OPERATIONS_NOTES = [
   'then commits the same response with no business write of its own; "call" is a no-op async',
   'function standing in for the provider, so that only the library is measured. Replays cycle',
   'through 16 finished keys. A pg pool of 16; default lease (30 s), so no heartbeat fires.',
-  'Ratios compare ops/s; compare ratios, not absolute figures, between machines.',
+  'Ratios compare ops/s; compare ratios, not absolute figures, between machines. WAL counts',
+  "this database's records only (pg_walinspect), unless the table says the server's.",
   '',
 ].join('\n');
 
@@ -63,13 +64,14 @@ export function describePath(statements: string[]): string {
 
 export function pathsTable(result: OperationsResult): string {
   return markdownTable(
-    ['variant', 'statements one call sends (a transaction in parentheses)', 'round trips'],
-    result.paths.map(({ variant, statements }) => [
+    ['variant', 'statements one call sends (a transaction in parentheses)', 'round trips', 'WAL B'],
+    result.paths.map(({ variant, statements, walBytes }) => [
       LABELS[variant],
       describePath(statements),
       String(statements.length),
+      walBytes === undefined ? '?' : int(walBytes),
     ]),
-    'llr',
+    'llrr',
   );
 }
 
@@ -127,15 +129,26 @@ export function operationsTable(result: OperationsResult): string {
       ];
     });
   const headers = ['variant', 'c', 'ops/s', 'p50 ms', 'p99 ms', 'ops/s vs bare'];
-  headers.push('vs withIdempotency', 'round trips/op', 'WAL B/op', 'node CPU', 'machine CPU');
+  const serverWal = result.cells.some((cell) => cell.runs.some((run) => run.walScope === 'server'));
+  headers.push(
+    'vs withIdempotency',
+    'round trips/op',
+    serverWal ? 'WAL B/op (server)' : 'WAL B/op',
+  );
+  headers.push('node CPU', 'machine CPU');
   return markdownTable(headers, rows, 'llrrrrrrrrr');
 }
 
 /** What one more piece costs: `with` against `without`, at each concurrency. */
 export function addedCostLines(result: OperationsResult): string {
   const find = finder(result);
+  const path = (variant: OperationVariantId) => result.paths.find((p) => p.variant === variant);
   const statements = (variant: OperationVariantId) =>
-    result.paths.find((path) => path.variant === variant)?.statements.length ?? Number.NaN;
+    path(variant)?.statements.length ?? Number.NaN;
+  // The WAL of one call alone when pg_walinspect measured it: the cells' also carry checkpoints'
+  // full-page images, which come and go with the server's other traffic.
+  const wal = (variant: OperationVariantId, cell: Medians) =>
+    path(variant)?.walBytes ?? cell.walBytesPerOp;
   const concurrencies = [...new Set(result.cells.map((cell) => cell.concurrency))].sort(
     (a, b) => a - b,
   );
@@ -157,7 +170,7 @@ export function addedCostLines(result: OperationsResult): string {
     const added = statements(withIt) - statements(without);
     return (
       `- ${label}: ${signed(added, String)} round trip${Math.abs(added) === 1 ? '' : 's'}, ` +
-      `${signed(a1.walBytesPerOp - b1.walBytesPerOp, int)} B of WAL per op; ops/s ${ratios}; ` +
+      `${signed(wal(withIt, a1) - wal(without, b1), int)} B of WAL; ops/s ${ratios}; ` +
       `p50 at c=${first} ${signed(addedP50, ms)} ms, ${times(addedP50 / bare1.p50)} the bare transaction's p50`
     );
   };

@@ -7,7 +7,7 @@ import { type BenchDB, SCOPE } from '../business.ts';
 import { recordStatements } from '../measure.ts';
 import { REPLAY_KEYS } from '../variants.ts';
 import { sampled, type WaitSampler } from '../waits.ts';
-import { walBytesSince, walPosition } from '../wal.ts';
+import { ownWalBytesSince, walBytesSince, walInspectAvailable, walPosition } from '../wal.ts';
 import {
   executeOnce,
   OPERATION_NAMES,
@@ -41,8 +41,11 @@ export interface FinishedCheck {
 }
 
 export interface OperationsResult {
-  /** The first words of each statement one call of the variant sends, in order. */
-  paths: { variant: OperationVariantId; statements: string[] }[];
+  /**
+   * The first words of each statement one call of the variant sends, in order, and the WAL it
+   * wrote for this database (pg_walinspect; undefined without it).
+   */
+  paths: { variant: OperationVariantId; statements: string[]; walBytes?: number }[];
   cells: OperationCellResult[];
   checks: FinishedCheck[];
 }
@@ -53,6 +56,8 @@ export async function runOperations(
   sampler: WaitSampler,
   progress: (line: string) => void,
 ): Promise<OperationsResult> {
+  // Installed first: its own WAL must not count against the first path.
+  await walInspectAvailable(db);
   const replays = await prepareReplays(db);
   // The replay keys' own first executions finished operations too.
   const executed = new Map<OperationVariantId, number>([['step-call-finish', REPLAY_KEYS]]);
@@ -61,15 +66,20 @@ export async function runOperations(
 
   // One call alone per path, so that the log holds its statements and nothing else's.
   const paths: OperationsResult['paths'] = [];
+  const alone = async (variant: OperationVariantId, op: () => Promise<unknown>) => {
+    const wal = await walPosition(db);
+    const statements = await recordStatements(op);
+    paths.push({ variant, statements, walBytes: await ownWalBytesSince(db, wal) });
+  };
   const once = ['bare', 'with-idempotency', 'finish', 'step-finish', 'step-call-finish'] as const;
   for (const variant of once) {
-    paths.push({ variant, statements: await recordStatements(() => executeOnce(db, variant)) });
+    await alone(variant, () => executeOnce(db, variant));
     count(variant);
   }
   for (const variant of ['replay', 'with-idempotency-replay'] as const) {
     const [key] = variant === 'replay' ? replays.operations : replays.ledger;
     if (!key) throw new Error('no replay keys');
-    paths.push({ variant, statements: await recordStatements(() => replayOnce(db, variant, key)) });
+    await alone(variant, () => replayOnce(db, variant, key));
   }
 
   const cells = operationCells(db, OPERATION_CONCURRENCIES, replays, executed);
@@ -94,8 +104,14 @@ export async function runOperations(
       const run = await sampled(sampler, () =>
         (cells[index] as OperationCell).run(settings.cellMs),
       );
-      const walBytesPerOp = (await walBytesSince(db, wal)) / (run.ops || 1);
-      (results[index] as OperationCellResult).runs.push({ ...run, walBytesPerOp });
+      const ops = run.ops || 1;
+      const own = await ownWalBytesSince(db, wal);
+      (results[index] as OperationCellResult).runs.push({
+        ...run,
+        // This database's WAL when pg_walinspect tells it apart; else the server's.
+        walBytesPerOp: own === undefined ? (await walBytesSince(db, wal)) / ops : own / ops,
+        walScope: own === undefined ? 'server' : 'database',
+      });
     }
   }
   return { paths, cells: results, checks: await countFinished(db, executed) };
