@@ -19,7 +19,8 @@ export async function walBytesSince(db: Kysely<BenchDB>, position: string): Prom
  * touching its relations, and every record (commits) of the transactions that wrote those.
  * Other databases busy on the same server (a test run) do not count, as they do in
  * {@link walBytesSince}. Undefined when pg_walinspect cannot be installed (not a superuser, or
- * the contrib package is missing): then only the server-wide figure is known.
+ * the contrib package is missing), or when the range is no longer on disk: then only the
+ * server-wide figure is known.
  */
 export async function ownWalBytesSince(
   db: Kysely<BenchDB>,
@@ -30,7 +31,7 @@ export async function ownWalBytesSince(
   const { rows: flushed } = await sql<{ ahead: boolean }>`
     select pg_current_wal_flush_lsn() > ${position}::pg_lsn as ahead`.execute(db);
   if (!flushed[0]?.ahead) return 0;
-  const { rows } = await sql<{ bytes: string }>`
+  const read = sql<{ bytes: string }>`
     with records as (
       select xid, record_length,
              block_ref like '%/' || (select oid from pg_database
@@ -38,8 +39,16 @@ export async function ownWalBytesSince(
         from pg_get_wal_records_info(${position}::pg_lsn, pg_current_wal_flush_lsn())
     )
     select coalesce(sum(record_length), 0) as bytes from records
-     where ours or (xid <> '0'::xid and xid in (select xid from records where ours))`.execute(db);
-  return Number(rows[0]?.bytes);
+     where ours or (xid <> '0'::xid and xid in (select xid from records where ours))`;
+  try {
+    const { rows } = await read.execute(db);
+    return Number(rows[0]?.bytes);
+  } catch (error) {
+    // A checkpoint recycled the range's first segments (other databases wrote a lot meanwhile):
+    // this window is unknown, the caller falls back to the server's figure.
+    if ((error as { code?: string }).code === '58P01') return undefined;
+    throw error;
+  }
 }
 
 let walInspect: Promise<boolean> | undefined;
