@@ -6,7 +6,7 @@ import pg from 'pg';
 import { startEmbeddedPostgres } from '../scripts/embedded-postgres.ts';
 import { type BenchDB, createChargesTable } from './business.ts';
 import { handlePoolErrors } from './library.ts';
-import { counters } from './measure.ts';
+import { counters, statementLog } from './measure.ts';
 
 /** Connections the throughput variants share: one per worker at c=16. */
 export const POOL_SIZE = 16;
@@ -87,6 +87,10 @@ function countingPool(url: string): pg.Pool {
     const query = client.query;
     client.query = function (this: pg.PoolClient, ...args: unknown[]) {
       counters.pgQueries++;
+      if (statementLog.lines) {
+        const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text: string }).text;
+        statementLog.lines.push(text.trim().split(/\s+/).slice(0, 4).join(' ').toLowerCase());
+      }
       return (query as (...args: unknown[]) => unknown).apply(this, args);
     } as typeof client.query;
   });

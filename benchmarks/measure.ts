@@ -8,6 +8,25 @@ import { performance } from 'node:perf_hooks';
  */
 export const counters = { pgQueries: 0, redisCommands: 0 };
 
+/**
+ * While `lines` is set, database.ts appends the first words of every pg statement it counts:
+ * which statements one path sends, in order (see {@link recordStatements}).
+ */
+export const statementLog: { lines: string[] | undefined } = { lines: undefined };
+
+/** Runs `op` alone and returns the first words of each pg statement it sent, in order. */
+export async function recordStatements(op: () => Promise<unknown>): Promise<string[]> {
+  if (statementLog.lines) throw new Error('recordStatements: already recording');
+  const lines: string[] = [];
+  statementLog.lines = lines;
+  try {
+    await op();
+  } finally {
+    statementLog.lines = undefined;
+  }
+  return lines;
+}
+
 export interface LatencySummary {
   count: number;
   min: number;

@@ -12,6 +12,15 @@ import { HTTP_NOTES, httpCheckLine, httpTable } from './http/http-table.ts';
 import { runHttp } from './http/run-http.ts';
 import { stopServerProcesses } from './http/server-process-client.ts';
 import { migrate } from './library.ts';
+import {
+  addedCostLines,
+  OPERATIONS_NOTES,
+  operationsCheckLine,
+  operationsTable,
+  operationsWaitsTable,
+  pathsTable,
+} from './operations/operations-table.ts';
+import { runOperations } from './operations/run-operations.ts';
 import { connectRedis, type RedisConnection, removeRunKeys } from './powertools.ts';
 import {
   cleanupTable,
@@ -38,7 +47,7 @@ const quick = args.quick === true || process.env.BENCH_QUICK === '1';
 const repetitions = Number(args.repetitions ?? process.env.BENCH_REPETITIONS ?? (quick ? 1 : 3));
 if (!Number.isInteger(repetitions) || repetitions < 1) throw new Error('--repetitions: a count');
 
-const SECTIONS = ['throughput', 'http', 'storage', 'scale', 'cleanup'] as const;
+const SECTIONS = ['throughput', 'operations', 'http', 'storage', 'scale', 'cleanup'] as const;
 type Section = (typeof SECTIONS)[number];
 // `--only http` (or `--only throughput,http`) runs those sections alone, to iterate on them.
 const only = args.only?.split(',').map((name) => name.trim());
@@ -57,6 +66,7 @@ const settings = {
   mode: quick ? 'quick' : 'full',
   sections,
   throughput: { repetitions, warmupMs: quick ? 300 : 1000, cellMs: quick ? 700 : 4000 },
+  operations: { repetitions, warmupMs: quick ? 200 : 500, cellMs: quick ? 500 : 2500 },
   http: {
     repetitions,
     warmupMs: quick ? 300 : 1000,
@@ -160,6 +170,22 @@ try {
     console.log(waitsTable(throughput));
   }
 
+  let operations: Awaited<ReturnType<typeof runOperations>> | undefined;
+  if (runs('operations')) {
+    progress('operations');
+    operations = await runOperations(db, settings.operations, sampler, progress);
+    console.log(`\n## Operations (idempotency-ledger/operations), medians of ${repetitions}\n`);
+    console.log(OPERATIONS_NOTES);
+    console.log('### Statements per path (one call, alone)\n');
+    console.log(pathsTable(operations));
+    console.log('\n### Throughput and latency\n');
+    console.log(operationsTable(operations));
+    console.log(`\nWhat each piece adds:\n\n${addedCostLines(operations)}`);
+    console.log(`\n${operationsCheckLine(operations)}`);
+    console.log('\n### Where the Postgres sessions were (pg_stat_activity every 25 ms)\n');
+    console.log(operationsWaitsTable(operations));
+  }
+
   let http: Awaited<ReturnType<typeof runHttp>> | undefined;
   if (runs('http')) {
     progress('http');
@@ -217,6 +243,7 @@ try {
       ? { url: redisUrl, version: redis.version }
       : { skipped: runs('throughput') ? `no answer at ${redisUrl}` : 'throughput not run' },
     throughput,
+    operations,
     http,
     storage,
     scale,
@@ -231,6 +258,7 @@ try {
   );
   if (throughput && hotKeyLine(throughput).includes('✗')) process.exitCode = 1;
   if (http && httpCheckLine(http).includes('✗')) process.exitCode = 1;
+  if (operations && operationsCheckLine(operations).includes('✗')) process.exitCode = 1;
 } finally {
   await teardown();
 }
