@@ -77,7 +77,8 @@ const settings = {
   sections,
   throughput: { repetitions, warmupMs: quick ? 300 : 1000, cellMs: quick ? 700 : 4000 },
   operations: { repetitions, warmupMs: quick ? 200 : 500, cellMs: quick ? 500 : 2500 },
-  // 32 cells (3 routes x 5 paths x 2 concurrencies, and the proxy's own cost): about 2.5 minutes.
+  // 39 cells (3 routes x 5 paths x 2 concurrencies, the proxy's own cost, SELECT 1 and PING on
+  // every route): about 160 s in a full run.
   rtt: {
     repetitions,
     warmupMs: quick ? 100 : 300,
