@@ -83,8 +83,12 @@ describe.skipIf(unavailable !== undefined)('the delay proxy', () => {
     echo?.server.close();
   });
 
-  async function proxyTo(targetPort: number, oneWayDelayUs: number): Promise<DelayProxy> {
-    const proxy = await startDelayProxy({ targetHost: '127.0.0.1', targetPort, oneWayDelayUs });
+  async function proxyTo(
+    targetPort: number,
+    oneWayDelayUs: number,
+    targetHost = '127.0.0.1',
+  ): Promise<DelayProxy> {
+    const proxy = await startDelayProxy({ targetHost, targetPort, oneWayDelayUs });
     proxies.push(proxy);
     return proxy;
   }
@@ -136,7 +140,7 @@ describe.skipIf(unavailable !== undefined)('the delay proxy', () => {
 
   it('carries a PostgreSQL session: queries and their results as without it', async () => {
     const admin = new URL(inject('adminDatabaseUrl'));
-    const proxy = await proxyTo(Number(admin.port || 5432), 200);
+    const proxy = await proxyTo(Number(admin.port || 5432), 200, admin.hostname);
     const url = new URL(admin);
     url.hostname = proxy.host;
     url.port = String(proxy.port);
