@@ -70,7 +70,7 @@ export async function openBenchDatabase(): Promise<BenchDatabase> {
       `alter database ${pg.escapeIdentifier(name)} set synchronous_commit = on`,
     );
     const url = withDatabase(adminUrl, name);
-    db = new Kysely<BenchDB>({ dialect: new PostgresDialect({ pool: countingPool(url) }) });
+    db = countingKysely(url);
     await createChargesTable(db);
     const server = await describeServer(db, adminUrl, fromEnv ? 'DATABASE_URL' : 'embedded');
     return { name, url, server, db, close };
@@ -80,9 +80,19 @@ export async function openBenchDatabase(): Promise<BenchDatabase> {
   }
 }
 
+/**
+ * Kysely over a counting pool of POOL_SIZE connections to `url` (the RTT section's route through
+ * a delay proxy). Options go to the pool, e.g. `idleTimeoutMillis: 0` to keep its connections.
+ */
+export function countingKysely(url: string, options: pg.PoolConfig = {}): Kysely<BenchDB> {
+  return new Kysely<BenchDB>({
+    dialect: new PostgresDialect({ pool: countingPool(url, options) }),
+  });
+}
+
 /** A pool whose clients count every query they send: one query is one round trip with pg. */
-function countingPool(url: string): pg.Pool {
-  const pool = handlePoolErrors(new pg.Pool({ connectionString: url, max: POOL_SIZE }));
+function countingPool(url: string, options: pg.PoolConfig = {}): pg.Pool {
+  const pool = handlePoolErrors(new pg.Pool({ ...options, connectionString: url, max: POOL_SIZE }));
   pool.on('connect', (client) => {
     const query = client.query;
     client.query = function (this: pg.PoolClient, ...args: unknown[]) {

@@ -6,7 +6,7 @@ import type { StorageResult } from './storage.ts';
 import type { CellResult } from './throughput.ts';
 import type { VariantId } from './variants.ts';
 
-const LABELS: Record<VariantId, string> = {
+export const LABELS: Record<VariantId, string> = {
   bare: 'bare transaction (BEGIN; INSERT; COMMIT)',
   first: 'withIdempotency, first execution',
   replay: 'withIdempotency, replay',
@@ -17,7 +17,7 @@ const LABELS: Record<VariantId, string> = {
 };
 
 // The Powertools variant each of ours is compared with.
-const POWERTOOLS_PEER: Partial<Record<VariantId, VariantId>> = {
+export const POWERTOOLS_PEER: Partial<Record<VariantId, VariantId>> = {
   first: 'powertools-first',
   replay: 'powertools-replay',
   'replay-cached': 'powertools-replay',
@@ -35,7 +35,7 @@ export interface CellMedians {
 }
 
 /** Medians over the repetitions of one cell. */
-export function cellMedians(cell: CellResult): CellMedians {
+export function cellMedians(cell: Pick<CellResult, 'runs'>): CellMedians {
   const of = (pick: (run: CellResult['runs'][number]) => number) => median(cell.runs.map(pick));
   return {
     opsPerSec: of((run) => run.opsPerSec),

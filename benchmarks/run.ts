@@ -30,6 +30,8 @@ import {
   throughputTable,
   waitsTable,
 } from './report.ts';
+import { runRtt } from './rtt.ts';
+import { RTT_NOTES, rttOverheadLine, rttPingTable, rttTable } from './rtt-report.ts';
 import { measureScale } from './scale.ts';
 import { measureStorage } from './storage.ts';
 import { runThroughput } from './throughput.ts';
@@ -47,7 +49,15 @@ const quick = args.quick === true || process.env.BENCH_QUICK === '1';
 const repetitions = Number(args.repetitions ?? process.env.BENCH_REPETITIONS ?? (quick ? 1 : 3));
 if (!Number.isInteger(repetitions) || repetitions < 1) throw new Error('--repetitions: a count');
 
-const SECTIONS = ['throughput', 'operations', 'http', 'storage', 'scale', 'cleanup'] as const;
+const SECTIONS = [
+  'throughput',
+  'operations',
+  'rtt',
+  'http',
+  'storage',
+  'scale',
+  'cleanup',
+] as const;
 type Section = (typeof SECTIONS)[number];
 // `--only http` (or `--only throughput,http`) runs those sections alone, to iterate on them.
 const only = args.only?.split(',').map((name) => name.trim());
@@ -67,6 +77,14 @@ const settings = {
   sections,
   throughput: { repetitions, warmupMs: quick ? 300 : 1000, cellMs: quick ? 700 : 4000 },
   operations: { repetitions, warmupMs: quick ? 200 : 500, cellMs: quick ? 500 : 2500 },
+  // 39 cells (3 routes x 5 paths x 2 concurrencies, the proxy's own cost, SELECT 1 and PING on
+  // every route): about 160 s in a full run.
+  rtt: {
+    repetitions,
+    warmupMs: quick ? 100 : 300,
+    cellMs: quick ? 300 : 1500,
+    pings: quick ? 120 : 300,
+  },
   http: {
     repetitions,
     warmupMs: quick ? 300 : 1000,
@@ -137,8 +155,9 @@ try {
   const { server, db, url } = database;
   await migrate({ connectionString: url });
   sampler = await startWaitSampler(url);
-  // Redis serves the Powertools variants of the throughput section only.
-  if (runs('throughput')) redis = await connectRedis(redisUrl);
+  // Redis serves the Powertools variants of the throughput and RTT sections only.
+  const needsRedis = runs('throughput') || runs('rtt');
+  if (needsRedis) redis = await connectRedis(redisUrl);
 
   const serverSettings = Object.entries(server.settings)
     .map(([name, value]) => `${name}=${value}`)
@@ -150,11 +169,11 @@ try {
     `  - ${serverSettings}`,
     '  - numbers differ between servers (fsync, disk, version): compare runs on the same server only',
     `- sections: ${sections.join(', ')}${only ? ' (--only)' : ''}`,
-    `- redis: ${redis ? `${redis.version} at ${redisUrl}` : runs('throughput') ? `nothing answers at ${redisUrl}: Powertools variants SKIPPED` : 'unused'}`,
+    `- redis: ${redis ? `${redis.version} at ${redisUrl}` : needsRedis ? `nothing answers at ${redisUrl}: Powertools variants SKIPPED` : 'unused'}`,
     `- machine: ${os.cpus().length} x ${os.cpus()[0]?.model ?? '?'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}, load average ${loadAverageAtStart[0]?.toFixed(2)} at start`,
   ].join('\n');
   console.log(header);
-  if (runs('throughput') && !redis) {
+  if (needsRedis && !redis) {
     progress(`no Redis at ${redisUrl} (set REDIS_URL): skipping the Powertools variants`);
   }
 
@@ -184,6 +203,25 @@ try {
     console.log(`\n${operationsCheckLine(operations)}`);
     console.log('\n### Where the Postgres sessions were (pg_stat_activity every 25 ms)\n');
     console.log(operationsWaitsTable(operations));
+  }
+
+  let rtt: Awaited<ReturnType<typeof runRtt>> | undefined;
+  if (runs('rtt')) {
+    progress('rtt');
+    const rttStarted = performance.now();
+    rtt = await runRtt(url, redis ? redisUrl : undefined, keyPrefix, settings.rtt, progress);
+    const seconds = ((performance.now() - rttStarted) / 1000).toFixed(0);
+    console.log(`\n## Across a round-trip time (medians of ${repetitions}; ${seconds} s)\n`);
+    if ('skipped' in rtt) {
+      progress(`${rtt.skipped}: skipping the RTT section`);
+      console.log(`SKIPPED: ${rtt.skipped}.`);
+    } else {
+      console.log(RTT_NOTES);
+      console.log(rttTable(rtt));
+      console.log('\n### The added round trip, verified (one connection each, interleaved)\n');
+      console.log(rttPingTable(rtt));
+      console.log(`\n${rttOverheadLine(rtt)}`);
+    }
   }
 
   let http: Awaited<ReturnType<typeof runHttp>> | undefined;
@@ -241,9 +279,10 @@ try {
     server: { ...server, database: database.name },
     redis: redis
       ? { url: redisUrl, version: redis.version }
-      : { skipped: runs('throughput') ? `no answer at ${redisUrl}` : 'throughput not run' },
+      : { skipped: needsRedis ? `no answer at ${redisUrl}` : 'throughput and rtt not run' },
     throughput,
     operations,
+    rtt,
     http,
     storage,
     scale,
