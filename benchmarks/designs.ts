@@ -124,6 +124,17 @@ function claimAndRecord(op: Op, recordWith: typeof record = record): Promise<voi
   });
 }
 
+/** BEGIN, the advisory-lock claim, fn, one INSERT of the row, COMMIT, one statement at a time. */
+function lockAndInsert(op: Op): Promise<void> {
+  return transaction(plain, async (client) => {
+    await client.query('begin');
+    await client.query(CLAIM_LOCK, [SCOPE, op.key]);
+    const response = await insertCharge(client, op);
+    await client.query(...insertRow(op, response));
+    await client.query('commit');
+  });
+}
+
 /** `first` sent with BEGIN (if any), fn, then `last` sent with COMMIT: three round trips. */
 function pipelined(
   op: Op,
@@ -174,6 +185,20 @@ const designs: Design[] = [
       const op = operation();
       return pipelined(op, claim(op), record);
     },
+  },
+  {
+    name: 'lookup, BEGIN, advisory-lock claim, fn, one INSERT of the row, COMMIT',
+    roundTrips: 6,
+    run: async () => {
+      const op = operation();
+      await plain.query(LOOKUP, [SCOPE, op.key]);
+      await lockAndInsert(op);
+    },
+  },
+  {
+    name: 'no lookup, BEGIN, advisory-lock claim, fn, one INSERT of the row, COMMIT',
+    roundTrips: 5,
+    run: () => lockAndInsert(operation()),
   },
   {
     name: 'no lookup, pipelined, advisory-lock claim, one INSERT of the row',
