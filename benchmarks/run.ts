@@ -68,7 +68,7 @@ if (unknownSections?.length) {
 const sections = SECTIONS.filter((section) => only === undefined || only.includes(section));
 const runs = (section: Section) => sections.includes(section);
 
-// Quick: a smoke run in about half a minute. Full: about four minutes on a 2-core machine.
+// Quick: a smoke run in about a minute. Full: about 12 minutes on a 2-core machine.
 // The paced cleanup pass: the default batch size, each batch followed by a pause.
 const PACED_CLEANUP = { pauseMs: 10 };
 
