@@ -120,4 +120,36 @@ describe('fn that ends the transaction itself', () => {
     expect((retry.response as { body: unknown }).body).toEqual(firstBody);
     expect(await fx.countPayments(key)).toBe(1);
   });
+
+  it('replays to a duplicate that arrives after a COMMIT sent by fn, before fn returns', async () => {
+    // fn's COMMIT made its payment durable and ended the claiming transaction: the key must
+    // stay taken from that moment, not only once the record has written the entry on its own.
+    const key = uniqueKey();
+    let duplicate: unknown;
+    const call = withIdempotency(fx.db, { scope: 's', key }, async (trx) => {
+      const response = await createPayment('s', key)(trx);
+      await sql`commit`.execute(trx);
+      duplicate = await withIdempotency(fx.db, { scope: 's', key }, createPayment('s', key));
+      return response;
+    });
+    await expect(call).rejects.toMatchObject({ reason: 'transaction_ended' });
+    expect(duplicate).toMatchObject({ replayed: true });
+    expect(await fx.countPayments(key)).toBe(1);
+  });
+
+  it('replays on retry after fn sent COMMIT and then BEGIN', async () => {
+    // The record then runs inside the transaction fn opened, which rolls back: whatever it writes
+    // there is lost, while the payment fn committed first stays.
+    const key = uniqueKey();
+    const call = withIdempotency(fx.db, { scope: 's', key }, async (trx) => {
+      const response = await createPayment('s', key)(trx);
+      await sql`commit`.execute(trx);
+      await sql`begin`.execute(trx);
+      return response;
+    });
+    await expect(call).rejects.toMatchObject({ reason: 'transaction_ended' });
+    const retry = await withIdempotency(fx.db, { scope: 's', key }, createPayment('s', key));
+    expect(retry.replayed).toBe(true);
+    expect(await fx.countPayments(key)).toBe(1);
+  });
 });
