@@ -65,6 +65,7 @@ const resumeOptionsSchema = z.strictObject({
   onError: z
     .custom<unknown>((value) => typeof value === 'function', 'must be a function')
     .optional(),
+  signal: z.instanceof(AbortSignal, { message: 'must be an AbortSignal' }).optional(),
 });
 
 export type ParsedRunOptions = z.output<typeof runOptionsSchema> & { key: string };
@@ -84,7 +85,7 @@ export function parseRunOptions(options: unknown): ParsedRunOptions {
 /** resumeAbandonedOperations' options, parsed (the operations themselves are the caller's). */
 export function parseResumeOptions(
   options: unknown,
-): Omit<z.output<typeof resumeOptionsSchema>, 'operations' | 'onError'> {
+): Omit<z.output<typeof resumeOptionsSchema>, 'operations' | 'onError' | 'signal'> {
   const { batchSize, leaseMs, ttlMs, schema } = parseWith(
     resumeOptionsSchema,
     options,

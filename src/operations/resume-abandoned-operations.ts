@@ -25,6 +25,11 @@ export interface ResumeOptions {
   schema?: string;
   /** Called with each error an attempt ended with, other than pending calls and lost races. */
   onError?: (error: unknown, operation: { name: string }) => void;
+  /**
+   * Stops the pass at its next operation once aborted (a shutdown): the operation running then
+   * finishes, the others stay in progress for the next pass, counted in `found` only.
+   */
+  signal?: AbortSignal;
 }
 
 /** What one {@link resumeAbandonedOperations} pass did. */
@@ -77,6 +82,7 @@ export async function resumeAbandonedOperations<DB>(
     failed: 0,
   };
   for (const abandoned of found) {
+    if (options.signal?.aborted) break;
     const operation = byName.get(abandoned.name);
     if (!operation) continue;
     try {

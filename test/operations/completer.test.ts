@@ -12,6 +12,7 @@ import {
   defineOperation,
   downstreamKey,
   listOperationsInProgress,
+  type OperationContext,
   OperationLeaseLostError,
   OperationPendingError,
   releaseOperation,
@@ -19,7 +20,7 @@ import {
   runOperation,
 } from '../../src/operations/index.ts';
 import { deferred } from '../support/barrier.ts';
-import { uniqueKey, useLedgerFixture } from '../support/ledger-fixture.ts';
+import { type Database, uniqueKey, useLedgerFixture } from '../support/ledger-fixture.ts';
 import { type PaymentControls, paymentOperation } from './payment-operation.ts';
 
 const fx = useLedgerFixture();
@@ -100,4 +101,45 @@ it('leaves an operation whose lease is live to its holder, lists it, and release
   } finally {
     controls.insideOrder = undefined;
   }
+});
+
+it('stops a pass at the next operation once its signal aborts, leaving the rest in progress', async () => {
+  const controller = new AbortController();
+  const abandoned = new Set<string>();
+  const ran: string[] = [];
+  const abortable = defineOperation({
+    name: 'abortable',
+    async run(op: OperationContext<Database>) {
+      if (!abandoned.has(op.key)) {
+        // Its client's attempt: a call fails, the operation is left in progress, lease released.
+        abandoned.add(op.key);
+        await op.call('notify', async () => {
+          throw new Error('the downstream service is down');
+        });
+      }
+      ran.push(op.key);
+      // The shutdown arrives while the completer runs this one: it finishes, no other starts.
+      controller.abort();
+      return op.finish(async () => ({ done: op.key }));
+    },
+  });
+  const keys = [uniqueKey(), uniqueKey(), uniqueKey()];
+  for (const key of keys) {
+    await expect(
+      runOperation(fx.db, abortable, { scope: SCOPE, key, request: null }),
+    ).rejects.toBeInstanceOf(OperationPendingError);
+  }
+  const pass = await resumeAbandonedOperations(fx.db, {
+    operations: [abortable],
+    signal: controller.signal,
+  });
+  expect(pass).toEqual({ found: 3, finished: 1, pending: 0, skipped: 0, failed: 0 });
+  expect(ran).toHaveLength(1);
+  const left = await listOperationsInProgress(fx.db);
+  expect(left.filter((op) => keys.includes(op.key))).toHaveLength(2);
+  // Aborted from the start, a pass runs nothing.
+  expect(
+    await resumeAbandonedOperations(fx.db, { operations: [abortable], signal: controller.signal }),
+  ).toMatchObject({ finished: 0, pending: 0, skipped: 0, failed: 0 });
+  expect(ran).toHaveLength(1);
 });

@@ -42,11 +42,14 @@ export function startCompleter<DB>(db: Kysely<DB>, options: CompleterOptions): C
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let pass: Promise<void> | undefined;
+  // Aborted on stop: a pass under way finishes the operation it runs and takes no other.
+  const stopping = new AbortController();
 
   const runPass = async () => {
     try {
       const result = await resumeAbandonedOperations(db, {
         operations: options.operations,
+        signal: stopping.signal,
         ...(options.onError ? { onError: options.onError } : {}),
       });
       if (result.found > 0) options.onPass?.(result);
@@ -69,6 +72,7 @@ export function startCompleter<DB>(db: Kysely<DB>, options: CompleterOptions): C
   return {
     async stop() {
       stopped = true;
+      stopping.abort();
       clearTimeout(timer);
       await pass;
     },

@@ -79,7 +79,7 @@ ${CONNECTION_FLAGS_USAGE}
 
 Exit codes: 0 done; 1 an operation failed (once), or the database failed; 2 wrong arguments,
 DATABASE_URL, or a module that cannot be imported or exports no operation. SIGINT/SIGTERM stop
-it after the running pass, or at once while it connects or waits (exit code 0).
+it after the running operation, or at once while it connects or waits (exit code 0).
 `,
   flags: RESUME_FLAGS,
   async run(flags, context) {
@@ -158,9 +158,14 @@ async function resumeInLoop(
   return EXIT_OK;
 }
 
-function withErrorReport(options: ResumeOptions, { stderr }: CommandContext): ResumeOptions {
+function withErrorReport(
+  options: ResumeOptions,
+  { stderr, signal }: CommandContext,
+): ResumeOptions {
   return {
     ...options,
+    // SIGINT/SIGTERM stop a pass at its next operation: the one running finishes.
+    signal,
     // The operation's name, not its key: keys are secrets of the caller.
     onError: (error, { name }) =>
       stderr(
