@@ -7,7 +7,7 @@ import {
   OperationLeaseLostError,
   OperationPendingError,
 } from './operation-errors.ts';
-import { finishOperation, type OperationRef, recordStep, releaseLease } from './operation-store.ts';
+import { finishOperation, type OperationRef, recordStep } from './operation-store.ts';
 
 /** Thrown through the user's `run` once the operation has finished (by a FinalResponse). */
 export class OperationFinished {
@@ -113,7 +113,8 @@ export function createOperationContext<DB>(attempt: Attempt<DB>): OperationConte
       } catch (error) {
         // As from a call: the operation ends with that response (the step's writes rolled back).
         if (error instanceof FinalResponse) return end(error);
-        if (!(error instanceof OperationLeaseLostError)) await releaseQuietly();
+        // The lease is released by runOperation once the error leaves `run`, after the heartbeat
+        // has stopped; `run` code that catches it and carries on keeps the operation.
         throw error;
       }
     },
@@ -134,7 +135,6 @@ export function createOperationContext<DB>(attempt: Attempt<DB>): OperationConte
         // newer holder carries the operation on. Say so (409, as a refused record would), rather
         // than a pending call (503); there is no lease of this attempt's left to release.
         if (signal.aborted) throw lost();
-        await releaseQuietly();
         const reason = options.classify ? options.classify(error) : 'unknown';
         throw new OperationPendingError({
           scope: ref.scope,
@@ -173,11 +173,6 @@ export function createOperationContext<DB>(attempt: Attempt<DB>): OperationConte
     if (!(await finishOperation(db, ref, fencingToken, json, attempt.ttlMs))) throw lost();
     finished = { json };
     throw new OperationFinished(json);
-  }
-
-  // A failed step leaves the operation resumable: give the lease up so that a retry need not wait.
-  async function releaseQuietly(): Promise<void> {
-    await releaseLease(db, ref, fencingToken).catch(() => undefined);
   }
   return context;
 }

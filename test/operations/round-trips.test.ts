@@ -132,6 +132,21 @@ describe('round trips of an operation', () => {
     expect(await fx.countPayments(key)).toBe(1);
   });
 
+  it('a call that fails releases the lease once, with one statement', async () => {
+    const key = uniqueKey();
+    const down = defineOperation({
+      name: 'call-fails',
+      async run(op: OperationContext<Database>, _request: null) {
+        await op.call('notify', async () => {
+          throw new Error('the downstream service is down');
+        });
+        return op.finish(pay(op));
+      },
+    });
+    const sent = await record(() => run(down, key).catch((error: unknown) => error));
+    expect(sent).toEqual([ACQUIRE, RELEASE]);
+  });
+
   it('a resumed attempt reads the recorded steps once and skips them', async () => {
     const key = uniqueKey();
     const failing = defineOperation({
