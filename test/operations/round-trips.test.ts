@@ -3,50 +3,25 @@
  * pg, so a path that gains one is slower on every call. `npm run bench -- --only operations`
  * prices them in time; here they are counted, which is deterministic.
  */
-import { Kysely, PostgresDialect, type Transaction } from 'kysely';
-import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Transaction } from 'kysely';
+import { describe, expect, it } from 'vitest';
 import {
   defineOperation,
   type OperationContext,
   runOperation,
 } from '../../src/operations/index.ts';
-import { newPool } from '../support/database.ts';
 import {
   createPayment,
   type Database,
   uniqueKey,
   useLedgerFixture,
 } from '../support/ledger-fixture.ts';
+import { useStatementRecorder } from '../support/statement-recorder.ts';
 
 const fx = useLedgerFixture();
-let pool: pg.Pool;
-let db: Kysely<Database>;
-const statements: string[] = [];
+const recorder = useStatementRecorder<Database>(fx, 4);
+const { record } = recorder;
 const SCOPE = 'merchant:m9:create-payment';
-
-beforeAll(() => {
-  pool = newPool(fx.url, 4);
-  // Every statement pg sends is one network round trip: record them as they go out.
-  pool.on('connect', (client) => {
-    const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-    (client as { query: unknown }).query = (...args: unknown[]) => {
-      const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text: string }).text;
-      statements.push(text.trim().split(/\s+/).slice(0, 4).join(' ').toLowerCase());
-      return query(...args);
-    };
-  });
-  db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-});
-afterAll(async () => {
-  await db?.destroy();
-});
-
-async function record<T>(work: () => Promise<T>) {
-  statements.length = 0;
-  await work();
-  return [...statements];
-}
 
 const pay = (op: { scope: string; key: string }) => (trx: Transaction<Database>) =>
   createPayment(op.scope, op.key)(trx);
@@ -72,7 +47,7 @@ const stepCallFinish = defineOperation({
 });
 
 const run = (operation: typeof finishOnly, key: string) =>
-  runOperation(db, operation, { scope: SCOPE, key, request: null });
+  runOperation(recorder.db, operation, { scope: SCOPE, key, request: null });
 
 const ACQUIRE = 'select * from "idempotency"."acquire_operation"(';
 const INSERT_PAYMENT = 'insert into "payments" ("scope",';
