@@ -1,46 +1,17 @@
 // The real binary in a child process: the version it reads at run time, and SIGTERM while it
 // connects to a host that never answers.
 
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { afterEach, describe, expect, it } from 'vitest';
-import { startSilentServer } from './support.ts';
-
-const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
-
-/** Children a failed test did not see exit. */
-const children: ChildProcess[] = [];
-afterEach(() => {
-  for (const child of children.splice(0)) child.kill('SIGKILL');
-});
-
-/** Starts the binary and collects its output; `exited` resolves with its exit code. */
-function start(args: string[], env: Record<string, string>) {
-  const child = spawn(process.execPath, [cli, ...args], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  const output = { stdout: '', stderr: '' };
-  child.stdout.on('data', (chunk) => {
-    output.stdout += chunk;
-  });
-  child.stderr.on('data', (chunk) => {
-    output.stderr += chunk;
-  });
-  const exited = once(child, 'exit').then(([code, signal]) => ({ code, signal, ...output }));
-  return { child, exited };
-}
+import { describe, expect, it } from 'vitest';
+import { startBinary, startSilentServer } from './support.ts';
 
 describe('the idempotency-ledger binary', () => {
   it('prints the version of package.json', async () => {
     const { version } = JSON.parse(
       readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
     ) as { version: string };
-    const { stdout } = await promisify(execFile)(process.execPath, [cli, '--version']);
+    const { code, stdout } = await startBinary(['--version'], {}).exited;
+    expect(code).toBe(0);
     expect(stdout).toBe(`${version}\n`);
   });
 
@@ -49,7 +20,7 @@ describe('the idempotency-ledger binary', () => {
 
   it('stops a one-off cleanup on the first SIGTERM while it connects', async () => {
     const server = await startSilentServer();
-    const { child, exited } = start(['cleanup', ...forever], { DATABASE_URL: server.url });
+    const { child, exited } = startBinary(['cleanup', ...forever], { DATABASE_URL: server.url });
     await server.firstConnection;
     child.kill('SIGTERM');
     expect(await exited).toEqual({
@@ -62,7 +33,7 @@ describe('the idempotency-ledger binary', () => {
 
   it('stops migrate on the first SIGTERM while it connects, with exit code 1', async () => {
     const server = await startSilentServer();
-    const { child, exited } = start(['migrate', ...forever], { DATABASE_URL: server.url });
+    const { child, exited } = startBinary(['migrate', ...forever], { DATABASE_URL: server.url });
     await server.firstConnection;
     child.kill('SIGTERM');
     expect(await exited).toEqual({

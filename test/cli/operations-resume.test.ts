@@ -2,52 +2,19 @@
 // operations of a module file written the way an application writes them (TypeScript, ESM,
 // CommonJS), in this process and as the real binary under --loop until SIGTERM.
 
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   NAME,
   OPERATIONS_MODULE,
   TYPESCRIPT_MODULE,
   useOperationsFixture,
 } from './operations-fixture.ts';
-import { runInProcess, startSilentServer } from './support.ts';
+import { runInProcess, startBinary, startSilentServer } from './support.ts';
 
 const ops = useOperationsFixture();
 const { fx } = ops;
-
-const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
-const children: ChildProcess[] = [];
-afterEach(() => {
-  for (const child of children.splice(0)) child.kill('SIGKILL');
-});
-
-/** Starts the binary; `output` fills as it writes, `exited` resolves with its exit code. */
-function startBinary(argv: string[], env: Record<string, string>) {
-  const child = spawn(process.execPath, [cli, ...argv], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  const output = { stdout: '', stderr: '' };
-  child.stdout.on('data', (chunk) => {
-    output.stdout += chunk;
-  });
-  child.stderr.on('data', (chunk) => {
-    output.stderr += chunk;
-  });
-  const exited = once(child, 'exit').then(([code]) => code as number | null);
-  return { child, output, exited };
-}
-
-async function runBinary(argv: string[], env: Record<string, string>) {
-  const { output, exited } = startBinary(argv, env);
-  const code = await exited;
-  return { code, ...output };
-}
 
 describe('operations resume', () => {
   it('finishes abandoned operations with a TypeScript module, writing each business row once', async () => {
@@ -173,7 +140,7 @@ export const createPayment = defineOperation({
     ];
     for (const [name, source, message] of modules) {
       const module = await ops.writeModule(name, source);
-      const run = await runBinary(['operations', 'resume', '--module', module], ops.env());
+      const run = await startBinary(['operations', 'resume', '--module', module], ops.env()).exited;
       expect(run.code, name).toBe(2);
       expect(run.stdout, name).toBe('');
       expect(run.stderr, name).toContain(message);
@@ -240,7 +207,7 @@ export const b = defineOperation({ name: 'same', run: async () => null });`,
       .poll(() => output.stdout, { timeout: 30_000, message: 'a later pass' })
       .toBe(finished.repeat(2));
     child.kill('SIGTERM');
-    expect(await exited).toBe(0);
+    expect((await exited).code).toBe(0);
     expect(output.stderr).toBe('');
     for (const key of ['order-1', 'order-2']) {
       expect(await fx.countPayments(key)).toBe(1);

@@ -1,11 +1,13 @@
 // Runs the command line in-process, and stands up servers that accept connections and never
 // answer, the way a firewalled or hung database host does.
 
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach } from 'vitest';
 import { runCli } from '../../src/cli/run-cli.ts';
 
@@ -13,6 +15,39 @@ export interface CliRun {
   code: number;
   stdout: string;
   stderr: string;
+}
+
+const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+/** Children a failed test did not see exit. */
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const child of children.splice(0)) child.kill('SIGKILL');
+});
+
+/**
+ * Starts the real binary (`src/cli/main.ts`) in a child process with `env` added to this one's:
+ * `output` fills as it writes; `exited` resolves with its exit code, signal and whole output. A
+ * child still running when its test ends is SIGKILLed.
+ */
+export function startBinary(argv: string[], env: Record<string, string>) {
+  const child = spawn(process.execPath, [cli, ...argv], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  const output = { stdout: '', stderr: '' };
+  child.stdout.on('data', (chunk) => {
+    output.stdout += chunk;
+  });
+  child.stderr.on('data', (chunk) => {
+    output.stderr += chunk;
+  });
+  const exited = once(child, 'exit').then(([code, signal]) => ({
+    code: code as number | null,
+    signal: signal as NodeJS.Signals | null,
+    ...output,
+  }));
+  return { child, output, exited };
 }
 
 /** Runs `idempotency-ledger <argv>` in this process with exactly `env`, collecting its output. */
