@@ -1,5 +1,6 @@
 /** The summary a person reads at a glance after an operations chaos run. */
 import type { ProviderStats } from '../../examples/payment-provider/stats.ts';
+import { count, mark, summaryWriter } from '../chaos/summary-writer.ts';
 import type { OpsVerdict } from './ops-chaos-invariants.ts';
 import { type OpsChaosOptions, rerunOpsCommand } from './ops-chaos-options.ts';
 import { BOUNDARIES, PAUSE_POINTS } from './ops-chaos-protocol.ts';
@@ -18,18 +19,14 @@ export interface OpsChaosReport {
   seconds: number;
 }
 
-const count = new Intl.NumberFormat('en-US');
-const SHOWN_VIOLATIONS = 12;
-
 export function formatOpsSummary(report: OpsChaosReport): string {
   const { options, tally, verdict, provider } = report;
   const broken = options.broken === 'none' ? '' : ` (library copy: ${options.broken})`;
-  const lines = [`idempotency-ledger operations chaos run, seed ${options.seed}${broken}`];
-  const row = (label: string, value: number | string, note = '') => {
-    const shown = typeof value === 'number' ? count.format(value) : value;
-    lines.push(`  ${label.padEnd(26)}${shown.padStart(7)}${note ? `   ${note}` : ''}`);
-  };
-  const mark = (ok: boolean) => (ok ? '✓' : '✗');
+  const summary = summaryWriter(
+    `idempotency-ledger operations chaos run, seed ${options.seed}${broken}`,
+    26,
+  );
+  const { row } = summary;
   const list = (entries: Iterable<[string, number]>) =>
     [...entries].map(([kind, n]) => `${kind} ${count.format(n)}`).join(', ') || 'none';
   const faults = (kind: string) => tally.faults.get(kind) ?? 0;
@@ -115,17 +112,5 @@ export function formatOpsSummary(report: OpsChaosReport): string {
   );
   row('unanswered', report.unanswered, mark(report.unanswered === 0));
   row('duration', `${report.seconds.toFixed(1)} s`);
-  if (report.violations.length > 0) {
-    lines.push(
-      `  ✗ ${report.violations.length} violation(s), seed ${options.seed}; run again with:`,
-      `    ${rerunOpsCommand(options)}`,
-      ...report.violations.slice(0, SHOWN_VIOLATIONS).map((violation) => `    ${violation}`),
-    );
-    if (report.violations.length > SHOWN_VIOLATIONS) {
-      lines.push(`    ... and ${report.violations.length - SHOWN_VIOLATIONS} more`);
-    }
-  } else {
-    lines.push(`  ✓ no violations (rerun: ${rerunOpsCommand(options)})`);
-  }
-  return lines.join('\n');
+  return summary.end(report.violations, options.seed, rerunOpsCommand(options));
 }

@@ -2,6 +2,7 @@
 import { type ChaosOptions, rerunCommand } from './chaos-options.ts';
 import type { Verdict } from './invariants.ts';
 import type { FaultKind, RunTally } from './run-tally.ts';
+import { count, mark, summaryWriter } from './summary-writer.ts';
 
 export interface ChaosReport {
   options: ChaosOptions;
@@ -16,18 +17,11 @@ export interface ChaosReport {
   seconds: number;
 }
 
-const count = new Intl.NumberFormat('en-US');
-const SHOWN_VIOLATIONS = 12;
-
 export function formatSummary(report: ChaosReport): string {
   const { options, tally, verdict } = report;
   const faults = (kind: FaultKind) => tally.faults.get(kind) ?? 0;
-  const lines = [`idempotency-ledger chaos run, seed ${options.seed}`];
-  const row = (label: string, value: number | string, note = '') => {
-    const shown = typeof value === 'number' ? count.format(value) : value;
-    lines.push(`  ${label.padEnd(24)}${shown.padStart(7)}${note ? `   ${note}` : ''}`);
-  };
-  const mark = (ok: boolean) => (ok ? '✓' : '✗');
+  const summary = summaryWriter(`idempotency-ledger chaos run, seed ${options.seed}`, 24);
+  const { row } = summary;
   const outcome = (label: string) => {
     const seen = verdict.commitOutcomes.get(label);
     return seen ? `; ${seen.committed} had committed, ${seen.rolledBack} had not` : '';
@@ -99,17 +93,5 @@ export function formatSummary(report: ChaosReport): string {
   );
   row('duration', `${report.seconds.toFixed(1)} s`);
 
-  if (report.violations.length > 0) {
-    lines.push(
-      `  ✗ ${report.violations.length} violation(s), seed ${options.seed}; run again with:`,
-      `    ${rerunCommand(options)}`,
-      ...report.violations.slice(0, SHOWN_VIOLATIONS).map((violation) => `    ${violation}`),
-    );
-    if (report.violations.length > SHOWN_VIOLATIONS) {
-      lines.push(`    ... and ${report.violations.length - SHOWN_VIOLATIONS} more`);
-    }
-  } else {
-    lines.push(`  ✓ no violations (rerun: ${rerunCommand(options)})`);
-  }
-  return lines.join('\n');
+  return summary.end(report.violations, options.seed, rerunCommand(options));
 }
