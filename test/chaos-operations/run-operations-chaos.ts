@@ -21,6 +21,7 @@ import { startPaymentProvider } from '../../examples/payment-provider/server.ts'
 import { startEmbeddedPostgres } from '../../scripts/embedded-postgres.ts';
 import { migrate } from '../../src/index.ts';
 import { Prng } from '../chaos/prng.ts';
+import { within } from '../chaos/within.ts';
 import { makeBrokenLibrary } from './broken-library.ts';
 import { chaosPaymentOperation } from './chaos-payment.ts';
 import { loadOperationsLibrary, SOURCE_DIR } from './operations-library.ts';
@@ -211,12 +212,6 @@ function assign(rng: Prng, payments: PaymentSpec[], options: OpsChaosOptions): P
     }
   }
   return lists;
-}
-
-async function within(ms: number, promise: Promise<void>): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([promise, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
-  clearTimeout(timer);
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

@@ -27,6 +27,7 @@ import { planFaults, planOperations } from './plan.ts';
 import { Prng } from './prng.ts';
 import { RunTally } from './run-tally.ts';
 import { type ChaosReport, formatSummary } from './summary.ts';
+import { within } from './within.ts';
 
 /**
  * Runs one chaos run with `options` and returns its report; `report.violations` is empty when
@@ -120,16 +121,6 @@ export async function runChaos(
     await admin.destroy();
     await server.stop();
   }
-}
-
-/** Waits for `promise`, or `ms` at most. */
-async function within(ms: number, promise: Promise<void>): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, ms);
-  });
-  await Promise.race([promise, deadline]);
-  clearTimeout(timer);
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
