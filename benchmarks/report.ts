@@ -92,8 +92,21 @@ export function hotKeyLine(cells: CellResult[]): string {
   );
 }
 
-/** Where Postgres sessions spent the run: average sessions per state, over the repetitions. */
-export function waitsTable(cells: CellResult[]): string {
+/** A cell whose runs sampled where the Postgres sessions were (pg_stat_activity). */
+interface WaitsCell<V extends string> {
+  variant: V;
+  concurrency: number;
+  runs: { waits?: Record<string, number> }[];
+}
+
+/**
+ * Where Postgres sessions spent the run: average sessions per state, over the repetitions.
+ * `labels` names each variant (default: the throughput section's).
+ */
+export function waitsTable<V extends string = VariantId>(
+  cells: readonly WaitsCell<V>[],
+  labels: Record<V, string> = LABELS as Record<V, string>,
+): string {
   const rows = [...cells]
     .sort((a, b) => a.concurrency - b.concurrency)
     .map((cell) => {
@@ -103,7 +116,7 @@ export function waitsTable(cells: CellResult[]): string {
           total.set(state, (total.get(state) ?? 0) + sessions / cell.runs.length);
         }
       }
-      return [LABELS[cell.variant], String(cell.concurrency), topStates(total)];
+      return [labels[cell.variant], String(cell.concurrency), topStates(total)];
     });
   return markdownTable(
     ['variant', 'c', 'Postgres sessions by state (average; top 4)'],

@@ -1,7 +1,7 @@
 // The operations section's tables: statements per path, throughput and latency as ratios to the
 // bare transaction and to withIdempotency, what a step and a call add, and the finished check.
 import { median } from '../measure.ts';
-import { int, markdownTable, ms, times, topStates } from '../report.ts';
+import { int, markdownTable, ms, times, waitsTable } from '../report.ts';
 import type { OperationVariantId } from './operation-variants.ts';
 import type { OperationCellResult, OperationsResult } from './run-operations.ts';
 
@@ -197,22 +197,7 @@ const signed = (value: number, format: (value: number) => string) =>
   value < 0 ? `-${format(-value)}` : `+${format(value)}`;
 
 export function operationsWaitsTable(result: OperationsResult): string {
-  const rows = [...result.cells]
-    .sort((a, b) => a.concurrency - b.concurrency)
-    .map((cell) => {
-      const total = new Map<string, number>();
-      for (const run of cell.runs) {
-        for (const [state, sessions] of Object.entries(run.waits ?? {})) {
-          total.set(state, (total.get(state) ?? 0) + sessions / cell.runs.length);
-        }
-      }
-      return [LABELS[cell.variant], String(cell.concurrency), topStates(total)];
-    });
-  return markdownTable(
-    ['variant', 'c', 'Postgres sessions by state (average; top 4)'],
-    rows,
-    'lll',
-  );
+  return waitsTable(result.cells, LABELS);
 }
 
 export function operationsCheckLine(result: OperationsResult): string {
