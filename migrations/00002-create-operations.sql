@@ -34,6 +34,9 @@ CREATE TABLE operations (
   -- When a finished operation stops replaying; NULL while in progress: an unfinished operation
   -- may have had effects, so it is never deleted by expiry, only resumed or released.
   expires_at timestamptz,
+  -- How long it replays once finished (the first attempt's ttlMs): whichever attempt finishes it
+  -- (a client's retry, the completer) keeps it that long.
+  ttl_ms bigint NOT NULL,
   CONSTRAINT operations_pkey PRIMARY KEY (scope, key)
 );
 
@@ -78,7 +81,8 @@ CREATE FUNCTION acquire_operation(
   p_fingerprint bytea,
   p_request json,
   p_lease_ms bigint,
-  p_wait_ms bigint
+  p_wait_ms bigint,
+  p_ttl_ms bigint
 )
 RETURNS TABLE (
   outcome text,
@@ -115,9 +119,9 @@ BEGIN
   END IF;
 
   LOOP
-    INSERT INTO operations (scope, key, name, fingerprint, request, lease_expires_at)
+    INSERT INTO operations (scope, key, name, fingerprint, request, lease_expires_at, ttl_ms)
     VALUES (p_scope, p_key, p_name, p_fingerprint, p_request,
-            clock_timestamp() + p_lease_ms * interval '1 millisecond')
+            clock_timestamp() + p_lease_ms * interval '1 millisecond', p_ttl_ms)
     ON CONFLICT ON CONSTRAINT operations_pkey DO NOTHING
     RETURNING operations.fencing_token INTO token;
     IF FOUND THEN
@@ -147,7 +151,7 @@ BEGIN
              state = 'in_progress', fencing_token = o.fencing_token + 1, attempts = 1,
              lease_expires_at = clock_timestamp() + p_lease_ms * interval '1 millisecond',
              response = NULL, created_at = clock_timestamp(), updated_at = clock_timestamp(),
-             expires_at = NULL
+             expires_at = NULL, ttl_ms = p_ttl_ms
        WHERE o.scope = p_scope AND o.key = p_key
       RETURNING o.fencing_token INTO token;
       RETURN QUERY SELECT 'acquired'::text, token, false, NULL::text, NULL::double precision;

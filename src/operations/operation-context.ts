@@ -25,7 +25,6 @@ export interface Attempt<DB> {
   fencingToken: string;
   resumed: boolean;
   recorded: Map<string, string | null>;
-  ttlMs: number;
   /** Aborted once this attempt has lost its lease, by the heartbeat or by a refused record. */
   lease: AbortController;
 }
@@ -159,7 +158,7 @@ export function createOperationContext<DB>(attempt: Attempt<DB>): OperationConte
       if (signal.aborted) throw lost();
       const json = await db.transaction().execute(async (trx) => {
         const value = encode(await fn(trx as Transaction<DB>));
-        if (!(await finishOperation(trx, ref, fencingToken, value, attempt.ttlMs))) throw lost();
+        if (!(await finishOperation(trx, ref, fencingToken, value))) throw lost();
         return value;
       });
       finished = { json };
@@ -170,7 +169,7 @@ export function createOperationContext<DB>(attempt: Attempt<DB>): OperationConte
   // Records a FinalResponse as the operation's response (fenced), and ends `run` with it.
   async function end(final: FinalResponse): Promise<never> {
     const json = encode(final.response);
-    if (!(await finishOperation(db, ref, fencingToken, json, attempt.ttlMs))) throw lost();
+    if (!(await finishOperation(db, ref, fencingToken, json))) throw lost();
     finished = { json };
     throw new OperationFinished(json);
   }

@@ -60,7 +60,6 @@ const resumeOptionsSchema = z.strictObject({
   operations: z.array(z.unknown()).min(1),
   batchSize: z.int().min(1).max(10_000).default(10),
   leaseMs: leaseMsSchema.optional(),
-  ttlMs: ttlMsSchema.optional(),
   schema: schemaNameSchema.default(DEFAULT_SCHEMA),
   onError: z
     .custom<unknown>((value) => typeof value === 'function', 'must be a function')
@@ -86,7 +85,7 @@ export function parseRunOptions(options: unknown): ParsedRunOptions {
 export function parseResumeOptions(
   options: unknown,
 ): Omit<z.output<typeof resumeOptionsSchema>, 'operations' | 'onError' | 'signal'> {
-  const { batchSize, leaseMs, ttlMs, schema } = parseWith(
+  const { batchSize, leaseMs, schema } = parseWith(
     resumeOptionsSchema,
     options,
     'resumeAbandonedOperations',
@@ -95,7 +94,6 @@ export function parseResumeOptions(
     batchSize,
     schema,
     ...(leaseMs === undefined ? {} : { leaseMs }),
-    ...(ttlMs === undefined ? {} : { ttlMs }),
   };
 }
 

@@ -69,6 +69,7 @@ export async function acquireOperation(
     fingerprint: Buffer | null;
     requestJson: string | null;
     leaseMs: number;
+    ttlMs: number;
   },
   waitMs: number,
 ): Promise<Acquired> {
@@ -78,7 +79,7 @@ export async function acquireOperation(
       sql<AcquireRow>`
         select * from ${sql.id(ref.schema, 'acquire_operation')}(
           ${ref.scope}, ${ref.key}, ${attempt.name}, ${attempt.fingerprint},
-          ${attempt.requestJson}::json, ${attempt.leaseMs}, ${Math.ceil(waitMs)})`.execute(
+          ${attempt.requestJson}::json, ${attempt.leaseMs}, ${Math.ceil(waitMs)}, ${attempt.ttlMs})`.execute(
         db.withoutPlugins(),
       ),
     );
@@ -146,21 +147,20 @@ export async function recordStep(
 
 /**
  * Finishes the operation with its final response, fenced like {@link recordStep}, in the
- * caller's transaction (the one with the final business writes). Returns false when the token is
- * no longer the holder's.
+ * caller's transaction (the one with the final business writes); it replays for the ttl stored at
+ * the operation's start. Returns false when the token is no longer the holder's.
  */
 export async function finishOperation(
   executor: Executor,
   ref: OperationRef,
   fencingToken: string,
   responseJson: string | null,
-  ttlMs: number,
 ): Promise<boolean> {
   const result = await sql`
     update ${sql.id(ref.schema, 'operations')}
        set state = 'finished', response = ${responseJson}::json, lease_expires_at = null,
            updated_at = clock_timestamp(),
-           expires_at = clock_timestamp() + ${ttlMs} * interval '1 millisecond'
+           expires_at = clock_timestamp() + ttl_ms * interval '1 millisecond'
      where scope = ${ref.scope} and key = ${ref.key}
        and fencing_token = ${fencingToken}::bigint and state = 'in_progress'`.execute(
     executor.withoutPlugins(),

@@ -15,12 +15,6 @@ export interface ResumeOptions {
   batchSize?: number;
   /** Lease of each attempt. Default: runOperation's (30 s). */
   leaseMs?: number;
-  /**
-   * How long an operation this pass finishes replays: give the `ttlMs` its clients pass to
-   * `runOperation`, or a retry after the default 24 h runs a key the client thinks done again.
-   * Default: runOperation's (24 h).
-   */
-  ttlMs?: number;
   /** Postgres schema of the ledger. Default `idempotency`. */
   schema?: string;
   /** Called with each error an attempt ended with, other than pending calls and lost races. */
@@ -65,7 +59,7 @@ export async function resumeAbandonedOperations<DB>(
   db: Kysely<DB>,
   options: ResumeOptions,
 ): Promise<ResumeResult> {
-  const { batchSize, leaseMs, ttlMs, schema } = parseResumeOptions(options);
+  const { batchSize, leaseMs, schema } = parseResumeOptions(options);
   const byName = new Map(options.operations.map((operation) => [operation.name, operation]));
   if (byName.size === 0) {
     throw new InvalidIdempotencyOptionsError({
@@ -93,7 +87,6 @@ export async function resumeAbandonedOperations<DB>(
         onConcurrent: 'reject',
         schema,
         ...(leaseMs === undefined ? {} : { leaseMs }),
-        ...(ttlMs === undefined ? {} : { ttlMs }),
       });
       // A replay: another attempt finished it since the pass found it; this pass ran nothing.
       if (replayed) result.skipped += 1;

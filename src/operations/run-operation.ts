@@ -32,7 +32,10 @@ export interface RunOperationOptions<Req> {
   request: Req;
   /** How long an attempt holds the operation without renewing; renewed every third of it. Default 30 s. */
   leaseMs?: number;
-  /** How long a finished operation replays. Default 24 h. */
+  /**
+   * How long the operation replays once finished. Default 24 h. Stored at its start: whichever
+   * attempt finishes it (a retry, the completer) keeps it that long.
+   */
   ttlMs?: number;
   /** A duplicate while another attempt holds the lease: wait for it (default), or 409 at once. */
   onConcurrent?: 'wait' | 'reject';
@@ -88,6 +91,7 @@ export async function runOperation<DB, Req, Res>(
     fingerprint: fingerprintRequest({ operation: operation.name, request: parsed.request ?? null }),
     requestJson: parsed.request === undefined ? null : JSON.stringify(parsed.request),
     leaseMs: parsed.leaseMs,
+    ttlMs: parsed.ttlMs,
   };
   const deadline = performance.now() + parsed.waitTimeoutMs;
   for (let wait = 1; ; wait++) {
@@ -140,7 +144,6 @@ async function execute<DB, Req, Res>(
       fencingToken,
       resumed,
       recorded,
-      ttlMs: parsed.ttlMs,
       lease: lost,
     });
     let returned: Res;

@@ -73,7 +73,7 @@ export function useOperationsFixture() {
     async hold(key: string, leaseMs = 600_000) {
       const { rows } = await sql<{ outcome: string }>`
         select outcome from idempotency.acquire_operation(
-          ${SCOPE}, ${key}, ${NAME}, null, null, ${leaseMs}, 1000)`.execute(fx.db);
+          ${SCOPE}, ${key}, ${NAME}, null, null, ${leaseMs}, 1000, 86400000)`.execute(fx.db);
       expect(rows[0]?.outcome).toBe('acquired');
     },
     /** The operation's row, as the commands leave it. */

@@ -3,7 +3,6 @@
 // CommonJS), in this process and as the real binary under --loop until SIGTERM.
 
 import { relative } from 'node:path';
-import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import {
   NAME,
@@ -39,20 +38,6 @@ describe('operations resume', () => {
       code: 0,
       stdout: 'found 0, finished 0, pending 0, skipped 0, failed 0\n',
     });
-  });
-
-  it('keeps an operation it finishes for --ttl-ms, as long as its client asked', async () => {
-    await ops.abandon('order-1');
-    const module = await ops.writeModule('operations.ts', TYPESCRIPT_MODULE);
-    const sevenDaysMs = 7 * 24 * 3_600_000;
-    const argv = ['operations', 'resume', '--module', module, '--ttl-ms', String(sevenDaysMs)];
-    expect(await runInProcess(argv, ops.env())).toMatchObject({ code: 0 });
-    const { rows } = await sql<{ ttl_ms: number }>`
-      select extract(epoch from expires_at - updated_at)::float8 * 1000 as ttl_ms
-        from idempotency.operations where key = 'order-1'`.execute(fx.db);
-    // Seven days, give or take the moments between the statement's clock readings: not 24 h.
-    expect(rows[0]?.ttl_ms).toBeGreaterThan(sevenDaysMs - 60_000);
-    expect(rows[0]?.ttl_ms).toBeLessThan(sevenDaysMs + 1_000);
   });
 
   it('takes the operations of a CommonJS module, and only the one --export names', async () => {

@@ -172,10 +172,6 @@ describe('usage errors: exit code 2, named, before a connection is opened', () =
       '--lease-ms must be an integer of at least 100',
     ],
     [
-      ['operations', 'resume', '--module', 'm.ts', '--ttl-ms', '0'],
-      '--ttl-ms must be a positive integer',
-    ],
-    [
       ['operations', 'resume', '--module', 'm.ts', '--batch-size', '0'],
       '--batch-size must be a positive integer',
     ],

@@ -36,7 +36,7 @@ export async function expectAcquireOperationWorks<DB>(
       await sql`set local search_path to ${sql.id(searchPath)}`.execute(trx);
       const { rows } = await sql<{ outcome: string; token: number | null; resumed: boolean }>`
         select outcome, fencing_token::int as token, resumed
-          from ${sql.id(schema, 'acquire_operation')}('s', ${key}, 'n', null, null, 600000, 1000)`.execute(
+          from ${sql.id(schema, 'acquire_operation')}('s', ${key}, 'n', null, null, 600000, 1000, 86400000)`.execute(
         trx,
       );
       return rows;

@@ -25,7 +25,6 @@ const RESUME_FLAGS = {
   export: { type: 'string' },
   'batch-size': { type: 'string' },
   'lease-ms': { type: 'string' },
-  'ttl-ms': { type: 'string' },
   loop: { type: 'boolean' },
   'interval-ms': { type: 'string' },
 } as const;
@@ -35,8 +34,6 @@ const MAX_BATCH_SIZE = 10_000;
 const DEFAULT_INTERVAL_MS = 10_000;
 /** runOperation refuses shorter leases. */
 const MIN_LEASE_MS = 100;
-/** runOperation refuses longer TTLs: ten years. */
-const MAX_TTL_MS = 315_360_000_000;
 
 /**
  * `idempotency-ledger operations resume`: the completer, {@link resumeAbandonedOperations}, with
@@ -53,7 +50,7 @@ export const operationsResumeCommand = defineCommand({
   name: 'operations resume',
   summary: 'the completer: resume abandoned operations, once or every --interval-ms with --loop',
   usage: `Usage: idempotency-ledger operations resume --module PATH [--export NAME] [--batch-size N]
-                                          [--lease-ms N] [--ttl-ms N] [--loop [--interval-ms N]]
+                                          [--lease-ms N] [--loop [--interval-ms N]]
                                           [--schema NAME] [--connect-timeout-ms N]
 
 Resumes operations in progress that no attempt holds (their process died, or a call failed and
@@ -71,8 +68,6 @@ the module defines are resumed; others are left to a completer that has their co
   --export NAME            only the operation exported as NAME (default: all it exports)
   --batch-size N           operations resumed per pass, one at a time (default ${DEFAULT_BATCH_SIZE})
   --lease-ms N             lease of each attempt (default ${DEFAULT_LEASE_MS}, at least ${MIN_LEASE_MS})
-  --ttl-ms N               how long an operation it finishes replays: the ttlMs your
-                           runOperation calls pass (default 86400000, 24 h)
   --loop                   keep running until SIGINT/SIGTERM
   --interval-ms N          time between two passes with --loop (default ${DEFAULT_INTERVAL_MS})
 ${CONNECTION_FLAGS_USAGE}
@@ -92,7 +87,6 @@ it after the running operation, or at once while it connects or waits (exit code
       min: MIN_LEASE_MS,
       max: MAX_TIMER_MS,
     });
-    const ttlMs = integerFlag('ttl-ms', flags['ttl-ms'], { min: 1, max: MAX_TTL_MS });
     const intervalMs = integerFlag('interval-ms', flags['interval-ms'], {
       min: 1,
       max: MAX_TIMER_MS,
@@ -111,7 +105,6 @@ it after the running operation, or at once while it connects or waits (exit code
       operations: exported.map(({ operation }) => operation),
       batchSize: batchSize ?? DEFAULT_BATCH_SIZE,
       ...(leaseMs === undefined ? {} : { leaseMs }),
-      ...(ttlMs === undefined ? {} : { ttlMs }),
       ...(schema === undefined ? {} : { schema }),
     };
     // A second connection, so that an attempt's lease is renewed while its step's transaction
