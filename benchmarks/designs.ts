@@ -12,9 +12,16 @@ import { handlePoolErrors, migrate } from './library.ts';
 import { median, runWorkers } from './measure.ts';
 import { walBytesSince, walPosition } from './wal.ts';
 
-const { values: args } = parseArgs({ options: { quick: { type: 'boolean' } } });
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean' },
+    // A regular expression: only the designs whose name matches (and the bare transaction) run.
+    only: { type: 'string' },
+    repetitions: { type: 'string' },
+  },
+});
 const quick = args.quick === true || process.env.BENCH_QUICK === '1';
-const repetitions = quick ? 1 : 3;
+const repetitions = Number(args.repetitions ?? (quick ? 1 : 3));
 const cellMs = quick ? 700 : 2000;
 const TTL_MS = 86_400_000;
 const WAIT_MS = 10_000;
@@ -43,6 +50,22 @@ const CREATE_CLAIM_LOCK = `
              where scope = p_scope and key = p_key and expires_at > clock_timestamp());
   end $$`;
 const CLAIM_LOCK = 'select claim_with_lock($1, $2)';
+// The claim as one SQL statement, no plpgsql: it bounds its own wait with lock_timeout and puts
+// the key in the in-flight list only when it inserted (RETURNING runs per inserted row), and
+// restores lock_timeout after the insert. A conflict (no row) would go to claim_key.
+const CLAIM_SQL = `
+  with previous as materialized (select current_setting('lock_timeout') as lock_timeout),
+       budget as materialized (
+         select lock_timeout, set_config('lock_timeout', $5 || 'ms', true) from previous),
+       claimed as (
+         insert into idempotency.ledger (scope, key, fingerprint, expires_at)
+         select $1, $2, $3, clock_timestamp() + $4 * interval '1 millisecond' from budget
+         on conflict do nothing
+         returning pg_current_xact_id()::text as xid,
+                   set_config('idempotency_ledger.in_flight',
+                     concat(current_setting('idempotency_ledger.in_flight', true), ' ', $6::text), true))
+  select (select xid from claimed) as xid,
+         set_config('lock_timeout', (select lock_timeout from previous), true)`;
 const INSERT_ROW = `
   insert into idempotency.ledger as l (scope, key, fingerprint, response, expires_at)
   values ($1, $2, $3, $4::json, clock_timestamp() + $5 * interval '1 millisecond')
@@ -134,11 +157,40 @@ function claimAndRecord(op: Op, recordWith: typeof record = record): Promise<voi
   });
 }
 
+/** BEGIN, the claim as one SQL statement, fn, record, COMMIT, one statement at a time. */
+function sqlClaimAndRecord(op: Op): Promise<void> {
+  return transaction(plain, async (client) => {
+    await client.query('begin');
+    const { rows } = await client.query(CLAIM_SQL, [
+      SCOPE,
+      op.key,
+      op.fingerprint,
+      TTL_MS,
+      WAIT_MS,
+      op.key.slice(0, 32),
+    ]);
+    if (!rows[0]?.xid) throw new Error('a fresh key was not claimed');
+    const response = await insertCharge(client, op);
+    await client.query(...record(op, response));
+    await client.query('commit');
+  });
+}
+
 /** BEGIN, the advisory-lock claim, fn, one INSERT of the row, COMMIT, one statement at a time. */
 function lockAndInsert(op: Op): Promise<void> {
   return transaction(plain, async (client) => {
     await client.query('begin');
     await client.query(CLAIM_LOCK, [SCOPE, op.key]);
+    const response = await insertCharge(client, op);
+    await client.query(...insertRow(op, response));
+    await client.query('commit');
+  });
+}
+
+/** BEGIN, fn, one INSERT of the finished row, COMMIT, one statement at a time. */
+function insertLast(op: Op): Promise<void> {
+  return transaction(plain, async (client) => {
+    await client.query('begin');
     const response = await insertCharge(client, op);
     await client.query(...insertRow(op, response));
     await client.query('commit');
@@ -158,7 +210,7 @@ function pipelined(
   });
 }
 
-const designs: Design[] = [
+const allDesigns: Design[] = [
   {
     name: 'bare transaction (BEGIN; INSERT; COMMIT)',
     roundTrips: 3,
@@ -176,6 +228,15 @@ const designs: Design[] = [
       const op = operation();
       await plain.query(LOOKUP, [SCOPE, op.key]);
       await claimAndRecord(op);
+    },
+  },
+  {
+    name: 'lookup, BEGIN, claim as one SQL statement, fn, record, COMMIT',
+    roundTrips: 6,
+    run: async () => {
+      const op = operation();
+      await plain.query(LOOKUP, [SCOPE, op.key]);
+      await sqlClaimAndRecord(op);
     },
   },
   {
@@ -216,6 +277,29 @@ const designs: Design[] = [
     run: () => {
       const op = operation();
       return pipelined(op, [CLAIM_LOCK, [SCOPE, op.key]], insertRow);
+    },
+  },
+  {
+    name: 'record last: lookup, BEGIN, fn, one INSERT of the row, COMMIT',
+    roundTrips: 5,
+    run: async () => {
+      const op = operation();
+      await plain.query(LOOKUP, [SCOPE, op.key]);
+      await insertLast(op);
+    },
+  },
+  {
+    name: 'record last, no lookup: BEGIN, fn, one INSERT of the row, COMMIT',
+    roundTrips: 4,
+    run: () => insertLast(operation()),
+  },
+  {
+    name: 'record last: lookup, BEGIN, fn, one INSERT of the row with COMMIT (pipelined)',
+    roundTrips: 4,
+    run: async () => {
+      const op = operation();
+      await plain.query(LOOKUP, [SCOPE, op.key]);
+      await pipelined(op, undefined, insertRow);
     },
   },
   {
@@ -268,6 +352,11 @@ const designs: Design[] = [
       }),
   },
 ];
+
+const only = args.only === undefined ? undefined : new RegExp(args.only);
+const designs = allDesigns.filter(
+  (design, index) => index === 0 || only === undefined || only.test(design.name),
+);
 
 try {
   await migrate({ connectionString: database.url });
