@@ -191,17 +191,7 @@ export async function recordResponse(
     ));
   } catch (error) {
     if (sqlState(error) !== IN_FAILED_SQL_TRANSACTION) throw error;
-    // fn returned normally, but one of its statements failed and the error was caught inside fn:
-    // Postgres has aborted the transaction, so neither fn's writes nor the response can commit.
-    throw new UnstorableResponseError({
-      scope: entry.scope,
-      key: entry.key,
-      reason: 'transaction_aborted',
-      message:
-        'fn returned, but a statement inside it had failed and aborted the transaction ' +
-        '(was an SQL error caught and ignored in fn?); nothing was committed',
-      cause: error,
-    });
+    throw transactionAborted(entry, error);
   }
   // A COMMIT or ROLLBACK sent by fn ends the claiming transaction: the UPDATE then runs on its
   // own, and finds no row (rolled back) or records into a transaction of its own (committed).
@@ -211,11 +201,126 @@ export async function recordResponse(
       scope: entry.scope,
       key: entry.key,
       reason: 'transaction_ended',
-      message:
-        'The transaction that claimed the key ended inside fn (a COMMIT or ROLLBACK sent by fn?): ' +
-        "fn's writes and the response could not be committed together; fn must leave the " +
-        'transaction to withIdempotency',
+      message: TRANSACTION_ENDED_MESSAGE,
     });
+  }
+}
+
+const TRANSACTION_ENDED_MESSAGE =
+  "The key's transaction ended inside fn (a COMMIT or ROLLBACK sent by fn?): fn's writes and " +
+  'the response could not be committed together; fn must leave the transaction to withIdempotency';
+
+/**
+ * fn returned normally, but one of its statements failed and the error was caught inside fn:
+ * Postgres has aborted the transaction, so neither fn's writes nor the response can commit.
+ */
+function transactionAborted(entry: { scope: string; key: string }, cause: unknown) {
+  return new UnstorableResponseError({
+    scope: entry.scope,
+    key: entry.key,
+    reason: 'transaction_aborted',
+    message:
+      'fn returned, but a statement inside it had failed and aborted the transaction ' +
+      '(was an SQL error caught and ignored in fn?); nothing was committed',
+    cause,
+  });
+}
+
+/** The entry {@link recordOnce} writes: the finished call, response included. */
+export interface FinishedEntry {
+  scope: string;
+  key: string;
+  fingerprint: Buffer | null;
+  ttlMs: number;
+  responseJson: string | null;
+  /** How long to wait for another transaction that holds the same key uncommitted. */
+  waitMs: number;
+}
+
+/**
+ * Writes the finished entry in one INSERT, last in the transaction that ran `fn`
+ * (`onConcurrent: 'optimistic'`): there is no claim before `fn`, so the row is written once and
+ * never updated. An expired entry for the key is taken over. Returns `'taken'` when a live entry
+ * already holds the key: another call committed it first, and this transaction must roll back.
+ *
+ * A transaction that holds the key uncommitted (a claim, or another optimistic call between its
+ * record and its COMMIT) makes the INSERT wait for its outcome, at most `waitMs`: lock_timeout is
+ * set for the INSERT inside the statement itself (no extra round trip) and restored by its
+ * RETURNING, so statements after it (deferred triggers at COMMIT) keep the caller's.
+ *
+ * @throws {IdempotencyConflictError} `wait_timeout` when that wait outlasts `waitMs`.
+ * @throws {UnstorableResponseError} `transaction_aborted` when a statement in `fn` failed, and
+ *   `transaction_ended` when `fn` sent COMMIT or ROLLBACK.
+ */
+export async function recordOnce(
+  trx: Executor,
+  schema: string,
+  entry: FinishedEntry,
+): Promise<'recorded' | 'taken'> {
+  // A COMMIT or ROLLBACK sent by fn would leave the INSERT to run in a transaction of its own,
+  // committing an entry for writes that were rolled back. Such a transaction has written nothing
+  // before the INSERT, so the common path inserts only into a transaction that already has (fn
+  // wrote); for a fn that wrote nothing, a savepoint first proves that the transaction is open.
+  const row = await insertEntry(trx, schema, entry, true);
+  if (row.recorded) return 'recorded';
+  if (row.wroteBefore) return 'taken';
+  await sql`savepoint idempotency_ledger_open`
+    .execute(trx.withoutPlugins())
+    .catch((error: unknown) => {
+      if (sqlState(error) === IN_FAILED_SQL_TRANSACTION) throw transactionAborted(entry, error);
+      throw new UnstorableResponseError({
+        scope: entry.scope,
+        key: entry.key,
+        reason: 'transaction_ended',
+        message: TRANSACTION_ENDED_MESSAGE,
+        cause: error,
+      });
+    });
+  await sql`release savepoint idempotency_ledger_open`.execute(trx.withoutPlugins());
+  return (await insertEntry(trx, schema, entry, false)).recorded ? 'recorded' : 'taken';
+}
+
+async function insertEntry(
+  trx: Executor,
+  schema: string,
+  entry: FinishedEntry,
+  onlyAfterWrites: boolean,
+): Promise<{ recorded: boolean; wroteBefore: boolean }> {
+  try {
+    const { rows } = await run(
+      schema,
+      sql<{ recorded: boolean; wroteBefore: boolean }>`
+        with previous as materialized (
+               select current_setting('lock_timeout') as lock_timeout,
+                      pg_current_xact_id_if_assigned() is not null as wrote),
+             budget as materialized (
+               select wrote, set_config('lock_timeout', ${`${entry.waitMs}ms`}::text, true)
+                 from previous),
+             recorded as (
+               insert into ${sql.id(schema, 'ledger')} as l
+                      (scope, key, fingerprint, response, expires_at)
+               select ${entry.scope}, ${entry.key}, ${entry.fingerprint}, ${entry.responseJson}::json,
+                      clock_timestamp() + ${entry.ttlMs} * interval '1 millisecond'
+                 from budget
+                where wrote or not ${onlyAfterWrites}::boolean
+               on conflict on constraint ledger_pkey do update
+                  set fingerprint = excluded.fingerprint, response = excluded.response,
+                      created_at = excluded.created_at, expires_at = excluded.expires_at
+                where l.expires_at <= clock_timestamp()
+               returning set_config('lock_timeout', (select lock_timeout from previous), true))
+        select exists (select 1 from recorded) as recorded,
+               (select wrote from previous) as "wroteBefore"`,
+      trx,
+    );
+    return rows[0] ?? { recorded: false, wroteBefore: false };
+  } catch (error) {
+    const state = sqlState(error);
+    if (state === LOCK_NOT_AVAILABLE) {
+      const { scope, key } = entry;
+      throw new IdempotencyConflictError({ scope, key, reason: 'wait_timeout', cause: error });
+    }
+    if (state === IN_FAILED_SQL_TRANSACTION) throw transactionAborted(entry, error);
+    throw error;
   }
 }
 

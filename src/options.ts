@@ -72,9 +72,20 @@ export interface IdempotencyOptions {
    * What a duplicate does while the first call with its key is still in its transaction:
    * `'wait'` (default) blocks until it ends, then replays its response (or executes, if it rolled
    * back); `'reject'` fails at once with {@link IdempotencyConflictError}.
+   *
+   * `'optimistic'` claims nothing before `fn`: `fn` runs, and the finished entry is written once,
+   * last, in its transaction, which makes a first execution cheaper (one write instead of two; see
+   * the README's Performance section). A duplicate that arrives while the first call is in flight
+   * runs its own `fn` too; whichever commits first keeps its writes, and the other rolls back all
+   * of its `fn`'s writes and replays the winner's response. Only for a `fn` whose every effect is
+   * in the transaction (nothing sent outside it: no HTTP call, no message), and only with the
+   * library's own transaction (a `Kysely` instance, not your `Transaction`).
    */
-  onConcurrent?: 'wait' | 'reject';
-  /** Longest wait for an in-flight duplicate with `onConcurrent: 'wait'`. Default 10 s. */
+  onConcurrent?: 'wait' | 'reject' | 'optimistic';
+  /**
+   * Longest wait for an in-flight duplicate with `onConcurrent: 'wait'`; with `'optimistic'`, the
+   * longest wait of the record for a transaction that holds the key uncommitted. Default 10 s.
+   */
   waitTimeoutMs?: number;
   /**
    * Validates the response before it is stored, and parses the stored JSON on the first call and
@@ -135,7 +146,7 @@ const optionsSchema = z.strictObject({
   key: z.unknown().optional(),
   request: z.unknown().optional(),
   ttlMs: z.int().positive().max(MAX_TTL_MS).default(DEFAULT_TTL_MS),
-  onConcurrent: z.enum(['wait', 'reject']).default('wait'),
+  onConcurrent: z.enum(['wait', 'reject', 'optimistic']).default('wait'),
   waitTimeoutMs: z.int().positive().max(MAX_TIMEOUT_MS).default(DEFAULT_WAIT_TIMEOUT_MS),
   responseSchema: z
     .custom<ResponseSchema>(
@@ -172,7 +183,7 @@ export interface ResolvedOptions {
   key: string;
   fingerprint: Buffer | null;
   ttlMs: number;
-  onConcurrent: 'wait' | 'reject';
+  onConcurrent: 'wait' | 'reject' | 'optimistic';
   waitTimeoutMs: number;
   responseSchema?: ResponseSchema | undefined;
   maxResponseBytes: number;

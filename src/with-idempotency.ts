@@ -1,7 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kysely, Transaction } from 'kysely';
 import type { input as zodInput, output as zodOutput } from 'zod';
-import { IdempotencyKeyReusedError, InvalidIdempotencyOptionsError } from './errors.ts';
+import {
+  IdempotencyConflictError,
+  IdempotencyKeyReusedError,
+  InvalidIdempotencyOptionsError,
+} from './errors.ts';
 import { assertKysely } from './internal/assert-kysely.ts';
 import { isRetryableTransactionError } from './internal/postgres-errors.ts';
 import type { Jsonified } from './jsonified.ts';
@@ -22,6 +26,7 @@ import {
   type ResponseSchema,
   resolveOptions,
 } from './options.ts';
+import { executeThenRecord, KeyTaken, type Recorded, runsOptimisticFn } from './record-last.ts';
 import { replayCacheId } from './replay-cache.ts';
 import { decodeResponse, encodeResponse } from './response-codec.ts';
 
@@ -132,19 +137,20 @@ export async function withIdempotency(
         issues: ['isolationLevel', 'maxAttempts'],
       });
     }
+    if (resolved.onConcurrent === 'optimistic') {
+      throw new InvalidIdempotencyOptionsError({
+        message:
+          "onConcurrent: 'optimistic' needs the library's own transaction: a call that loses " +
+          'the race rolls back everything fn wrote, and only your own code can roll back yours',
+        issues: ['onConcurrent'],
+      });
+    }
     return runInCallerTransaction(db as Transaction<unknown>, resolved, run);
   }
   return runInOwnTransaction(db as Kysely<unknown>, resolved, run);
 }
 
 type Attempt = ({ executed: true } & Recorded) | { executed: false; entry: LedgerEntry };
-
-/** What executeAndRecord stored, and when (`performance.now()` before the record statement). */
-interface Recorded {
-  response: unknown;
-  json: string | null;
-  recordedAtMs: number;
-}
 
 async function runInOwnTransaction(
   db: Kysely<unknown>,
@@ -174,7 +180,12 @@ async function runInOwnTransaction(
       const outcome = await (options.isolationLevel
         ? builder.setIsolationLevel(options.isolationLevel)
         : builder
-      ).execute((trx) => claimAndExecute(trx, options, fn));
+      ).execute(
+        async (trx): Promise<Attempt> =>
+          options.onConcurrent === 'optimistic'
+            ? { executed: true, ...(await executeThenRecord(trx, options, fn)) }
+            : claimAndExecute(trx, options, fn),
+      );
       if (!outcome.executed) return replay(outcome.entry, options);
       if (cacheId) {
         const entry = { fingerprint: options.fingerprint, response: outcome.json };
@@ -182,6 +193,24 @@ async function runInOwnTransaction(
       }
       return { response: outcome.response, replayed: false };
     } catch (error) {
+      if (options.onConcurrent === 'optimistic') {
+        // fn ran without a claim, and its transaction rolled back. If another call committed the
+        // key meanwhile, whatever failed here (the key taken at the record, fn's own unique key
+        // violated by the other call's writes, a serialization failure) lost a race to it: replay.
+        const winner = await lookupEntry(db, options.schema, options.scope, options.key).catch(
+          () => undefined,
+        );
+        if (winner) return replay(winner, options);
+        if (error instanceof KeyTaken) {
+          // The entry that took the key is gone: it expired or was deleted since, or it was this
+          // transaction's own (a nested call for the key through another Kysely instance).
+          if (attempt >= maxAttempts) {
+            const { scope, key } = options;
+            throw new IdempotencyConflictError({ scope, key, reason: 'same_transaction' });
+          }
+          continue;
+        }
+      }
       if (attempt >= maxAttempts || !isRetryableTransactionError(error)) throw error;
       await sleep(backoffMs(attempt));
     }
@@ -221,16 +250,22 @@ async function claimFor(
   trx: Transaction<unknown>,
   options: ResolvedOptions,
 ): Promise<Claim | Extract<ClaimResult, { claimed: false }>> {
-  const { schema, scope, key, ttlMs } = options;
+  const { schema, scope, key, ttlMs, onConcurrent } = options;
   const token = inFlightToken(schema, scope, key);
+  // 'optimistic' never gets here (it claims nothing, and is refused in a caller's transaction).
+  // An optimistic call running its fn for this key in this very transaction cannot be waited
+  // for, and has nothing to replay yet: as for a claim of its own, refuse.
+  if (onConcurrent === 'optimistic' || runsOptimisticFn(trx, token)) {
+    throw new IdempotencyConflictError({ scope, key, reason: 'same_transaction' });
+  }
   const claim = await claimKey(trx, schema, {
     scope,
     key,
     inFlightToken: token,
     fingerprint: options.fingerprint,
     ttlMs: options.ttlMs,
-    waitMs: options.onConcurrent === 'reject' ? REJECT_WAIT_MS : options.waitTimeoutMs,
-    onConcurrent: options.onConcurrent,
+    waitMs: onConcurrent === 'reject' ? REJECT_WAIT_MS : options.waitTimeoutMs,
+    onConcurrent,
   });
   return claim.claimed ? { ...claim, scope, key, ttlMs, inFlightToken: token } : claim;
 }

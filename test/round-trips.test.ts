@@ -30,6 +30,24 @@ describe('round trips', () => {
     ]);
   });
 
+  it("with 'optimistic', a first execution costs the business statements plus four", async () => {
+    const key = uniqueKey();
+    const sent = await record(() =>
+      withIdempotency(
+        recorder.db,
+        { scope: 's', key, onConcurrent: 'optimistic' },
+        createPayment('s', key),
+      ),
+    );
+    expect(sent).toEqual([
+      'select fingerprint, response::text', // lookup, outside the transaction
+      'begin',
+      'insert into "payments"', // fn
+      'with previous as', // the one INSERT of the finished entry
+      'commit',
+    ]);
+  });
+
   it('a replay costs one statement and no transaction', async () => {
     const key = uniqueKey();
     await withIdempotency(recorder.db, { scope: 's', key }, createPayment('s', key));

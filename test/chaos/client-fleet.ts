@@ -190,6 +190,7 @@ export class ClientFleet {
       case 'attempt':
         tally.attempts++;
         if (message.inCallerTransaction) tally.callerTransactionAttempts++;
+        if (message.optimistic) tally.optimisticAttempts++;
         break;
       case 'failed':
         tally.failure(message.failure, message.message);

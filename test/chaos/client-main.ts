@@ -66,7 +66,11 @@ async function runOperation(op: Operation): Promise<void> {
   const spec = keySpec(op.keyIndex, config.scopes);
   for (let attempt = 1; ; attempt++) {
     const inCallerTransaction = rng.chance(CALLER_TRANSACTION_SHARE);
-    report({ type: 'attempt', op: op.id, inCallerTransaction });
+    const options = inCallerTransaction
+      ? baseOptions(spec)
+      : { ...ownTransactionOptions(spec), ...isolationOption() };
+    const optimistic = options.onConcurrent === 'optimistic';
+    report({ type: 'attempt', op: op.id, inCallerTransaction, optimistic });
     const state: AttemptState = { keyIndex: op.keyIndex, token: undefined };
     const db = !calm && rng.chance(config.tightShare) ? databases.tight : databases.steady;
     const fn = (trx: Transaction<unknown>) => execute(trx, spec, state);
@@ -74,8 +78,8 @@ async function runOperation(op: Operation): Promise<void> {
       const { response, replayed } = await faults.attempts.run(state, () =>
         inCallerTransaction
           ? // The caller's own transaction: the library claims inside it, and COMMIT is ours.
-            transactionBuilder(db).execute((trx) => withIdempotency(trx, baseOptions(spec), fn))
-          : withIdempotency(db, { ...baseOptions(spec), ...isolationOption() }, fn),
+            transactionBuilder(db).execute((trx) => withIdempotency(trx, options, fn))
+          : withIdempotency(db, options, fn),
       );
       report({
         type: 'answered',
@@ -105,6 +109,12 @@ function baseOptions(spec: KeySpec) {
     waitTimeoutMs: config.waitTimeoutMs,
     onConcurrent: rng.chance(0.2) ? ('reject' as const) : ('wait' as const),
   };
+}
+
+/** In the library's own transaction, 'optimistic' too: no claim before fn, the entry last. */
+function ownTransactionOptions(spec: KeySpec) {
+  const options = baseOptions(spec);
+  return rng.chance(0.3) ? { ...options, onConcurrent: 'optimistic' as const } : options;
 }
 
 /** Mostly read committed; sometimes an isolation level at which claims fail with 40001. */

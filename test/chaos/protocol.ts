@@ -58,7 +58,7 @@ export type RunnerMessage =
   | { type: 'exit' };
 
 export type ClientMessage =
-  | { type: 'attempt'; op: number; inCallerTransaction: boolean }
+  | { type: 'attempt'; op: number; inCallerTransaction: boolean; optimistic: boolean }
   | { type: 'failed'; op: number; failure: FailureClass; message: string }
   | {
       type: 'answered';

@@ -36,6 +36,8 @@ export class RunTally {
   attempts = 0;
   /** Attempts that called withIdempotency inside the client's own transaction. */
   callerTransactionAttempts = 0;
+  /** Attempts with onConcurrent 'optimistic' (no claim before fn; the entry inserted last). */
+  optimisticAttempts = 0;
   readonly answers: Answer[] = [];
   readonly failures = new Map<FailureClass, number>();
   readonly faults = new Map<FaultKind, number>(FAULT_KINDS.map((kind) => [kind, 0]));

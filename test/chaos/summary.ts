@@ -37,7 +37,7 @@ export function formatSummary(report: ChaosReport): string {
   row(
     'attempts',
     tally.attempts,
-    `(${count.format(Math.max(0, tally.attempts - answered))} retries; ${count.format(tally.callerTransactionAttempts)} inside the client's own transaction)`,
+    `(${count.format(Math.max(0, tally.attempts - answered))} retries; ${count.format(tally.callerTransactionAttempts)} inside the client's own transaction; ${count.format(tally.optimisticAttempts)} optimistic)`,
   );
   row(
     'answers',
