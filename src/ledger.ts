@@ -12,6 +12,7 @@ import {
   isMissingLedgerError,
   isUnsupportedEncodingError,
   LOCK_NOT_AVAILABLE,
+  NO_ACTIVE_SQL_TRANSACTION,
   sqlState,
 } from './internal/postgres-errors.ts';
 
@@ -261,13 +262,27 @@ export async function recordOnce(
   // committing an entry for writes that were rolled back. Such a transaction has written nothing
   // before the INSERT, so the common path inserts only into a transaction that already has (fn
   // wrote); for a fn that wrote nothing, a savepoint first proves that the transaction is open.
+  // Only a plain COMMIT or ROLLBACK: one that chains a new transaction (AND CHAIN, or a BEGIN sent
+  // after it) leaves an open transaction that cannot be told from the one fn was given.
   const row = await insertEntry(trx, schema, entry, true);
   if (row.recorded) return 'recorded';
+  if (row.ownEntry) {
+    // This transaction holds the key itself: a nested call recorded it inside fn (through another
+    // Kysely object than the one fn was given, which would have refused it at once).
+    throw new IdempotencyConflictError({
+      scope: entry.scope,
+      key: entry.key,
+      reason: 'same_transaction',
+    });
+  }
   if (row.wroteBefore) return 'taken';
   await sql`savepoint idempotency_ledger_open`
     .execute(trx.withoutPlugins())
     .catch((error: unknown) => {
-      if (sqlState(error) === IN_FAILED_SQL_TRANSACTION) throw transactionAborted(entry, error);
+      const state = sqlState(error);
+      if (state === IN_FAILED_SQL_TRANSACTION) throw transactionAborted(entry, error);
+      // Anything else (a terminated backend, a lost connection) is not fn's doing.
+      if (state !== NO_ACTIVE_SQL_TRANSACTION) throw error;
       throw new UnstorableResponseError({
         scope: entry.scope,
         key: entry.key,
@@ -280,39 +295,55 @@ export async function recordOnce(
   return (await insertEntry(trx, schema, entry, false)).recorded ? 'recorded' : 'taken';
 }
 
+interface InsertedEntry {
+  recorded: boolean;
+  /** The transaction had written before the statement (fn wrote). */
+  wroteBefore: boolean;
+  /** Not recorded: the live entry holding the key was written by this very transaction. */
+  ownEntry: boolean;
+}
+
 async function insertEntry(
   trx: Executor,
   schema: string,
   entry: FinishedEntry,
   onlyAfterWrites: boolean,
-): Promise<{ recorded: boolean; wroteBefore: boolean }> {
+): Promise<InsertedEntry> {
   try {
+    // Nothing is set or inserted unless the INSERT may go ahead, so lock_timeout is changed only
+    // by a statement whose RETURNING restores it (or that fails, aborting the transaction).
     const { rows } = await run(
       schema,
-      sql<{ recorded: boolean; wroteBefore: boolean }>`
+      sql<InsertedEntry>`
         with previous as materialized (
                select current_setting('lock_timeout') as lock_timeout,
                       pg_current_xact_id_if_assigned() is not null as wrote),
              budget as materialized (
-               select wrote, set_config('lock_timeout', ${`${entry.waitMs}ms`}::text, true)
-                 from previous),
+               select set_config('lock_timeout', ${`${entry.waitMs}ms`}::text, true)
+                 from previous
+                where wrote or not ${onlyAfterWrites}::boolean),
              recorded as (
                insert into ${sql.id(schema, 'ledger')} as l
                       (scope, key, fingerprint, response, expires_at)
                select ${entry.scope}, ${entry.key}, ${entry.fingerprint}, ${entry.responseJson}::json,
                       clock_timestamp() + ${entry.ttlMs} * interval '1 millisecond'
                  from budget
-                where wrote or not ${onlyAfterWrites}::boolean
                on conflict on constraint ledger_pkey do update
                   set fingerprint = excluded.fingerprint, response = excluded.response,
                       created_at = excluded.created_at, expires_at = excluded.expires_at
                 where l.expires_at <= clock_timestamp()
                returning set_config('lock_timeout', (select lock_timeout from previous), true))
         select exists (select 1 from recorded) as recorded,
-               (select wrote from previous) as "wroteBefore"`,
+               (select wrote from previous) as "wroteBefore",
+               -- A row this transaction wrote is visible to the statement's snapshot; one that
+               -- another transaction committed while the INSERT waited for it is not.
+               exists (select 1 from ${sql.id(schema, 'ledger')}
+                        where scope = ${entry.scope} and key = ${entry.key}
+                          and xmin = pg_current_xact_id_if_assigned()::xid)
+                 and not exists (select 1 from recorded) as "ownEntry"`,
       trx,
     );
-    return rows[0] ?? { recorded: false, wroteBefore: false };
+    return rows[0] ?? { recorded: false, wroteBefore: false, ownEntry: false };
   } catch (error) {
     const state = sqlState(error);
     if (state === LOCK_NOT_AVAILABLE) {

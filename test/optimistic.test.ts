@@ -169,24 +169,39 @@ describe("onConcurrent: 'optimistic'", () => {
     expect(await fx.countEntries(key)).toBe(1);
   });
 
-  it("keeps the caller's lock_timeout for statements after the record (a deferred trigger)", async () => {
+  it("keeps the caller's lock_timeout for what runs at COMMIT, whether or not fn wrote", async () => {
+    // A deferred trigger on the ledger itself: it runs at COMMIT, after the record.
     await sql`
-      create table seen_at_commit (lock_timeout text);
+      create table seen_at_commit (key text, lock_timeout text);
       create function note_lock_timeout() returns trigger language plpgsql as $$
-        begin insert into seen_at_commit values (current_setting('lock_timeout')); return null; end $$;
-      create constraint trigger note_at_commit after insert on orders
+        begin
+          insert into seen_at_commit values (new.key, current_setting('lock_timeout'));
+          return null;
+        end $$;
+      create constraint trigger note_at_commit after insert on idempotency.ledger
         deferrable initially deferred for each row execute function note_lock_timeout();
     `.execute(fx.db);
     try {
-      const key = uniqueKey();
       const { rows } = await sql<{ lock_timeout: string }>`show lock_timeout`.execute(fx.db);
-      await withIdempotency(fx.db, { ...optimistic, key, waitTimeoutMs: 4321 }, async (trx) => {
-        await sql`insert into orders (key, amount) values (${key}, 1)`.execute(trx);
-      });
-      const seen = await sql<{ lock_timeout: string }>`select * from seen_at_commit`.execute(fx.db);
-      expect(seen.rows).toEqual([{ lock_timeout: rows[0]?.lock_timeout }]);
+      const wrote = uniqueKey();
+      await withIdempotency(fx.db, { ...optimistic, key: wrote, waitTimeoutMs: 4321 }, (trx) =>
+        createPayment('s', wrote)(trx),
+      );
+      const readOnly = uniqueKey();
+      await withIdempotency(
+        fx.db,
+        { ...optimistic, key: readOnly, waitTimeoutMs: 4321 },
+        async () => 'nothing written',
+      );
+      const seen = await sql<{ key: string; lock_timeout: string }>`
+        select * from seen_at_commit order by key = ${readOnly}`.execute(fx.db);
+      const callerValue = rows[0]?.lock_timeout;
+      expect(seen.rows).toEqual([
+        { key: wrote, lock_timeout: callerValue },
+        { key: readOnly, lock_timeout: callerValue },
+      ]);
     } finally {
-      await sql`drop trigger note_at_commit on orders`.execute(fx.db);
+      await sql`drop trigger note_at_commit on idempotency.ledger`.execute(fx.db);
     }
   });
 
@@ -245,6 +260,22 @@ describe("onConcurrent: 'optimistic'", () => {
     const replay = await withIdempotency(fx.db, { ...optimistic, key }, async () => ({ n: 2 }));
     expect(first).toEqual({ response: { n: 1 }, replayed: false });
     expect(replay).toEqual({ response: { n: 1 }, replayed: true });
+  });
+
+  it('refuses at once a nested call for its key through another Kysely object', async () => {
+    const key = uniqueKey();
+    let runs = 0;
+    const call = withIdempotency(fx.db, { ...optimistic, key }, async (trx) => {
+      runs += 1;
+      // withSchema() makes a new Transaction object: the nested call claims and records.
+      const other = trx.withSchema('public');
+      const nested = await withIdempotency(other, { scope: 's', key }, createPayment('s', key));
+      return nested.response;
+    });
+    await expect(call).rejects.toMatchObject({ status: 409, reason: 'same_transaction' });
+    expect(runs).toBe(1);
+    expect(await fx.countPayments(key)).toBe(0);
+    expect(await fx.countEntries(key)).toBe(0);
   });
 
   it.each(['commit', 'rollback'])('reports a %s sent by fn and records nothing', async (end) => {
