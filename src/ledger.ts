@@ -240,16 +240,17 @@ export interface FinishedEntry {
 
 /**
  * Writes the finished entry in one INSERT, last in the transaction that ran `fn`
- * (`onConcurrent: 'optimistic'`): there is no claim before `fn`, so the row is written once and
- * never updated. An expired entry for the key is taken over. Returns `'taken'` when a live entry
- * already holds the key: another call committed it first, and this transaction must roll back.
+ * (`onConcurrent: 'optimistic'`), with `record_entry()` (migration 00003): there is no claim
+ * before `fn`, so the row is written once and never updated. An expired entry for the key is taken
+ * over. Returns `'taken'` when a live entry already holds the key: another call committed it
+ * first, and this transaction must roll back.
  *
  * A transaction that holds the key uncommitted (a claim, or another optimistic call between its
- * record and its COMMIT) makes the INSERT wait for its outcome, at most `waitMs`: lock_timeout is
- * set for the INSERT inside the statement itself (no extra round trip) and restored by its
- * RETURNING, so statements after it (deferred triggers at COMMIT) keep the caller's.
+ * record and its COMMIT) makes the INSERT wait for its outcome, at most `waitMs`.
  *
- * @throws {IdempotencyConflictError} `wait_timeout` when that wait outlasts `waitMs`.
+ * @throws {IdempotencyConflictError} `wait_timeout` when that wait outlasts `waitMs`, and
+ *   `same_transaction` when this transaction recorded the key itself (a nested call inside `fn`,
+ *   through another Kysely object than the one `fn` was given, which refuses it at once).
  * @throws {UnstorableResponseError} `transaction_aborted` when a statement in `fn` failed, and
  *   `transaction_ended` when `fn` sent COMMIT or ROLLBACK.
  */
@@ -264,86 +265,56 @@ export async function recordOnce(
   // wrote); for a fn that wrote nothing, a savepoint first proves that the transaction is open.
   // Only a plain COMMIT or ROLLBACK: one that chains a new transaction (AND CHAIN, or a BEGIN sent
   // after it) leaves an open transaction that cannot be told from the one fn was given.
-  const row = await insertEntry(trx, schema, entry, true);
-  if (row.recorded) return 'recorded';
-  if (row.ownEntry) {
-    // This transaction holds the key itself: a nested call recorded it inside fn (through another
-    // Kysely object than the one fn was given, which would have refused it at once).
+  let outcome = await recordEntry(trx, schema, entry, true);
+  if (outcome === 'no_writes') {
+    await sql`savepoint idempotency_ledger_open`
+      .execute(trx.withoutPlugins())
+      .catch((error: unknown) => {
+        const state = sqlState(error);
+        if (state === IN_FAILED_SQL_TRANSACTION) throw transactionAborted(entry, error);
+        // Anything else (a terminated backend, a lost connection) is not fn's doing.
+        if (state !== NO_ACTIVE_SQL_TRANSACTION) throw error;
+        throw new UnstorableResponseError({
+          scope: entry.scope,
+          key: entry.key,
+          reason: 'transaction_ended',
+          message: TRANSACTION_ENDED_MESSAGE,
+          cause: error,
+        });
+      });
+    await sql`release savepoint idempotency_ledger_open`.execute(trx.withoutPlugins());
+    outcome = await recordEntry(trx, schema, entry, false);
+  }
+  if (outcome === 'own') {
     throw new IdempotencyConflictError({
       scope: entry.scope,
       key: entry.key,
       reason: 'same_transaction',
     });
   }
-  if (row.wroteBefore) return 'taken';
-  await sql`savepoint idempotency_ledger_open`
-    .execute(trx.withoutPlugins())
-    .catch((error: unknown) => {
-      const state = sqlState(error);
-      if (state === IN_FAILED_SQL_TRANSACTION) throw transactionAborted(entry, error);
-      // Anything else (a terminated backend, a lost connection) is not fn's doing.
-      if (state !== NO_ACTIVE_SQL_TRANSACTION) throw error;
-      throw new UnstorableResponseError({
-        scope: entry.scope,
-        key: entry.key,
-        reason: 'transaction_ended',
-        message: TRANSACTION_ENDED_MESSAGE,
-        cause: error,
-      });
-    });
-  await sql`release savepoint idempotency_ledger_open`.execute(trx.withoutPlugins());
-  return (await insertEntry(trx, schema, entry, false)).recorded ? 'recorded' : 'taken';
+  return outcome === 'recorded' ? 'recorded' : 'taken';
 }
 
-interface InsertedEntry {
-  recorded: boolean;
-  /** The transaction had written before the statement (fn wrote). */
-  wroteBefore: boolean;
-  /** Not recorded: the live entry holding the key was written by this very transaction. */
-  ownEntry: boolean;
-}
+type RecordOutcome = 'recorded' | 'taken' | 'own' | 'no_writes';
 
-async function insertEntry(
+async function recordEntry(
   trx: Executor,
   schema: string,
   entry: FinishedEntry,
   onlyAfterWrites: boolean,
-): Promise<InsertedEntry> {
+): Promise<RecordOutcome> {
   try {
-    // Nothing is set or inserted unless the INSERT may go ahead, so lock_timeout is changed only
-    // by a statement whose RETURNING restores it (or that fails, aborting the transaction).
     const { rows } = await run(
       schema,
-      sql<InsertedEntry>`
-        with previous as materialized (
-               select current_setting('lock_timeout') as lock_timeout,
-                      pg_current_xact_id_if_assigned() is not null as wrote),
-             budget as materialized (
-               select set_config('lock_timeout', ${`${entry.waitMs}ms`}::text, true)
-                 from previous
-                where wrote or not ${onlyAfterWrites}::boolean),
-             recorded as (
-               insert into ${sql.id(schema, 'ledger')} as l
-                      (scope, key, fingerprint, response, expires_at)
-               select ${entry.scope}, ${entry.key}, ${entry.fingerprint}, ${entry.responseJson}::json,
-                      clock_timestamp() + ${entry.ttlMs} * interval '1 millisecond'
-                 from budget
-               on conflict on constraint ledger_pkey do update
-                  set fingerprint = excluded.fingerprint, response = excluded.response,
-                      created_at = excluded.created_at, expires_at = excluded.expires_at
-                where l.expires_at <= clock_timestamp()
-               returning set_config('lock_timeout', (select lock_timeout from previous), true))
-        select exists (select 1 from recorded) as recorded,
-               (select wrote from previous) as "wroteBefore",
-               -- A row this transaction wrote is visible to the statement's snapshot; one that
-               -- another transaction committed while the INSERT waited for it is not.
-               exists (select 1 from ${sql.id(schema, 'ledger')}
-                        where scope = ${entry.scope} and key = ${entry.key}
-                          and xmin = pg_current_xact_id_if_assigned()::xid)
-                 and not exists (select 1 from recorded) as "ownEntry"`,
+      sql<{ outcome: RecordOutcome }>`
+        select ${sql.id(schema, 'record_entry')}(${entry.scope}, ${entry.key}, ${entry.fingerprint},
+                 ${entry.responseJson}::json, ${entry.ttlMs}, ${entry.waitMs}, ${onlyAfterWrites})
+               as outcome`,
       trx,
     );
-    return rows[0] ?? { recorded: false, wroteBefore: false, ownEntry: false };
+    const outcome = rows[0]?.outcome;
+    if (!outcome) throw new Error('record_entry returned no row');
+    return outcome;
   } catch (error) {
     const state = sqlState(error);
     if (state === LOCK_NOT_AVAILABLE) {
@@ -414,7 +385,7 @@ async function run<R>(
       throw new LedgerSchemaError({
         schema,
         problem: 'missing',
-        message: `The idempotency ledger is missing from schema "${schema}": run migrate() (or \`idempotency-ledger migrate\`) first`,
+        message: `The idempotency ledger is missing from schema "${schema}", or not migrated to this version: run migrate() (or \`idempotency-ledger migrate\`) first`,
         cause: error,
       });
     }

@@ -10,6 +10,8 @@ import {
   IdempotencyConflictError,
   IdempotencyKeyReusedError,
   InvalidIdempotencyOptionsError,
+  LedgerSchemaError,
+  migrate,
   UnstorableResponseError,
   withIdempotency,
 } from '../src/index.ts';
@@ -276,6 +278,20 @@ describe("onConcurrent: 'optimistic'", () => {
     expect(runs).toBe(1);
     expect(await fx.countPayments(key)).toBe(0);
     expect(await fx.countEntries(key)).toBe(0);
+  });
+
+  it('fails with a LedgerSchemaError in a schema not migrated to 00003, committing nothing', async () => {
+    await migrate({ connectionString: fx.url, schema: 'before_00003' });
+    await sql`drop function before_00003.record_entry`.execute(fx.db);
+    const key = uniqueKey();
+    const call = withIdempotency(
+      fx.db,
+      { ...optimistic, key, schema: 'before_00003' },
+      createPayment('s', key),
+    );
+    await expect(call).rejects.toBeInstanceOf(LedgerSchemaError);
+    await expect(call).rejects.toMatchObject({ problem: 'missing' });
+    expect(await fx.countPayments(key)).toBe(0);
   });
 
   it.each(['commit', 'rollback'])('reports a %s sent by fn and records nothing', async (end) => {

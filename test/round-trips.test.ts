@@ -43,7 +43,7 @@ describe('round trips', () => {
       'select fingerprint, response::text', // lookup, outside the transaction
       'begin',
       'insert into "payments"', // fn
-      'with previous as', // the one INSERT of the finished entry
+      'select "idempotency"."record_entry"($1, $2,', // the one INSERT of the finished entry
       'commit',
     ]);
   });
