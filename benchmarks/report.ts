@@ -9,9 +9,11 @@ import type { VariantId } from './variants.ts';
 export const LABELS: Record<VariantId, string> = {
   bare: 'bare transaction (BEGIN; INSERT; COMMIT)',
   first: 'withIdempotency, first execution',
+  'first-optimistic': "withIdempotency 'optimistic', first execution",
   replay: 'withIdempotency, replay',
   'replay-cached': 'withIdempotency, replay with ReplayCache',
   'hot-key': 'withIdempotency, hot key (16 duplicates at once)',
+  'hot-key-optimistic': "withIdempotency 'optimistic', hot key (16 duplicates at once)",
   'powertools-first': 'Powertools + Redis, first execution',
   'powertools-replay': 'Powertools + Redis, replay',
 };
@@ -19,6 +21,7 @@ export const LABELS: Record<VariantId, string> = {
 // The Powertools variant each of ours is compared with.
 export const POWERTOOLS_PEER: Partial<Record<VariantId, VariantId>> = {
   first: 'powertools-first',
+  'first-optimistic': 'powertools-first',
   replay: 'powertools-replay',
   'replay-cached': 'powertools-replay',
 };
@@ -77,9 +80,14 @@ export function throughputTable(cells: CellResult[]): string {
   return markdownTable(headers, rows, 'llrrrrrlrrr');
 }
 
-export function hotKeyLine(cells: CellResult[]): string {
-  const cell = cells.find((candidate) => candidate.variant === 'hot-key');
-  if (!cell) return '';
+export function hotKeyLines(cells: CellResult[]): string {
+  return cells
+    .filter((cell) => cell.variant === 'hot-key' || cell.variant === 'hot-key-optimistic')
+    .map(hotKeyLine)
+    .join('\n');
+}
+
+function hotKeyLine(cell: CellResult): string {
   const sum = (pick: (stats: NonNullable<CellResult['runs'][number]['hotKey']>) => number) =>
     cell.runs.reduce((total, run) => total + (run.hotKey ? pick(run.hotKey) : 0), 0);
   const batches = sum((s) => s.batches);
@@ -87,7 +95,7 @@ export function hotKeyLine(cells: CellResult[]): string {
   const charges = sum((s) => s.chargesWritten);
   const ok = executed === batches && charges === batches;
   return (
-    `Hot key: ${int(batches)} keys x ${cell.concurrency} concurrent calls; executed ${int(executed)}, ` +
+    `${LABELS[cell.variant]}: ${int(batches)} keys x ${cell.concurrency} concurrent calls; executed ${int(executed)}, ` +
     `charges written ${int(charges)}: ${ok ? 'exactly 1 per key ✓' : 'NOT 1 per key ✗'}`
   );
 }
@@ -136,16 +144,18 @@ export function topStates(profile: Map<string, number> | Record<string, number>,
 }
 
 export function storageTable(result: StorageResult): string {
-  const { written, compact } = result;
+  const { written, optimistic, compact } = result;
   const line = (label: string, pick: (f: StorageResult['written']) => number) => [
     label,
     bytes(pick(written)),
+    bytes(pick(optimistic)),
     bytes(pick(compact)),
   ];
   return markdownTable(
     [
       `per ledger row, ${result.responseJsonBytes}-byte response`,
       `written by withIdempotency (${int(written.rows)} rows)`,
+      "written with 'optimistic'",
       'compact copy (1 INSERT per row)',
     ],
     [
@@ -156,7 +166,7 @@ export function storageTable(result: StorageResult): string {
       line('expiry index', (f) => f.perRow.expiryIndex),
       line('total on disk (heap + indexes)', (f) => f.perRow.total),
     ],
-    'lrr',
+    'lrrr',
   );
 }
 

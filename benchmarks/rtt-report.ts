@@ -15,7 +15,14 @@ export const RTT_NOTES = [
   '',
 ].join('\n');
 
-const ORDER: VariantId[] = ['bare', 'first', 'replay', 'powertools-first', 'powertools-replay'];
+const ORDER: VariantId[] = [
+  'bare',
+  'first',
+  'first-optimistic',
+  'replay',
+  'powertools-first',
+  'powertools-replay',
+];
 
 function find(cells: RttCell[], level: string, variant: RttVariant, c: number) {
   return cells.find((x) => x.level === level && x.variant === variant && x.concurrency === c);

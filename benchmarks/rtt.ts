@@ -125,7 +125,11 @@ export async function runRtt(
         const inLevel = (cell: Cell): RouteCell => ({ ...cell, level: level.name });
         cells.push(inLevel(bareCell(db, c)));
         if (route === overhead) continue;
-        cells.push(inLevel(firstExecutionCell(db, c)), inLevel(replayCell(db, c, replayKeys)));
+        cells.push(
+          inLevel(firstExecutionCell(db, c)),
+          inLevel(firstExecutionCell(db, c, 'optimistic')),
+          inLevel(replayCell(db, c, replayKeys)),
+        );
         if (powertools) cells.push(inLevel(powertools.first(c)), inLevel(powertools.replay(c)));
       }
     }

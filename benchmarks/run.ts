@@ -24,7 +24,7 @@ import { runOperations } from './operations/run-operations.ts';
 import { connectRedis, type RedisConnection, removeRunKeys } from './powertools.ts';
 import {
   cleanupTable,
-  hotKeyLine,
+  hotKeyLines,
   scaleTable,
   storageTable,
   throughputTable,
@@ -184,7 +184,7 @@ try {
     console.log(`\n## Throughput and latency (medians of ${repetitions})\n`);
     console.log(THROUGHPUT_NOTES);
     console.log(throughputTable(throughput));
-    console.log(`\n${hotKeyLine(throughput)}`);
+    console.log(`\n${hotKeyLines(throughput)}`);
     console.log('\n### Where the Postgres sessions were (pg_stat_activity every 25 ms)\n');
     console.log(waitsTable(throughput));
   }
@@ -295,7 +295,7 @@ try {
     `\nFinished in ${(durationMs / 1000).toFixed(0)} s (load average ${os.loadavg()[0]?.toFixed(2)} ` +
       `at the end); raw figures in benchmarks/${file}`,
   );
-  if (throughput && hotKeyLine(throughput).includes('✗')) process.exitCode = 1;
+  if (throughput && hotKeyLines(throughput).includes('✗')) process.exitCode = 1;
   if (http && httpCheckLine(http).includes('✗')) process.exitCode = 1;
   if (operations && operationsCheckLine(operations).includes('✗')) process.exitCode = 1;
 } finally {

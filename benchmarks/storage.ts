@@ -8,6 +8,7 @@ import { runCount } from './measure.ts';
 
 const SCHEMA = 'bench_storage';
 const COMPACT_SCHEMA = 'bench_storage_compact';
+const OPTIMISTIC_SCHEMA = 'bench_storage_optimistic';
 const WRITERS = 4;
 
 export interface RelationSizes {
@@ -32,6 +33,8 @@ export interface StorageResult {
   responseJsonBytes: number;
   /** Written by withIdempotency: a claim INSERT, then an UPDATE that records the response. */
   written: Footprint;
+  /** Written with onConcurrent 'optimistic': one INSERT of the finished entry per row. */
+  optimistic: Footprint;
   /** The same rows copied in one INSERT … SELECT: no dead versions, as after VACUUM reuses space. */
   compact: Footprint;
 }
@@ -43,24 +46,29 @@ export async function measureStorage(
 ): Promise<StorageResult> {
   await migrate({ connectionString: url, schema: SCHEMA });
   await migrate({ connectionString: url, schema: COMPACT_SCHEMA });
+  await migrate({ connectionString: url, schema: OPTIMISTIC_SCHEMA });
 
-  const beforeWritten = await relationSizes(db, SCHEMA);
-  await runCount(WRITERS, rows, () => {
-    const request = newChargeRequest();
-    return withIdempotency(
-      db,
-      { scope: SCOPE, key: randomUUID(), request, schema: SCHEMA },
-      (trx) => insertCharge(trx, request),
-    );
-  });
-  const written = await footprint(db, SCHEMA, beforeWritten);
+  const write = async (schema: string, onConcurrent: 'wait' | 'optimistic') => {
+    const before = await relationSizes(db, schema);
+    await runCount(WRITERS, rows, () => {
+      const request = newChargeRequest();
+      return withIdempotency(
+        db,
+        { scope: SCOPE, key: randomUUID(), request, schema, onConcurrent },
+        (trx) => insertCharge(trx, request),
+      );
+    });
+    return footprint(db, schema, before);
+  };
+  const written = await write(SCHEMA, 'wait');
+  const optimistic = await write(OPTIMISTIC_SCHEMA, 'optimistic');
 
   const beforeCompact = await relationSizes(db, COMPACT_SCHEMA);
   await sql`
     insert into ${sql.id(COMPACT_SCHEMA, 'ledger')}
     select * from ${sql.id(SCHEMA, 'ledger')}`.execute(db);
   const compact = await footprint(db, COMPACT_SCHEMA, beforeCompact);
-  return { responseJsonBytes: RESPONSE_BYTES, written, compact };
+  return { responseJsonBytes: RESPONSE_BYTES, written, optimistic, compact };
 }
 
 async function footprint(

@@ -51,12 +51,13 @@ export async function runThroughput(
     cells.push(
       bareCell(db, c),
       firstExecutionCell(db, c),
+      firstExecutionCell(db, c, 'optimistic'),
       replayCell(db, c, replayKeys),
       replayCell(db, c, replayKeys, true),
     );
     if (powertools) cells.push(powertools.first(c), powertools.replay(c));
   }
-  cells.push(hotKeyCell(db, HOT_KEY_DUPLICATES));
+  cells.push(hotKeyCell(db, HOT_KEY_DUPLICATES), hotKeyCell(db, HOT_KEY_DUPLICATES, 'optimistic'));
 
   progress(`warm-up: ${cells.length} cells x ${settings.warmupMs} ms`);
   for (const cell of cells) await cell.run(settings.warmupMs);

@@ -19,9 +19,11 @@ import type { WaitProfile } from './waits.ts';
 export type VariantId =
   | 'bare'
   | 'first'
+  | 'first-optimistic'
   | 'replay'
   | 'replay-cached'
   | 'hot-key'
+  | 'hot-key-optimistic'
   | 'powertools-first'
   | 'powertools-replay';
 
@@ -55,13 +57,21 @@ export const REPLAY_KEYS = 16;
 
 type Db = Kysely<BenchDB>;
 
+type OnConcurrent = 'wait' | 'optimistic';
+
 function idempotentCharge(
   db: Db,
   key: string,
   request: ChargeRequest,
-  replayCache?: InstanceType<typeof ReplayCache>,
+  {
+    replayCache,
+    onConcurrent = 'wait',
+  }: {
+    replayCache?: InstanceType<typeof ReplayCache> | undefined;
+    onConcurrent?: OnConcurrent;
+  } = {},
 ) {
-  return withIdempotency(db, { scope: SCOPE, key, request, replayCache }, (trx) =>
+  return withIdempotency(db, { scope: SCOPE, key, request, replayCache, onConcurrent }, (trx) =>
     insertCharge(trx, request),
   );
 }
@@ -75,13 +85,19 @@ export function bareCell(db: Db, concurrency: number): Cell {
   };
 }
 
-export function firstExecutionCell(db: Db, concurrency: number): Cell {
+/** Fresh keys; with `'optimistic'`, no claim before fn and one INSERT of the entry last. */
+export function firstExecutionCell(
+  db: Db,
+  concurrency: number,
+  onConcurrent: OnConcurrent = 'wait',
+): Cell {
   return {
-    variant: 'first',
+    variant: onConcurrent === 'optimistic' ? 'first-optimistic' : 'first',
     concurrency,
     run: (durationMs) =>
       runWorkers(concurrency, durationMs, async () => {
-        const { replayed } = await idempotentCharge(db, randomUUID(), newChargeRequest());
+        const request = newChargeRequest();
+        const { replayed } = await idempotentCharge(db, randomUUID(), request, { onConcurrent });
         if (replayed) throw new Error('a fresh key replayed');
       }),
   };
@@ -114,7 +130,7 @@ export function replayCell(
     run: (durationMs) =>
       runWorkers(concurrency, durationMs, async () => {
         const { key, request } = keys[next++ % keys.length] as (typeof keys)[number];
-        const { replayed } = await idempotentCharge(db, key, request, replayCache);
+        const { replayed } = await idempotentCharge(db, key, request, { replayCache });
         if (!replayed) throw new Error('a completed key executed again');
       }),
   };
@@ -122,12 +138,12 @@ export function replayCell(
 
 /**
  * Fresh keys, one after another, each hit by `duplicates` concurrent calls at once: one executes,
- * the others wait for its transaction on the primary key and replay. Throughput counts every
- * completed call.
+ * the others wait for its transaction on the primary key and replay (with `'optimistic'`, they
+ * run fn too, and all but the first to commit roll back). Throughput counts every completed call.
  */
-export function hotKeyCell(db: Db, duplicates: number): Cell {
+export function hotKeyCell(db: Db, duplicates: number, onConcurrent: OnConcurrent = 'wait'): Cell {
   return {
-    variant: 'hot-key',
+    variant: onConcurrent === 'optimistic' ? 'hot-key-optimistic' : 'hot-key',
     concurrency: duplicates,
     async run(durationMs) {
       const customers: string[] = [];
@@ -140,7 +156,7 @@ export function hotKeyCell(db: Db, duplicates: number): Cell {
           customers.push(request.customer);
           const results = await Promise.all(
             Array.from({ length: duplicates }, () =>
-              timed(latencies, () => idempotentCharge(db, key, request)),
+              timed(latencies, () => idempotentCharge(db, key, request, { onConcurrent })),
             ),
           );
           executed += results.filter((result) => !result.replayed).length;
