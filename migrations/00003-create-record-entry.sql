@@ -21,12 +21,17 @@
 --               p_only_after_writes false.
 --
 -- A concurrent transaction holding the key uncommitted (a claim by claim_key, or another
--- record_entry before its COMMIT) makes the INSERT wait for its outcome, at most p_wait_ms: the
--- wait is bounded with lock_timeout, set for the INSERT alone and restored after it, so what runs
--- later in the transaction (deferred triggers at COMMIT) keeps the caller's own. When the wait
--- outlasts it, lock_not_available (55P03) is raised and the transaction aborts. At REPEATABLE READ
--- and SERIALIZABLE, an entry committed after the transaction's snapshot raises a serialization
+-- record_entry before its COMMIT) makes the INSERT wait for its outcome. p_wait_ms bounds the
+-- waits in all, as claim_key's: each statement that may wait gets what is left of it as
+-- lock_timeout (wait_budget, migration 1), restored before returning, so what runs later in the
+-- transaction (deferred triggers at COMMIT) keeps the caller's own. When a wait outlasts it,
+-- lock_not_available (55P03) is raised and the transaction aborts. At REPEATABLE READ and
+-- SERIALIZABLE, an entry committed after the transaction's snapshot raises a serialization
 -- failure (40001) instead of 'taken'; the caller rolls back and looks the entry up.
+--
+-- ON CONFLICT DO NOTHING, then a read, rather than ON CONFLICT DO UPDATE: DO UPDATE locks the
+-- live row it does not update, so the duplicates of a hot key would queue on that row lock one
+-- after another, each writing the lock to the WAL, only to roll back.
 --
 -- A plpgsql function rather than a statement sent as text: its plans are cached per session, and
 -- the same logic written as one statement (CTEs to set and restore lock_timeout) cost more to plan
@@ -46,35 +51,60 @@ SET search_path FROM CURRENT
 AS $$
 DECLARE
   previous_lock_timeout text := current_setting('lock_timeout');
-  inserted integer;
+  deadline timestamptz := clock_timestamp() + p_wait_ms * interval '1 millisecond';
+  existing record;
+  outcome text;
 BEGIN
   IF p_only_after_writes AND pg_current_xact_id_if_assigned() IS NULL THEN
     RETURN 'no_writes';
   END IF;
 
-  PERFORM set_config('lock_timeout', greatest(p_wait_ms, 1) || 'ms', true);
-  INSERT INTO ledger AS l (scope, key, fingerprint, response, expires_at)
-  VALUES (p_scope, p_key, p_fingerprint, p_response,
-          clock_timestamp() + p_ttl_ms * interval '1 millisecond')
-  ON CONFLICT ON CONSTRAINT ledger_pkey DO UPDATE
-     SET fingerprint = excluded.fingerprint,
-         response = excluded.response,
-         created_at = excluded.created_at,
-         expires_at = excluded.expires_at
-   -- Expired: the key is new again, and its row is taken over (judged by the time of the check).
-   WHERE l.expires_at <= clock_timestamp();
-  GET DIAGNOSTICS inserted = ROW_COUNT;
-  PERFORM set_config('lock_timeout', previous_lock_timeout, true);
+  LOOP
+    PERFORM set_config('lock_timeout', wait_budget(deadline), true);
+    INSERT INTO ledger (scope, key, fingerprint, response, expires_at)
+    VALUES (p_scope, p_key, p_fingerprint, p_response,
+            clock_timestamp() + p_ttl_ms * interval '1 millisecond')
+    ON CONFLICT ON CONSTRAINT ledger_pkey DO NOTHING;
+    IF FOUND THEN
+      outcome := 'recorded';
+      EXIT;
+    END IF;
 
-  IF inserted > 0 THEN
-    RETURN 'recorded';
-  END IF;
-  -- A row this transaction wrote is visible to it; so is one another transaction committed, but
-  -- only this transaction's own carry its transaction id.
-  IF EXISTS (SELECT 1 FROM ledger
-              WHERE scope = p_scope AND key = p_key AND xmin = pg_current_xact_id()::xid) THEN
-    RETURN 'own';
-  END IF;
-  RETURN 'taken';
+    -- A row this transaction wrote is visible to it; so is one another transaction committed,
+    -- but only this transaction's own carry its transaction id.
+    SELECT l.xmin = pg_current_xact_id()::xid AS own, l.expires_at > clock_timestamp() AS live
+      INTO existing
+      FROM ledger l
+     WHERE l.scope = p_scope AND l.key = p_key;
+    IF FOUND AND existing.own THEN
+      outcome := 'own';
+      EXIT;
+    END IF;
+    IF FOUND AND existing.live THEN
+      outcome := 'taken';
+      EXIT;
+    END IF;
+
+    IF FOUND THEN
+      -- Expired: the key is new again. Take the row over; if another transaction is doing the
+      -- same, this UPDATE waits for it and then re-checks expires_at against what it left.
+      PERFORM set_config('lock_timeout', wait_budget(deadline), true);
+      UPDATE ledger l
+         SET fingerprint = p_fingerprint,
+             response = p_response,
+             created_at = clock_timestamp(),
+             expires_at = clock_timestamp() + p_ttl_ms * interval '1 millisecond'
+       WHERE l.scope = p_scope AND l.key = p_key AND l.expires_at <= clock_timestamp();
+      IF FOUND THEN
+        outcome := 'recorded';
+        EXIT;
+      END IF;
+    END IF;
+    -- Deleted by cleanup, or taken over by another transaction, since the INSERT: again. Each
+    -- pass follows another transaction's commit, so this does not spin.
+  END LOOP;
+
+  PERFORM set_config('lock_timeout', previous_lock_timeout, true);
+  RETURN outcome;
 END;
 $$;

@@ -171,6 +171,23 @@ describe("onConcurrent: 'optimistic'", () => {
     expect(await fx.countEntries(key)).toBe(1);
   });
 
+  it('lets one of 10 concurrent calls take over an expired entry, and the others replay it', async () => {
+    const key = uniqueKey();
+    await withIdempotency(fx.db, { ...optimistic, key }, createPayment('s', key, 1));
+    await sql`update idempotency.ledger set expires_at = now() - interval '1 second'
+               where scope = 's' and key = ${key}`.execute(fx.db);
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        withIdempotency(fx.db, { ...optimistic, key }, createPayment('s', key, 10 + i)),
+      ),
+    );
+    expect(results.filter((r) => !r.replayed)).toHaveLength(1);
+    expect(new Set(results.map((r) => JSON.stringify(r.response))).size).toBe(1);
+    // The first payment, and one more for the key that was new again.
+    expect(await fx.countPayments(key)).toBe(2);
+    expect(await fx.countEntries(key)).toBe(1);
+  });
+
   it("keeps the caller's lock_timeout for what runs at COMMIT, whether or not fn wrote", async () => {
     // A deferred trigger on the ledger itself: it runs at COMMIT, after the record.
     await sql`
