@@ -71,12 +71,14 @@ BEGIN
     END IF;
 
     -- A row this transaction wrote is visible to it; so is one another transaction committed,
-    -- but only this transaction's own carry its transaction id.
-    SELECT l.xmin = pg_current_xact_id()::xid AS own, l.expires_at > clock_timestamp() AS live
+    -- but only this transaction's own carry its transaction id (one written in a subtransaction,
+    -- a savepoint, carries the subtransaction's, and reads as another's). A transaction that has
+    -- written nothing owns no row: it is not given an id for the comparison.
+    SELECT l.xmin = pg_current_xact_id_if_assigned()::xid AS own, l.expires_at > clock_timestamp() AS live
       INTO existing
       FROM ledger l
      WHERE l.scope = p_scope AND l.key = p_key;
-    IF FOUND AND existing.own THEN
+    IF FOUND AND existing.own IS TRUE THEN
       outcome := 'own';
       EXIT;
     END IF;

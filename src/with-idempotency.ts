@@ -5,6 +5,7 @@ import {
   IdempotencyConflictError,
   IdempotencyKeyReusedError,
   InvalidIdempotencyOptionsError,
+  UnstorableResponseError,
 } from './errors.ts';
 import { assertKysely } from './internal/assert-kysely.ts';
 import { isRetryableTransactionError } from './internal/postgres-errors.ts';
@@ -193,7 +194,7 @@ async function runInOwnTransaction(
       }
       return { response: outcome.response, replayed: false };
     } catch (error) {
-      if (options.onConcurrent === 'optimistic') {
+      if (options.onConcurrent === 'optimistic' && !endedByFn(error)) {
         // fn ran without a claim, and its transaction rolled back. If another call committed the
         // key meanwhile, whatever failed here (the key taken at the record, fn's own unique key
         // violated by the other call's writes, a serialization failure) lost a race to it: replay.
@@ -294,6 +295,14 @@ function replay(entry: LedgerEntry, options: ResolvedOptions): IdempotencyResult
 function sameFingerprint(stored: Buffer | null, given: Buffer | null): boolean {
   if (stored === null || given === null) return stored === given;
   return stored.equals(given);
+}
+
+/**
+ * fn sent COMMIT or ROLLBACK itself: its writes may be durable with no entry. Replaying an entry
+ * another call recorded meanwhile would hide that second effect from the caller.
+ */
+function endedByFn(error: unknown): boolean {
+  return error instanceof UnstorableResponseError && error.reason === 'transaction_ended';
 }
 
 /** Exponential backoff with full jitter, so retried transactions do not collide again in step. */

@@ -324,6 +324,25 @@ describe("onConcurrent: 'optimistic'", () => {
     expect(await fx.countPayments(key)).toBe(end === 'commit' ? 1 : 0);
   });
 
+  it('reports a COMMIT sent by fn even when another call recorded the key meanwhile', async () => {
+    const key = uniqueKey();
+    const inside = deferred();
+    const release = deferred();
+    const call = withIdempotency(fx.db, { ...optimistic, key }, async (trx) => {
+      const response = await createPayment('s', key, 1)(trx);
+      inside.resolve();
+      await release.promise;
+      await sql`commit`.execute(trx);
+      return response;
+    });
+    await inside.promise;
+    await withIdempotency(fx.db, { ...optimistic, key }, createPayment('s', key, 2));
+    release.resolve();
+    // Not a replay of the other call: fn's COMMIT made a second payment durable.
+    await expect(call).rejects.toMatchObject({ reason: 'transaction_ended' });
+    expect(await fx.countPayments(key)).toBe(2);
+  });
+
   it('reports an SQL error caught inside fn and commits nothing', async () => {
     const key = uniqueKey();
     const call = withIdempotency(fx.db, { ...optimistic, key }, async (trx) => {
