@@ -1,3 +1,8 @@
+export {
+  type CallOutcome,
+  WITH_IDEMPOTENCY_CHANNEL,
+  type WithIdempotencyEvent,
+} from './call-events.ts';
 export { NotJsonError } from './canonical-json.ts';
 export {
   type CleanupOptions,
@@ -21,6 +26,11 @@ export {
 } from './errors.ts';
 export { fingerprintRequest } from './fingerprint.ts';
 export type { Jsonified } from './jsonified.ts';
+export {
+  configureKeyPrivacy,
+  hashIdempotencyKey,
+  type KeyPrivacyOptions,
+} from './key-privacy.ts';
 export {
   DEFAULT_CONNECT_TIMEOUT_MS,
   MIGRATIONS_DIRECTORY,

@@ -5,6 +5,7 @@
  * finds the key taken, rolls back everything its `fn` wrote, and replays the winner's response.
  */
 import type { Transaction } from 'kysely';
+import { timed, type WithIdempotencyEvent } from './call-events.ts';
 import { inFlightToken, recordOnce } from './ledger.ts';
 import type { ResolvedOptions } from './options.ts';
 import { encodeResponse } from './response-codec.ts';
@@ -47,6 +48,7 @@ export async function executeThenRecord(
   trx: Transaction<unknown>,
   options: ResolvedOptions,
   fn: (trx: Transaction<unknown>) => Promise<unknown>,
+  event?: WithIdempotencyEvent,
 ): Promise<Recorded> {
   const { schema, scope, key } = options;
   const token = inFlightToken(schema, scope, key);
@@ -54,20 +56,22 @@ export async function executeThenRecord(
   runningIn.set(trx, tokens.add(token));
   let value: unknown;
   try {
-    value = await fn(trx);
+    value = await timed(event, 'fnMs', () => fn(trx));
   } finally {
     tokens.delete(token);
   }
   const encoded = encodeResponse(value, options);
   const recordedAtMs = performance.now();
-  const outcome = await recordOnce(trx, schema, {
-    scope,
-    key,
-    fingerprint: options.fingerprint,
-    ttlMs: options.ttlMs,
-    responseJson: encoded.json,
-    waitMs: options.waitTimeoutMs,
-  });
+  const outcome = await timed(event, 'recordMs', () =>
+    recordOnce(trx, schema, {
+      scope,
+      key,
+      fingerprint: options.fingerprint,
+      ttlMs: options.ttlMs,
+      responseJson: encoded.json,
+      waitMs: options.waitTimeoutMs,
+    }),
+  );
   if (outcome === 'taken') throw new KeyTaken();
   return { response: encoded.response, json: encoded.json, recordedAtMs };
 }

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kysely, Transaction } from 'kysely';
 import type { input as zodInput, output as zodOutput } from 'zod';
+import { timed, traceCall, type WithIdempotencyEvent } from './call-events.ts';
 import {
   IdempotencyConflictError,
   IdempotencyKeyReusedError,
@@ -115,10 +116,19 @@ export function withIdempotency<K extends AnyKysely>(
   options: IdempotencyOptions,
   fn: (trx: IdempotentTransaction<K>) => Promise<unknown>,
 ): Promise<IdempotencyResult<unknown>>;
-export async function withIdempotency(
+export function withIdempotency(
   db: AnyKysely,
   options: IdempotencyOptions,
   fn: (trx: never) => Promise<unknown>,
+): Promise<IdempotencyResult<unknown>> {
+  return traceCall(db, options, (event) => runCall(db, options, fn, event));
+}
+
+async function runCall(
+  db: AnyKysely,
+  options: IdempotencyOptions,
+  fn: (trx: never) => Promise<unknown>,
+  event: WithIdempotencyEvent | undefined,
 ): Promise<IdempotencyResult<unknown>> {
   assertKysely(db, 'withIdempotency');
   const resolved = resolveOptions(options);
@@ -146,9 +156,9 @@ export async function withIdempotency(
         issues: ['onConcurrent'],
       });
     }
-    return runInCallerTransaction(db as Transaction<unknown>, resolved, run);
+    return runInCallerTransaction(db as Transaction<unknown>, resolved, run, event);
   }
-  return runInOwnTransaction(db as Kysely<unknown>, resolved, run);
+  return runInOwnTransaction(db as Kysely<unknown>, resolved, run, event);
 }
 
 type Attempt = ({ executed: true } & Recorded) | { executed: false; entry: LedgerEntry };
@@ -157,6 +167,7 @@ async function runInOwnTransaction(
   db: Kysely<unknown>,
   options: ResolvedOptions,
   fn: (trx: Transaction<unknown>) => Promise<unknown>,
+  event: WithIdempotencyEvent | undefined,
 ): Promise<IdempotencyResult<unknown>> {
   const { replayCache } = options;
   const cacheId = replayCache && replayCacheId(db, options.schema, options.scope, options.key);
@@ -164,7 +175,7 @@ async function runInOwnTransaction(
   for (let attempt = 1; ; attempt++) {
     try {
       const cached = cacheId && replayCache.find(cacheId);
-      if (cached) return replay(cached, options);
+      if (cached) return replay(cached, options, event, 'replay_cache');
 
       // A replay is one statement outside any transaction. A miss costs this extra round trip on
       // a first execution, which is the price of cheap replays during a retry storm.
@@ -174,9 +185,10 @@ async function runInOwnTransaction(
         // Counted from before the statement was sent: the cached copy expires no later than the
         // entry does by the database clock.
         if (cacheId) replayCache.remember(cacheId, existing, lookedUpAtMs + existing.remainingMs);
-        return replay(existing, options);
+        return replay(existing, options, event);
       }
 
+      if (event) event.attempts += 1;
       const builder = db.transaction();
       const outcome = await (options.isolationLevel
         ? builder.setIsolationLevel(options.isolationLevel)
@@ -184,10 +196,10 @@ async function runInOwnTransaction(
       ).execute(
         async (trx): Promise<Attempt> =>
           options.onConcurrent === 'optimistic'
-            ? { executed: true, ...(await executeThenRecord(trx, options, fn)) }
-            : claimAndExecute(trx, options, fn),
+            ? { executed: true, ...(await executeThenRecord(trx, options, fn, event)) }
+            : claimAndExecute(trx, options, fn, event),
       );
-      if (!outcome.executed) return replay(outcome.entry, options);
+      if (!outcome.executed) return replay(outcome.entry, options, event);
       if (cacheId) {
         const entry = { fingerprint: options.fingerprint, response: outcome.json };
         replayCache.remember(cacheId, entry, outcome.recordedAtMs + options.ttlMs);
@@ -201,7 +213,7 @@ async function runInOwnTransaction(
         const winner = await lookupEntry(db, options.schema, options.scope, options.key).catch(
           () => undefined,
         );
-        if (winner) return replay(winner, options);
+        if (winner) return replay(winner, options, event);
         if (error instanceof KeyTaken) {
           // The entry that took the key is gone: it expired or was deleted since, or it was this
           // transaction's own (a nested call for the key through another Kysely instance).
@@ -222,11 +234,13 @@ async function runInCallerTransaction(
   trx: Transaction<unknown>,
   options: ResolvedOptions,
   fn: (trx: Transaction<unknown>) => Promise<unknown>,
+  event: WithIdempotencyEvent | undefined,
 ): Promise<IdempotencyResult<unknown>> {
-  const claim = await claimFor(trx, options);
-  if (!claim.claimed) return replay(claim.entry, options);
+  if (event) event.attempts = 1;
+  const claim = await timed(event, 'claimMs', () => claimFor(trx, options));
+  if (!claim.claimed) return replay(claim.entry, options, event);
   try {
-    const { response } = await executeAndRecord(trx, options, claim, fn);
+    const { response } = await executeAndRecord(trx, options, claim, fn, event);
     return { response, replayed: false };
   } catch (error) {
     await abortTransaction(trx);
@@ -239,10 +253,11 @@ async function claimAndExecute(
   trx: Transaction<unknown>,
   options: ResolvedOptions,
   fn: (trx: Transaction<unknown>) => Promise<unknown>,
+  event: WithIdempotencyEvent | undefined,
 ): Promise<Attempt> {
-  const claim = await claimFor(trx, options);
+  const claim = await timed(event, 'claimMs', () => claimFor(trx, options));
   if (!claim.claimed) return { executed: false, entry: claim.entry };
-  return { executed: true, ...(await executeAndRecord(trx, options, claim, fn)) };
+  return { executed: true, ...(await executeAndRecord(trx, options, claim, fn, event)) };
 }
 
 type Claim = Extract<ClaimResult, { claimed: true }> & ClaimedEntry;
@@ -277,15 +292,24 @@ async function executeAndRecord(
   options: ResolvedOptions,
   claim: Claim,
   fn: (trx: Transaction<unknown>) => Promise<unknown>,
+  event: WithIdempotencyEvent | undefined,
 ): Promise<Recorded> {
-  const value = await fn(trx);
+  const value = await timed(event, 'fnMs', () => fn(trx));
   const encoded = encodeResponse(value, options);
   const recordedAtMs = performance.now();
-  await recordResponse(trx, options.schema, claim, claim.xid, encoded.json);
+  await timed(event, 'recordMs', () =>
+    recordResponse(trx, options.schema, claim, claim.xid, encoded.json),
+  );
   return { response: encoded.response, json: encoded.json, recordedAtMs };
 }
 
-function replay(entry: LedgerEntry, options: ResolvedOptions): IdempotencyResult<unknown> {
+function replay(
+  entry: LedgerEntry,
+  options: ResolvedOptions,
+  event: WithIdempotencyEvent | undefined,
+  from: 'ledger' | 'replay_cache' = 'ledger',
+): IdempotencyResult<unknown> {
+  if (event) event.replayedFrom = from;
   if (!sameFingerprint(entry.fingerprint, options.fingerprint)) {
     throw new IdempotencyKeyReusedError({ scope: options.scope, key: options.key });
   }
