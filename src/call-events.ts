@@ -21,7 +21,10 @@ import { hashIdempotencyKey, rawKeysIncluded } from './key-privacy.ts';
  */
 export const WITH_IDEMPOTENCY_CHANNEL = 'idempotency-ledger:with-idempotency';
 
-/** How a call ended. */
+/**
+ * How a call ended. A consumer of version 1 must tolerate values it does not know: new ones may
+ * be added, existing ones keep their meaning.
+ */
 export type CallOutcome =
   /** `fn` ran and its response was committed with the entry. */
   | 'executed'
@@ -31,54 +34,63 @@ export type CallOutcome =
   | 'conflict'
   /** A 422: the key was used with another request. */
   | 'key_reused'
-  /** A 400 or a programming error: a malformed key or invalid options. Nothing ran. */
-  | 'invalid'
+  /** A 400: the client's key is missing or malformed. Nothing ran. */
+  | 'invalid_key'
+  /** A programming error: invalid options, or no function to run. Nothing ran. */
+  | 'invalid_options'
   /** Anything else: `fn` threw, the database failed, the response could not be stored. */
   | 'failed';
 
 /**
  * What a subscriber of {@link WITH_IDEMPOTENCY_CHANNEL} receives: one object per call, filled in
- * as the call goes (the outcome and the timings by `asyncEnd` or `error`). A public contract:
- * fields are only ever added while `version` stays 1.
+ * as the call goes (the outcome and the timings by `asyncEnd` or `error`), shared by every
+ * subscriber, so read-only to them. A public contract: while `version` is 1, fields are only
+ * added, and enumerations (`outcome`, `conflictReason`, `replayedFrom`) may gain values.
  *
  * Keys appear as a keyed hash (`keyHash`), the raw key only after
  * `configureKeyPrivacy({ includeRawKeys: true })`. Like every tracing channel context, it also
  * gets `result` (the {@link IdempotencyResult}, response included) or `error` from Node: a
- * subscriber that exports telemetry must not export those as they are.
+ * subscriber that exports telemetry must not export those as they are. The `error` channel fires
+ * for every outcome but `executed` and `replayed`, a 409 and a 422 included.
  */
 export interface WithIdempotencyEvent {
   readonly version: 1;
-  /** The scope, as given (undefined when it was not a string). */
-  readonly scope: string | undefined;
-  /** HMAC-SHA256 of the key under the configured secret, 32 hex digits; undefined for a non-string key. */
-  readonly keyHash: string | undefined;
-  /** The raw key: only with `includeRawKeys`. */
-  readonly key?: string;
   /** `'library'`: the library's own transaction (a `Kysely` was passed); `'caller'`: yours. */
   readonly transaction: 'library' | 'caller';
-  /** The `onConcurrent` option as given (undefined: the default, `'wait'`). */
-  readonly onConcurrent: unknown;
-  outcome?: CallOutcome;
-  /** Where a replay came from: the ledger, or the in-process {@link ReplayCache}. */
-  replayedFrom?: 'ledger' | 'replay_cache';
+  /** The validated scope; undefined until the options are validated, and for invalid ones. */
+  readonly scope?: string;
+  /**
+   * HMAC-SHA256 of the key under the configured secret, 32 hex digits (the scope is not part of
+   * it); undefined until the options are validated, and for invalid ones.
+   */
+  readonly keyHash?: string;
+  /** The raw key: only with `includeRawKeys`. */
+  readonly key?: string;
+  /** The validated `onConcurrent` (the default filled in). */
+  readonly onConcurrent?: 'wait' | 'reject' | 'optimistic';
+  readonly outcome?: CallOutcome;
+  /** Where the entry that answered (or refused) the call was found. */
+  readonly replayedFrom?: 'ledger' | 'replay_cache';
   /** For a conflict: why. */
-  conflictReason?: ConflictReason;
+  readonly conflictReason?: ConflictReason;
   /** Transactions the library ran for the call (retries on 40001/40P01 and lost races add one). */
-  attempts: number;
-  /** Milliseconds in the claim (it includes any wait for a duplicate in flight), last attempt. */
-  claimMs?: number;
+  readonly attempts: number;
+  /** Milliseconds in the claim of the last attempt (any wait for a duplicate in flight included). */
+  readonly claimMs?: number;
   /** Milliseconds in `fn`, last attempt. */
-  fnMs?: number;
+  readonly fnMs?: number;
   /** Milliseconds recording the response, last attempt. */
-  recordMs?: number;
+  readonly recordMs?: number;
   /** Milliseconds from the call to its outcome. */
-  durationMs?: number;
-  result?: unknown;
-  error?: unknown;
+  readonly durationMs?: number;
+  readonly result?: unknown;
+  readonly error?: unknown;
 }
 
-const channel: TracingChannel<WithIdempotencyEvent, WithIdempotencyEvent> =
-  tracingChannel(WITH_IDEMPOTENCY_CHANNEL);
+/** The event as the library fills it in. */
+export type CallEvent = { -readonly [K in keyof WithIdempotencyEvent]: WithIdempotencyEvent[K] };
+
+const channel: TracingChannel<CallEvent, CallEvent> = tracingChannel(WITH_IDEMPOTENCY_CHANNEL);
 
 function subscribed(): boolean {
   const { start, end, asyncStart, asyncEnd, error } = channel;
@@ -97,11 +109,15 @@ function subscribed(): boolean {
  */
 export function traceCall<R extends { replayed: boolean }>(
   db: unknown,
-  options: unknown,
-  run: (event: WithIdempotencyEvent | undefined) => Promise<R>,
+  run: (event: CallEvent | undefined) => Promise<R>,
 ): Promise<R> {
   if (!subscribed()) return run(undefined);
-  const event = newEvent(db, options);
+  const event: CallEvent = {
+    version: 1,
+    transaction:
+      (db as { isTransaction?: unknown } | null)?.isTransaction === true ? 'caller' : 'library',
+    attempts: 0,
+  };
   const startedAt = performance.now();
   return channel.tracePromise(async () => {
     try {
@@ -118,45 +134,49 @@ export function traceCall<R extends { replayed: boolean }>(
   }, event);
 }
 
-function newEvent(db: unknown, options: unknown): WithIdempotencyEvent {
-  const given = (typeof options === 'object' && options !== null ? options : {}) as {
-    scope?: unknown;
-    key?: unknown;
-    onConcurrent?: unknown;
-  };
-  const key = typeof given.key === 'string' ? given.key : undefined;
-  return {
-    version: 1,
-    scope: typeof given.scope === 'string' ? given.scope : undefined,
-    keyHash: key === undefined ? undefined : hashIdempotencyKey(key),
-    ...(key !== undefined && rawKeysIncluded() ? { key } : {}),
-    transaction:
-      (db as { isTransaction?: unknown } | null)?.isTransaction === true ? 'caller' : 'library',
-    onConcurrent: given.onConcurrent,
-    attempts: 0,
-  };
+/** Fills in what the validated options say about the call. */
+export function describeCall(
+  event: CallEvent | undefined,
+  options: { scope: string; key: string; onConcurrent: 'wait' | 'reject' | 'optimistic' },
+): void {
+  if (!event) return;
+  event.scope = options.scope;
+  event.keyHash = hashIdempotencyKey(options.key);
+  if (rawKeysIncluded()) event.key = options.key;
+  event.onConcurrent = options.onConcurrent;
 }
 
 function outcomeOf(error: unknown): CallOutcome {
   if (error instanceof IdempotencyConflictError) return 'conflict';
   if (error instanceof IdempotencyKeyReusedError) return 'key_reused';
-  if (
-    error instanceof InvalidIdempotencyKeyError ||
-    error instanceof InvalidIdempotencyOptionsError
-  )
-    return 'invalid';
+  if (error instanceof InvalidIdempotencyKeyError) return 'invalid_key';
+  if (error instanceof InvalidIdempotencyOptionsError) return 'invalid_options';
   return 'failed';
 }
 
-/** Runs `work`, and puts the milliseconds it took into `event[field]` when there is an event. */
+/**
+ * Runs `work`, and puts the milliseconds it took into `event[field]` when there is an event;
+ * without one, it adds nothing to the call (not even a promise).
+ */
 export function timed<T>(
-  event: WithIdempotencyEvent | undefined,
+  event: CallEvent | undefined,
   field: 'claimMs' | 'fnMs' | 'recordMs',
   work: () => Promise<T>,
 ): Promise<T> {
-  if (!event) return work();
+  return event ? timeInto(event, field, work) : work();
+}
+
+// Awaited, so that a fn that returns a plain value (JavaScript callers) or throws at once is
+// timed like any other.
+async function timeInto<T>(
+  event: CallEvent,
+  field: 'claimMs' | 'fnMs' | 'recordMs',
+  work: () => Promise<T>,
+): Promise<T> {
   const startedAt = performance.now();
-  return work().finally(() => {
+  try {
+    return await work();
+  } finally {
     event[field] = performance.now() - startedAt;
-  });
+  }
 }

@@ -4,7 +4,7 @@
  * and metrics) names a key by a keyed hash of it, never the key itself, unless the application
  * opts in.
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { parseOptions } from './internal/parse-options.ts';
 
@@ -33,8 +33,20 @@ const keyPrivacySchema = z.strictObject({
   includeRawKeys: z.boolean().optional(),
 });
 
-let secret: Buffer = randomBytes(32);
-let rawKeys = false;
+interface KeyPrivacy {
+  secret: KeyObject;
+  rawKeys: boolean;
+}
+
+// One state per process, on globalThis: the ESM and the CommonJS build of the library can both be
+// loaded in one process, and publish on the same channel; they must hash keys alike.
+const STATE = Symbol.for('idempotency-ledger.key-privacy');
+
+function state(): KeyPrivacy {
+  const holder = globalThis as { [STATE]?: KeyPrivacy };
+  holder[STATE] ??= { secret: createSecretKey(randomBytes(32)), rawKeys: false };
+  return holder[STATE];
+}
 
 /**
  * Sets how keys appear in the library's events: the secret of their keyed hash, and whether the
@@ -49,8 +61,11 @@ let rawKeys = false;
  */
 export function configureKeyPrivacy(options: KeyPrivacyOptions): void {
   const parsed = parseOptions(keyPrivacySchema, options, 'configureKeyPrivacy');
-  if (parsed.keyHashSecret !== undefined) secret = Buffer.from(parsed.keyHashSecret);
-  if (parsed.includeRawKeys !== undefined) rawKeys = parsed.includeRawKeys;
+  const current = state();
+  if (parsed.keyHashSecret !== undefined) {
+    current.secret = createSecretKey(Buffer.from(parsed.keyHashSecret));
+  }
+  if (parsed.includeRawKeys !== undefined) current.rawKeys = parsed.includeRawKeys;
 }
 
 /**
@@ -65,10 +80,10 @@ export function configureKeyPrivacy(options: KeyPrivacyOptions): void {
  * ```
  */
 export function hashIdempotencyKey(key: string): string {
-  return createHmac('sha256', secret).update(key).digest('hex').slice(0, 32);
+  return createHmac('sha256', state().secret).update(key).digest('hex').slice(0, 32);
 }
 
 /** Whether events carry the raw key too ({@link configureKeyPrivacy}). */
 export function rawKeysIncluded(): boolean {
-  return rawKeys;
+  return state().rawKeys;
 }

@@ -5,7 +5,7 @@
  * finds the key taken, rolls back everything its `fn` wrote, and replays the winner's response.
  */
 import type { Transaction } from 'kysely';
-import { timed, type WithIdempotencyEvent } from './call-events.ts';
+import { type CallEvent, timed } from './call-events.ts';
 import { inFlightToken, recordOnce } from './ledger.ts';
 import type { ResolvedOptions } from './options.ts';
 import { encodeResponse } from './response-codec.ts';
@@ -48,7 +48,7 @@ export async function executeThenRecord(
   trx: Transaction<unknown>,
   options: ResolvedOptions,
   fn: (trx: Transaction<unknown>) => Promise<unknown>,
-  event?: WithIdempotencyEvent,
+  event?: CallEvent,
 ): Promise<Recorded> {
   const { schema, scope, key } = options;
   const token = inFlightToken(schema, scope, key);

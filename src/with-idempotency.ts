@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kysely, Transaction } from 'kysely';
 import type { input as zodInput, output as zodOutput } from 'zod';
-import { timed, traceCall, type WithIdempotencyEvent } from './call-events.ts';
+import { type CallEvent, describeCall, timed, traceCall } from './call-events.ts';
 import {
   IdempotencyConflictError,
   IdempotencyKeyReusedError,
@@ -121,17 +121,18 @@ export function withIdempotency(
   options: IdempotencyOptions,
   fn: (trx: never) => Promise<unknown>,
 ): Promise<IdempotencyResult<unknown>> {
-  return traceCall(db, options, (event) => runCall(db, options, fn, event));
+  return traceCall(db, (event) => runCall(db, options, fn, event));
 }
 
 async function runCall(
   db: AnyKysely,
   options: IdempotencyOptions,
   fn: (trx: never) => Promise<unknown>,
-  event: WithIdempotencyEvent | undefined,
+  event: CallEvent | undefined,
 ): Promise<IdempotencyResult<unknown>> {
   assertKysely(db, 'withIdempotency');
   const resolved = resolveOptions(options);
+  describeCall(event, resolved);
   if (typeof fn !== 'function') {
     throw new InvalidIdempotencyOptionsError({
       message: 'withIdempotency needs a function to run',
@@ -167,12 +168,13 @@ async function runInOwnTransaction(
   db: Kysely<unknown>,
   options: ResolvedOptions,
   fn: (trx: Transaction<unknown>) => Promise<unknown>,
-  event: WithIdempotencyEvent | undefined,
+  event: CallEvent | undefined,
 ): Promise<IdempotencyResult<unknown>> {
   const { replayCache } = options;
   const cacheId = replayCache && replayCacheId(db, options.schema, options.scope, options.key);
   const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
   for (let attempt = 1; ; attempt++) {
+    let ranTransaction = false;
     try {
       const cached = cacheId && replayCache.find(cacheId);
       if (cached) return replay(cached, options, event, 'replay_cache');
@@ -188,7 +190,12 @@ async function runInOwnTransaction(
         return replay(existing, options, event);
       }
 
-      if (event) event.attempts += 1;
+      if (event) {
+        event.attempts += 1;
+        // The timings describe the last attempt only.
+        event.claimMs = event.fnMs = event.recordMs = undefined;
+      }
+      ranTransaction = true;
       const builder = db.transaction();
       const outcome = await (options.isolationLevel
         ? builder.setIsolationLevel(options.isolationLevel)
@@ -206,7 +213,9 @@ async function runInOwnTransaction(
       }
       return { response: outcome.response, replayed: false };
     } catch (error) {
-      if (options.onConcurrent === 'optimistic' && !endedByFn(error)) {
+      // Only a failure inside the transaction can have lost a race: a replay refused before it
+      // (a reused key) is final.
+      if (options.onConcurrent === 'optimistic' && ranTransaction && !endedByFn(error)) {
         // fn ran without a claim, and its transaction rolled back. If another call committed the
         // key meanwhile, whatever failed here (the key taken at the record, fn's own unique key
         // violated by the other call's writes, a serialization failure) lost a race to it: replay.
@@ -234,9 +243,8 @@ async function runInCallerTransaction(
   trx: Transaction<unknown>,
   options: ResolvedOptions,
   fn: (trx: Transaction<unknown>) => Promise<unknown>,
-  event: WithIdempotencyEvent | undefined,
+  event: CallEvent | undefined,
 ): Promise<IdempotencyResult<unknown>> {
-  if (event) event.attempts = 1;
   const claim = await timed(event, 'claimMs', () => claimFor(trx, options));
   if (!claim.claimed) return replay(claim.entry, options, event);
   try {
@@ -253,7 +261,7 @@ async function claimAndExecute(
   trx: Transaction<unknown>,
   options: ResolvedOptions,
   fn: (trx: Transaction<unknown>) => Promise<unknown>,
-  event: WithIdempotencyEvent | undefined,
+  event: CallEvent | undefined,
 ): Promise<Attempt> {
   const claim = await timed(event, 'claimMs', () => claimFor(trx, options));
   if (!claim.claimed) return { executed: false, entry: claim.entry };
@@ -292,7 +300,7 @@ async function executeAndRecord(
   options: ResolvedOptions,
   claim: Claim,
   fn: (trx: Transaction<unknown>) => Promise<unknown>,
-  event: WithIdempotencyEvent | undefined,
+  event: CallEvent | undefined,
 ): Promise<Recorded> {
   const value = await timed(event, 'fnMs', () => fn(trx));
   const encoded = encodeResponse(value, options);
@@ -306,7 +314,7 @@ async function executeAndRecord(
 function replay(
   entry: LedgerEntry,
   options: ResolvedOptions,
-  event: WithIdempotencyEvent | undefined,
+  event: CallEvent | undefined,
   from: 'ledger' | 'replay_cache' = 'ledger',
 ): IdempotencyResult<unknown> {
   if (event) event.replayedFrom = from;

@@ -25,8 +25,10 @@ import {
 } from './support/ledger-fixture.ts';
 
 const fx = useLedgerFixture();
-// The store type is what the context test binds: a string standing for a span.
-const channel = tracingChannel<string, WithIdempotencyEvent>(WITH_IDEMPOTENCY_CHANNEL);
+// The store the context test binds is the event itself, standing for a span opened at start.
+const channel = tracingChannel<WithIdempotencyEvent, WithIdempotencyEvent>(
+  WITH_IDEMPOTENCY_CHANNEL,
+);
 
 /** Every event the channel published, by kind, while the test ran. */
 let seen: { kind: string; event: WithIdempotencyEvent }[] = [];
@@ -120,12 +122,18 @@ describe('withIdempotency events', () => {
     const badKey = 'x'.repeat(300);
     await expect(
       withIdempotency(fx.db, { scope: 's', key: badKey }, async () => 0),
-    ).rejects.toMatchObject({
-      status: 400,
-    });
+    ).rejects.toMatchObject({ status: 400 });
+    // Nothing about an invalid call is described: its scope and key may be anything.
     const invalid = onlyEvent();
-    expect(invalid).toMatchObject({ outcome: 'invalid', keyHash: hashIdempotencyKey(badKey) });
-    expect(exported(invalid)).not.toContain(badKey);
+    expect(invalid).toMatchObject({ outcome: 'invalid_key', attempts: 0 });
+    expect(invalid.keyHash).toBeUndefined();
+    expect(invalid.scope).toBeUndefined();
+
+    seen = [];
+    await expect(
+      withIdempotency(fx.db, { scope: 's', key, ttl: 5 } as never, async () => 0),
+    ).rejects.toBeInstanceOf(InvalidIdempotencyOptionsError);
+    expect(onlyEvent()).toMatchObject({ outcome: 'invalid_options' });
 
     seen = [];
     const failing = uniqueKey();
@@ -142,7 +150,7 @@ describe('withIdempotency events', () => {
     await fx.db
       .transaction()
       .execute((trx) => withIdempotency(trx, { scope: 's', key }, createPayment('s', key)));
-    expect(onlyEvent()).toMatchObject({ transaction: 'caller', outcome: 'executed' });
+    expect(onlyEvent()).toMatchObject({ transaction: 'caller', outcome: 'executed', attempts: 0 });
 
     seen = [];
     const other = uniqueKey();
@@ -157,16 +165,26 @@ describe('withIdempotency events', () => {
     expect(event.recordMs).toBeGreaterThanOrEqual(0);
   });
 
+  it('times a fn that returns a plain value, as a JavaScript caller may write it', async () => {
+    const key = uniqueKey();
+    const plain = (() => ({ ok: true })) as unknown as () => Promise<{ ok: boolean }>;
+    const { response } = await withIdempotency(fx.db, { scope: 's', key }, plain);
+    expect(response).toEqual({ ok: true });
+    expect(onlyEvent()).toMatchObject({ outcome: 'executed', onConcurrent: 'wait' });
+    expect(onlyEvent().fnMs).toBeGreaterThanOrEqual(0);
+  });
+
   it('runs fn inside the context a subscriber binds to the start of the call', async () => {
-    const storage = new AsyncLocalStorage<string>();
-    channel.start.bindStore(storage, (event) => `span for ${event.keyHash}`);
+    const storage = new AsyncLocalStorage<WithIdempotencyEvent>();
+    channel.start.bindStore(storage, (event) => event);
     try {
       const key = uniqueKey();
       const { response } = await withIdempotency(fx.db, { scope: 's', key }, async (trx) => {
         await sql`select 1`.execute(trx);
-        return storage.getStore();
+        // Described by now: the options were validated before fn ran.
+        return storage.getStore()?.keyHash;
       });
-      expect(response).toBe(`span for ${hashIdempotencyKey(key)}`);
+      expect(response).toBe(hashIdempotencyKey(key));
     } finally {
       channel.start.unbindStore(storage);
     }
