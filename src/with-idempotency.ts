@@ -60,7 +60,9 @@ const REJECT_WAIT_MS = 1;
 
 /**
  * Runs `fn` at most once per (scope, key): the first call executes it and stores its return value
- * in the same transaction as `fn`'s writes; later calls with the same key replay that value.
+ * in the same transaction as `fn`'s writes; later calls with the same key replay that value. (With
+ * `onConcurrent: 'optimistic'`, a duplicate in flight runs `fn` too, and rolls back all it wrote:
+ * one run commits.)
  *
  * - Pass a `Kysely` instance and the library runs its own transaction: it commits `fn`'s writes
  *   and the ledger entry together, and retries the whole transaction on serialization failures
