@@ -62,8 +62,8 @@ export interface ClaimRequest {
   ttlMs: number;
   /** How long to wait for an in-flight transaction holding the same key. */
   waitMs: number;
-  /** Reported in the conflict error when the wait times out. */
-  onConcurrent: 'wait' | 'reject';
+  /** Reported in the conflict error when the wait times out (`'reject'`: in flight). */
+  onConcurrent: 'wait' | 'reject' | 'optimistic';
 }
 
 // Kysely is typed by the caller's database; the ledger's statements are raw SQL, so any will do.
@@ -198,18 +198,23 @@ export async function recordResponse(
   // own, and finds no row (rolled back) or records into a transaction of its own (committed).
   // Either way fn's writes and the entry no longer commit together.
   if (rows.length !== 1 || rows[0]?.xid !== claimXid) {
-    throw new UnstorableResponseError({
-      scope: entry.scope,
-      key: entry.key,
-      reason: 'transaction_ended',
-      message: TRANSACTION_ENDED_MESSAGE,
-    });
+    throw transactionEnded(entry);
   }
 }
 
-const TRANSACTION_ENDED_MESSAGE =
-  "The key's transaction ended inside fn (a COMMIT or ROLLBACK sent by fn?): fn's writes and " +
-  'the response could not be committed together; fn must leave the transaction to withIdempotency';
+/** fn sent COMMIT or ROLLBACK: its writes and the response can no longer commit together. */
+function transactionEnded(entry: { scope: string; key: string }, cause?: unknown) {
+  return new UnstorableResponseError({
+    scope: entry.scope,
+    key: entry.key,
+    reason: 'transaction_ended',
+    message:
+      "The key's transaction ended inside fn (a COMMIT or ROLLBACK sent by fn?): fn's writes " +
+      'and the response could not be committed together; fn must leave the transaction to ' +
+      'withIdempotency',
+    cause,
+  });
+}
 
 /**
  * fn returned normally, but one of its statements failed and the error was caught inside fn:
@@ -274,13 +279,7 @@ export async function recordOnce(
         if (state === IN_FAILED_SQL_TRANSACTION) throw transactionAborted(entry, error);
         // Anything else (a terminated backend, a lost connection) is not fn's doing.
         if (state !== NO_ACTIVE_SQL_TRANSACTION) throw error;
-        throw new UnstorableResponseError({
-          scope: entry.scope,
-          key: entry.key,
-          reason: 'transaction_ended',
-          message: TRANSACTION_ENDED_MESSAGE,
-          cause: error,
-        });
+        throw transactionEnded(entry, error);
       });
     await sql`release savepoint idempotency_ledger_open`.execute(trx.withoutPlugins());
     outcome = await recordEntry(trx, schema, entry, false);

@@ -5,18 +5,10 @@
  * finds the key taken, rolls back everything its `fn` wrote, and replays the winner's response.
  */
 import type { Transaction } from 'kysely';
-import { type CallEvent, timed } from './call-events.ts';
+import type { CallEvent } from './call-events.ts';
+import { executeAndRecord, type Recorded } from './execute-and-record.ts';
 import { inFlightToken, recordOnce } from './ledger.ts';
 import type { ResolvedOptions } from './options.ts';
-import { encodeResponse } from './response-codec.ts';
-
-/** What a transaction that ran `fn` and recorded its response stored. */
-export interface Recorded {
-  response: unknown;
-  json: string | null;
-  /** `performance.now()` before the record statement: the entry expires no earlier than ttl after. */
-  recordedAtMs: number;
-}
 
 /**
  * Thrown inside the transaction when a live entry already holds the key, so that the transaction
@@ -54,24 +46,19 @@ export async function executeThenRecord(
   const token = inFlightToken(schema, scope, key);
   const tokens = runningIn.get(trx) ?? new Set<string>();
   runningIn.set(trx, tokens.add(token));
-  let value: unknown;
   try {
-    value = await timed(event, 'fnMs', () => fn(trx));
+    return await executeAndRecord(trx, options, fn, event, async (responseJson) => {
+      const outcome = await recordOnce(trx, schema, {
+        scope,
+        key,
+        fingerprint: options.fingerprint,
+        ttlMs: options.ttlMs,
+        responseJson,
+        waitMs: options.waitTimeoutMs,
+      });
+      if (outcome === 'taken') throw new KeyTaken();
+    });
   } finally {
     tokens.delete(token);
   }
-  const encoded = encodeResponse(value, options);
-  const recordedAtMs = performance.now();
-  const outcome = await timed(event, 'recordMs', () =>
-    recordOnce(trx, schema, {
-      scope,
-      key,
-      fingerprint: options.fingerprint,
-      ttlMs: options.ttlMs,
-      responseJson: encoded.json,
-      waitMs: options.waitTimeoutMs,
-    }),
-  );
-  if (outcome === 'taken') throw new KeyTaken();
-  return { response: encoded.response, json: encoded.json, recordedAtMs };
 }

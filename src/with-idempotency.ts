@@ -8,6 +8,7 @@ import {
   InvalidIdempotencyOptionsError,
   UnstorableResponseError,
 } from './errors.ts';
+import { executeAndRecord, type Recorded } from './execute-and-record.ts';
 import { assertKysely } from './internal/assert-kysely.ts';
 import { isRetryableTransactionError } from './internal/postgres-errors.ts';
 import type { Jsonified } from './jsonified.ts';
@@ -28,9 +29,9 @@ import {
   type ResponseSchema,
   resolveOptions,
 } from './options.ts';
-import { executeThenRecord, KeyTaken, type Recorded, runsOptimisticFn } from './record-last.ts';
+import { executeThenRecord, KeyTaken, runsOptimisticFn } from './record-last.ts';
 import { replayCacheId } from './replay-cache.ts';
-import { decodeResponse, encodeResponse } from './response-codec.ts';
+import { decodeResponse } from './response-codec.ts';
 
 /** What {@link withIdempotency} returns. */
 export interface IdempotencyResult<T> {
@@ -250,7 +251,7 @@ async function runInCallerTransaction(
   const claim = await timed(event, 'claimMs', () => claimFor(trx, options));
   if (!claim.claimed) return replay(claim.entry, options, event);
   try {
-    const { response } = await executeAndRecord(trx, options, claim, fn, event);
+    const { response } = await executeOnClaim(trx, options, claim, fn, event);
     return { response, replayed: false };
   } catch (error) {
     await abortTransaction(trx);
@@ -267,7 +268,7 @@ async function claimAndExecute(
 ): Promise<Attempt> {
   const claim = await timed(event, 'claimMs', () => claimFor(trx, options));
   if (!claim.claimed) return { executed: false, entry: claim.entry };
-  return { executed: true, ...(await executeAndRecord(trx, options, claim, fn, event)) };
+  return { executed: true, ...(await executeOnClaim(trx, options, claim, fn, event)) };
 }
 
 type Claim = Extract<ClaimResult, { claimed: true }> & ClaimedEntry;
@@ -278,10 +279,9 @@ async function claimFor(
 ): Promise<Claim | Extract<ClaimResult, { claimed: false }>> {
   const { schema, scope, key, ttlMs, onConcurrent } = options;
   const token = inFlightToken(schema, scope, key);
-  // 'optimistic' never gets here (it claims nothing, and is refused in a caller's transaction).
   // An optimistic call running its fn for this key in this very transaction cannot be waited
   // for, and has nothing to replay yet: as for a claim of its own, refuse.
-  if (onConcurrent === 'optimistic' || runsOptimisticFn(trx, token)) {
+  if (runsOptimisticFn(trx, token)) {
     throw new IdempotencyConflictError({ scope, key, reason: 'same_transaction' });
   }
   const claim = await claimKey(trx, schema, {
@@ -296,21 +296,17 @@ async function claimFor(
   return claim.claimed ? { ...claim, scope, key, ttlMs, inFlightToken: token } : claim;
 }
 
-/** Runs fn in the transaction that holds the claim, and stores what it returned. */
-async function executeAndRecord(
+/** Runs fn in the transaction that holds the claim, and stores what it returned on that row. */
+function executeOnClaim(
   trx: Transaction<unknown>,
   options: ResolvedOptions,
   claim: Claim,
   fn: (trx: Transaction<unknown>) => Promise<unknown>,
   event: CallEvent | undefined,
 ): Promise<Recorded> {
-  const value = await timed(event, 'fnMs', () => fn(trx));
-  const encoded = encodeResponse(value, options);
-  const recordedAtMs = performance.now();
-  await timed(event, 'recordMs', () =>
-    recordResponse(trx, options.schema, claim, claim.xid, encoded.json),
+  return executeAndRecord(trx, options, fn, event, (responseJson) =>
+    recordResponse(trx, options.schema, claim, claim.xid, responseJson),
   );
-  return { response: encoded.response, json: encoded.json, recordedAtMs };
 }
 
 function replay(

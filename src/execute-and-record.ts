@@ -1,0 +1,32 @@
+/**
+ * The part of an attempt both ways of recording share: run `fn`, encode what it returned, and
+ * store it, timing both into the call's event. How it is stored is the caller's: an UPDATE of the
+ * row the claim inserted, or the one INSERT of `onConcurrent: 'optimistic'`.
+ */
+import type { Transaction } from 'kysely';
+import { type CallEvent, timed } from './call-events.ts';
+import type { ResolvedOptions } from './options.ts';
+import { encodeResponse } from './response-codec.ts';
+
+/** What a transaction that ran `fn` and recorded its response stored. */
+export interface Recorded {
+  response: unknown;
+  json: string | null;
+  /** `performance.now()` before the record statement: the entry expires no earlier than ttl after. */
+  recordedAtMs: number;
+}
+
+/** Runs `fn` in `trx`, then stores its encoded response with `record`. */
+export async function executeAndRecord(
+  trx: Transaction<unknown>,
+  options: ResolvedOptions,
+  fn: (trx: Transaction<unknown>) => Promise<unknown>,
+  event: CallEvent | undefined,
+  record: (responseJson: string | null) => Promise<void>,
+): Promise<Recorded> {
+  const value = await timed(event, 'fnMs', () => fn(trx));
+  const encoded = encodeResponse(value, options);
+  const recordedAtMs = performance.now();
+  await timed(event, 'recordMs', () => record(encoded.json));
+  return { response: encoded.response, json: encoded.json, recordedAtMs };
+}
