@@ -40,6 +40,13 @@ async function ledgerRow(key: string) {
   return rows;
 }
 
+/** Executes `key` once (a payment of 1), then ages its entry past its expiry. */
+async function executedThenExpired(key: string) {
+  await withIdempotency(fx.db, { ...optimistic, key }, createPayment('s', key, 1));
+  await sql`update idempotency.ledger set expires_at = now() - interval '1 second'
+             where scope = 's' and key = ${key}`.execute(fx.db);
+}
+
 describe("onConcurrent: 'optimistic'", () => {
   it('executes once, writing the entry once, and replays it byte for byte', async () => {
     const key = uniqueKey();
@@ -160,9 +167,7 @@ describe("onConcurrent: 'optimistic'", () => {
 
   it('takes over an expired entry', async () => {
     const key = uniqueKey();
-    await withIdempotency(fx.db, { ...optimistic, key }, createPayment('s', key, 1));
-    await sql`update idempotency.ledger set expires_at = now() - interval '1 second'
-               where scope = 's' and key = ${key}`.execute(fx.db);
+    await executedThenExpired(key);
     const again = await withIdempotency(fx.db, { ...optimistic, key }, createPayment('s', key, 2));
     expect(again.replayed).toBe(false);
     expect(again.response.body.amount).toBe(2);
@@ -173,9 +178,7 @@ describe("onConcurrent: 'optimistic'", () => {
 
   it('lets one of 10 concurrent calls take over an expired entry, and the others replay it', async () => {
     const key = uniqueKey();
-    await withIdempotency(fx.db, { ...optimistic, key }, createPayment('s', key, 1));
-    await sql`update idempotency.ledger set expires_at = now() - interval '1 second'
-               where scope = 's' and key = ${key}`.execute(fx.db);
+    await executedThenExpired(key);
     const results = await Promise.all(
       Array.from({ length: 10 }, (_, i) =>
         withIdempotency(fx.db, { ...optimistic, key }, createPayment('s', key, 10 + i)),
