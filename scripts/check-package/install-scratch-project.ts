@@ -3,10 +3,19 @@ import { join } from 'node:path';
 import { CommandFailedError, runCommand } from './run-command.ts';
 
 /**
- * What a user installs beside the package: its peers, and the types a TypeScript user adds. The
+ * What a user installs beside the package: its peers (OpenTelemetry's API for the otel subpath),
+ * and the types a TypeScript user adds. The
  * README's quick start uses Express.
  */
-const USER_DEPENDENCIES = ['kysely', 'pg', '@types/pg', '@types/node', 'express', '@types/express'];
+const USER_DEPENDENCIES = [
+  'kysely',
+  'pg',
+  '@types/pg',
+  '@types/node',
+  'express',
+  '@types/express',
+  '@opentelemetry/api',
+];
 
 interface LockEntry {
   version?: string;

@@ -1,0 +1,13 @@
+/**
+ * `idempotency-ledger/otel`: OpenTelemetry spans and metrics for `withIdempotency` calls, from
+ * the events the core publishes on `node:diagnostics_channel`. `@opentelemetry/api` is an
+ * optional peer dependency: only this subpath needs it.
+ *
+ * @module
+ */
+export { ATTR, CALL_SPAN_NAME, INSTRUMENTATION_NAME, METRIC } from './attribute-names.ts';
+export {
+  type IdempotencyInstrumentation,
+  type IdempotencyInstrumentationOptions,
+  instrumentIdempotency,
+} from './instrument-idempotency.ts';
