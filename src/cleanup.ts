@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kysely } from 'kysely';
 import { z } from 'zod';
+import { traceCleanup } from './cleanup-events.ts';
 import { assertKysely } from './internal/assert-kysely.ts';
 import { parseOptions } from './internal/parse-options.ts';
 import { DEFAULT_SCHEMA, schemaNameSchema } from './internal/schema-name.ts';
@@ -96,14 +97,23 @@ export async function cleanupExpired<DB>(
     options,
     'cleanupExpired',
   );
-  let deleted = 0;
-  while (!signal?.aborted) {
-    const batch = await deleteExpiredBatch(db, schema, batchSize);
-    deleted += batch;
-    if (batch < batchSize) break;
-    if (pauseMs > 0) await pause(pauseMs, signal);
-  }
-  return { deleted };
+  return traceCleanup(
+    async (progress) => {
+      progress.outcome = 'aborted';
+      while (!signal?.aborted) {
+        const batch = await deleteExpiredBatch(db, schema, batchSize);
+        progress.deleted += batch;
+        progress.batches += 1;
+        if (batch < batchSize) {
+          progress.outcome = 'completed';
+          break;
+        }
+        if (pauseMs > 0) await pause(pauseMs, signal);
+      }
+      return { deleted: progress.deleted };
+    },
+    { trigger: 'call', schema, batchSize },
+  );
 }
 
 /** Waits `ms`, or less if `signal` aborts; the loop above then sees the abort and stops. */

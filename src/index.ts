@@ -11,6 +11,11 @@ export {
   DEFAULT_CLEANUP_BATCH_SIZE,
 } from './cleanup.ts';
 export {
+  CLEANUP_CHANNEL,
+  type CleanupEvent,
+  type CleanupOutcome,
+} from './cleanup-events.ts';
+export {
   type ConflictReason,
   IdempotencyConflictError,
   IdempotencyError,

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type Kysely, sql } from 'kysely';
 import { z } from 'zod';
 import { type CleanupResult, cleanupOptionsSchema, pauseMsSchema } from './cleanup.ts';
+import { traceCleanup } from './cleanup-events.ts';
 import { cleanupLockKey } from './internal/advisory-locks.ts';
 import { assertKysely } from './internal/assert-kysely.ts';
 import { parseOptions } from './internal/parse-options.ts';
@@ -142,18 +143,33 @@ async function runTick<DB>(
   db: Kysely<DB>,
   options: { schema: string; batchSize: number; pauseMs: number; signal: AbortSignal },
 ): Promise<CleanupTick | undefined> {
-  const { pauseMs, signal } = options;
-  let deleted = 0;
-  for (let batches = 0; ; batches++) {
-    const batch = await deleteLockedBatch(db, options);
-    // Busy: another instance holds the lock. At the first batch this instance skips the tick; later,
-    // the other one took over between two batches, and finishes the work.
-    if (batch === 'busy') return { ran: batches > 0, deleted };
-    if (batch === 'stopped') return batches > 0 ? { ran: true, deleted } : undefined;
-    deleted += batch;
-    if (batch < options.batchSize) return { ran: true, deleted };
-    if (pauseMs > 0) await pause(pauseMs, signal);
-  }
+  const { schema, batchSize, pauseMs, signal } = options;
+  return traceCleanup(
+    async (progress) => {
+      for (;;) {
+        const batch = await deleteLockedBatch(db, options);
+        const { batches, deleted } = progress;
+        // Busy: another instance holds the lock. At the first batch this instance skips the
+        // tick; later, the other one took over between two batches, and finishes the work.
+        if (batch === 'busy') {
+          progress.outcome = batches > 0 ? 'completed' : 'skipped';
+          return { ran: batches > 0, deleted };
+        }
+        if (batch === 'stopped') {
+          progress.outcome = 'aborted';
+          return batches > 0 ? { ran: true, deleted } : undefined;
+        }
+        progress.deleted += batch;
+        progress.batches += 1;
+        if (batch < batchSize) {
+          progress.outcome = 'completed';
+          return { ran: true, deleted: progress.deleted };
+        }
+        if (pauseMs > 0) await pause(pauseMs, signal);
+      }
+    },
+    { trigger: 'schedule', schema, batchSize },
+  );
 }
 
 /**
