@@ -10,6 +10,9 @@ export const INSTRUMENTATION_NAME = 'idempotency-ledger';
 /** The span of one `withIdempotency` call. */
 export const CALL_SPAN_NAME = 'withIdempotency';
 
+/** The span of one cleanup run or scheduled tick. */
+export const CLEANUP_SPAN_NAME = 'idempotency.cleanup';
+
 /** Attribute names, on spans and (where noted in the README) on metric points. */
 export const ATTR = {
   scope: 'idempotency.scope',
@@ -23,6 +26,11 @@ export const ATTR = {
   transaction: 'idempotency.transaction',
   attempts: 'idempotency.attempts',
   phase: 'idempotency.phase',
+  cleanupTrigger: 'idempotency.cleanup.trigger',
+  cleanupOutcome: 'idempotency.cleanup.outcome',
+  cleanupSchema: 'idempotency.cleanup.schema',
+  cleanupDeleted: 'idempotency.cleanup.deleted',
+  cleanupBatches: 'idempotency.cleanup.batches',
   errorType: 'error.type',
 } as const;
 
@@ -32,4 +40,8 @@ export const METRIC = {
   callDuration: 'idempotency.call.duration',
   /** Histogram, seconds: the claim, `fn` and the record of a call's last attempt, by phase. */
   phaseDuration: 'idempotency.phase.duration',
+  /** Counter, entries: expired entries cleanup deleted, by trigger and outcome. */
+  cleanupDeleted: 'idempotency.cleanup.deleted',
+  /** Histogram, seconds: cleanup runs and scheduled ticks, by trigger and outcome. */
+  cleanupDuration: 'idempotency.cleanup.duration',
 } as const;

@@ -5,7 +5,13 @@
  *
  * @module
  */
-export { ATTR, CALL_SPAN_NAME, INSTRUMENTATION_NAME, METRIC } from './attribute-names.ts';
+export {
+  ATTR,
+  CALL_SPAN_NAME,
+  CLEANUP_SPAN_NAME,
+  INSTRUMENTATION_NAME,
+  METRIC,
+} from './attribute-names.ts';
 export {
   type IdempotencyInstrumentation,
   type IdempotencyInstrumentationOptions,
