@@ -82,6 +82,8 @@ describe('withIdempotency events', () => {
     expect(event.durationMs).toBeGreaterThanOrEqual(event.fnMs ?? Number.POSITIVE_INFINITY);
     expect(event.key).toBeUndefined();
     expect(exported(event)).not.toContain(key);
+    // Hashed when first read, and still part of the event when a subscriber serialises it.
+    expect(JSON.parse(exported(event)).keyHash).toBe(hashIdempotencyKey(key));
   });
 
   it('tells a replay from the ledger and one from the ReplayCache', async () => {
