@@ -53,6 +53,11 @@ export function callTelemetry(
 }
 
 function endSpan(span: Span, event: WithIdempotencyEvent): void {
+  // A span the sampler dropped records nothing: skip building its attributes (and the key's hash).
+  if (!span.isRecording()) {
+    span.end();
+    return;
+  }
   span.setAttributes(spanAttributes(event));
   if (event.outcome === 'failed') {
     const type = errorType(event.error);

@@ -4,7 +4,13 @@
  * anywhere unless the application opts in.
  */
 import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import type { ReadableSpan } from '@opentelemetry/sdk-trace';
+import {
+  AlwaysOffSampler,
+  InMemorySpanExporter,
+  type ReadableSpan,
+  SimpleSpanProcessor,
+  TracerProvider,
+} from '@opentelemetry/sdk-trace';
 import { sql } from 'kysely';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -321,6 +327,26 @@ describe('idempotency-ledger/otel', () => {
     );
     expect(result.replayed).toBe(false);
     expect(onlyCallSpan().attributes[ATTR.outcome]).toBe('executed');
+  });
+
+  it('counts calls whose spans the sampler drops', async () => {
+    const unsampled = new TracerProvider({
+      sampler: new AlwaysOffSampler(),
+      spanProcessors: [new SimpleSpanProcessor({ exporter: new InMemorySpanExporter() })],
+    });
+    instrument({ tracerProvider: unsampled });
+    const before = await callsByOutcome();
+    let activeInFn: boolean | undefined;
+    const key = uniqueKey();
+    await withIdempotency(fx.db, { scope: 's', key }, async (trx) => {
+      activeInFn = trace.getActiveSpan()?.isRecording();
+      return createPayment('s', key)(trx);
+    });
+    expect(activeInFn).toBe(false);
+    expect(callSpans()).toHaveLength(0);
+    const after = await callsByOutcome();
+    expect((after.executed ?? 0) - (before.executed ?? 0)).toBe(1);
+    await unsampled.shutdown();
   });
 
   it('stops when disabled, and the calls go on', async () => {
