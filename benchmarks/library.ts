@@ -29,5 +29,6 @@ export const {
   handlePoolErrors,
   migrate,
   ReplayCache,
+  WITH_IDEMPOTENCY_CHANNEL,
   withIdempotency,
 } = library;

@@ -11,6 +11,8 @@ import { type BenchDatabase, openBenchDatabase } from './database.ts';
 import { HTTP_NOTES, httpCheckLine, httpTable } from './http/http-table.ts';
 import { runHttp } from './http/run-http.ts';
 import { stopServerProcesses } from './http/server-process-client.ts';
+import { runInstrumentation } from './instrumentation.ts';
+import { INSTRUMENTATION_NOTES, instrumentationTable } from './instrumentation-report.ts';
 import { migrate } from './library.ts';
 import {
   addedCostLines,
@@ -51,6 +53,7 @@ if (!Number.isInteger(repetitions) || repetitions < 1) throw new Error('--repeti
 
 const SECTIONS = [
   'throughput',
+  'instrumentation',
   'operations',
   'rtt',
   'http',
@@ -77,6 +80,8 @@ const settings = {
   sections,
   throughput: { repetitions, warmupMs: quick ? 300 : 1000, cellMs: quick ? 700 : 4000 },
   operations: { repetitions, warmupMs: quick ? 200 : 500, cellMs: quick ? 500 : 2500 },
+  // 12 cells (4 paths x off, events, otel): about 110 s in a full run.
+  instrumentation: { repetitions, warmupMs: quick ? 200 : 500, cellMs: quick ? 500 : 3000 },
   // 39 cells (3 routes x 5 paths x 2 concurrencies, the proxy's own cost, SELECT 1 and PING on
   // every route): about 160 s in a full run.
   rtt: {
@@ -189,6 +194,15 @@ try {
     console.log(waitsTable(throughput));
   }
 
+  let instrumentation: Awaited<ReturnType<typeof runInstrumentation>> | undefined;
+  if (runs('instrumentation')) {
+    progress('instrumentation');
+    instrumentation = await runInstrumentation(db, settings.instrumentation, progress);
+    console.log(`\n## Instrumentation on and off (medians of ${repetitions})\n`);
+    console.log(INSTRUMENTATION_NOTES);
+    console.log(instrumentationTable(instrumentation));
+  }
+
   let operations: Awaited<ReturnType<typeof runOperations>> | undefined;
   if (runs('operations')) {
     progress('operations');
@@ -281,6 +295,7 @@ try {
       ? { url: redisUrl, version: redis.version }
       : { skipped: needsRedis ? `no answer at ${redisUrl}` : 'throughput and rtt not run' },
     throughput,
+    instrumentation,
     operations,
     rtt,
     http,
