@@ -24,6 +24,13 @@ export {
   OperationPendingError,
   type PendingReason,
 } from './operation-errors.ts';
+export {
+  OPERATION_LEASE_CHANNEL,
+  type OperationLeaseEvent,
+  type OperationOutcome,
+  RUN_OPERATION_CHANNEL,
+  type RunOperationEvent,
+} from './operation-events.ts';
 export { DEFAULT_LEASE_MS } from './operation-options.ts';
 export {
   type ResumeOptions,

@@ -3,7 +3,8 @@ import { type OperationRef, renewLease } from './operation-store.ts';
 
 /**
  * Renews an attempt's lease every `leaseMs / 3` while it runs, so that a long step does not let
- * it lapse; when a renewal finds the operation taken over, `onLost` is called once. A renewal
+ * it lapse (`onRenewed` after each renewal); when a renewal finds the operation taken over,
+ * `onLost` is called once. A renewal
  * that fails (the database is unreachable) is tried again at the next beat: if the lease runs out
  * meanwhile, the fenced writes are what refuse this attempt. `stop()` resolves once a renewal
  * already sent has landed: a release must come after it, or the renewal would hold the lease again
@@ -15,8 +16,9 @@ export function startHeartbeat(
   ref: OperationRef,
   fencingToken: string,
   leaseMs: number,
-  onLost: () => void,
+  on: { onLost: () => void; onRenewed?: () => void },
 ): { stop(): Promise<void> } {
+  const { onLost, onRenewed } = on;
   let stopped = false;
   let beating = false;
   let renewal: Promise<void> = Promise.resolve();
@@ -27,6 +29,7 @@ export function startHeartbeat(
       renewal = renewLease(db, ref, fencingToken, leaseMs).then(
         (held) => {
           beating = false;
+          if (held && !stopped) onRenewed?.();
           if (!held && !stopped) {
             stopped = true;
             clearInterval(timer);

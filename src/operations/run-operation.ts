@@ -10,6 +10,12 @@ import type { Operation } from './define-operation.ts';
 import { startHeartbeat } from './lease-heartbeat.ts';
 import { createOperationContext, OperationFinished } from './operation-context.ts';
 import { OperationLeaseLostError } from './operation-errors.ts';
+import {
+  describeOperationCall,
+  publishLeaseEvent,
+  type RunOperationProgress,
+  traceRunOperation,
+} from './operation-events.ts';
 import { type ParsedRunOptions, parseRunOptions } from './operation-options.ts';
 import {
   type Acquired,
@@ -18,6 +24,9 @@ import {
   recordedSteps,
   releaseLease,
 } from './operation-store.ts';
+
+/** Who holds an operation's lease, as lease events tell it. */
+type LeaseHolder = { operation: string; scope: string; key: string; fencingToken: string };
 
 // With 'reject', a duplicate waits this long for a row lock, as withIdempotency's claim does.
 const REJECT_WAIT_MS = 1;
@@ -82,8 +91,19 @@ export async function runOperation<DB, Req, Res>(
   operation: Operation<DB, Req, Res>,
   options: RunOperationOptions<Req>,
 ): Promise<OperationResult<Jsonified<Res>>> {
+  const name = String((operation as { name?: unknown } | undefined)?.name);
+  return traceRunOperation(name, (event) => runTraced(db, operation, options, event));
+}
+
+async function runTraced<DB, Req, Res>(
+  db: Kysely<DB>,
+  operation: Operation<DB, Req, Res>,
+  options: RunOperationOptions<Req>,
+  event: RunOperationProgress | undefined,
+): Promise<OperationResult<Jsonified<Res>>> {
   const parsed = parseRunOptions(options);
   const ref: OperationRef = { schema: parsed.schema, scope: parsed.scope, key: parsed.key };
+  describeOperationCall(event, ref);
   const attempt = {
     name: operation.name,
     // The operation's name is part of the fingerprint: another operation given the same scope and
@@ -104,8 +124,13 @@ export async function runOperation<DB, Req, Res>(
         return { response: decode(acquired.response), replayed: true, resumed: false };
       case 'mismatch':
         throw new IdempotencyKeyReusedError({ scope: ref.scope, key: ref.key });
-      case 'acquired':
-        return execute(db, operation, ref, parsed, acquired.fencingToken, acquired.resumed);
+      case 'acquired': {
+        const { fencingToken, resumed } = acquired;
+        if (event) Object.assign(event, { fencingToken, resumed });
+        const holder = { operation: operation.name, scope: ref.scope, key: ref.key, fencingToken };
+        publishLeaseEvent(resumed ? 'taken_over' : 'acquired', holder);
+        return execute(db, operation, ref, parsed, holder, resumed);
+      }
       case 'held': {
         const left = deadline - performance.now();
         if (parsed.onConcurrent === 'reject' || left <= 0) {
@@ -116,6 +141,7 @@ export async function runOperation<DB, Req, Res>(
             retryAfterMs: Math.max(1000, acquired.leaseRemainingMs),
           });
         }
+        if (event) event.heldWaits += 1;
         // Backs off, but never past the moment the holder's lease runs out.
         const pause = Math.min(25 * 2 ** Math.min(wait, 6), acquired.leaseRemainingMs + 5, left);
         await sleep(Math.max(5, pause));
@@ -129,13 +155,20 @@ async function execute<DB, Req, Res>(
   operation: Operation<DB, Req, Res>,
   ref: OperationRef,
   parsed: ParsedRunOptions,
-  fencingToken: string,
+  holder: LeaseHolder,
   resumed: boolean,
 ): Promise<OperationResult<Jsonified<Res>>> {
+  const { fencingToken } = holder;
   const lost = new AbortController();
-  const heartbeat = startHeartbeat(db, ref, fencingToken, parsed.leaseMs, () =>
-    lost.abort(new OperationLeaseLostError({ scope: ref.scope, key: ref.key })),
-  );
+  let renewalFoundLost = false;
+  const heartbeat = startHeartbeat(db, ref, fencingToken, parsed.leaseMs, {
+    onRenewed: () => publishLeaseEvent('renewed', holder),
+    onLost: () => {
+      renewalFoundLost = true;
+      publishLeaseEvent('lost', holder);
+      lost.abort(new OperationLeaseLostError({ scope: ref.scope, key: ref.key }));
+    },
+  });
   try {
     const recorded = resumed ? await recordedSteps(db, ref) : new Map<string, string | null>();
     const op = createOperationContext({
@@ -165,11 +198,20 @@ async function execute<DB, Req, Res>(
     // release, it would hold the lease again, and the retry would wait it out.
     await heartbeat.stop();
     if (!(error instanceof OperationLeaseLostError)) {
-      await releaseLease(db, ref, fencingToken).catch(() => undefined);
+      const released = await releaseLease(db, ref, fencingToken).then(
+        () => true,
+        () => false,
+      );
+      if (released) publishLeaseEvent('released', holder);
+    } else if (!renewalFoundLost) {
+      // Not the heartbeat's finding: a fenced write was refused.
+      publishLeaseEvent('fenced_off', holder);
     }
     throw error;
   } finally {
-    void heartbeat.stop();
+    // Awaited: a renewal in flight holds a pooled connection, and a call that has returned must
+    // leave none in use (a caller may destroy the pool next).
+    await heartbeat.stop();
   }
 }
 
