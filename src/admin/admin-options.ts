@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { DEFAULT_SCHEMA, InvalidIdempotencyOptionsError } from '../index.ts';
 
 /** The most rows one listing returns. */
-export const MAX_LIST_LIMIT = 100_000;
+export const MAX_LIST_LIMIT = 1_000_000;
 
 /** A scope or key as the ledger stores it: text Postgres accepts. */
 const ledgerText = z

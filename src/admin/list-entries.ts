@@ -22,7 +22,7 @@ export interface ListEntriesOptions {
   scopePrefix?: string;
   /** `live`, `expired` (waiting for cleanup), or `all` (the default). */
   state?: 'all' | 'live' | 'expired';
-  /** At most this many entries (1 to 100000). Default 100. */
+  /** At most this many entries (1 to 1000000). Default 100. */
   limit?: number;
   schema?: string;
 }

@@ -26,7 +26,7 @@ export interface ListStuckOptions {
   scopePrefix?: string;
   /** Attempts from which an operation counts as failing on every resume. Default 5. */
   minAttempts?: number;
-  /** At most this many operations (1 to 100000). Default 100. */
+  /** At most this many operations (1 to 1000000). Default 100. */
   limit?: number;
   schema?: string;
 }
