@@ -40,6 +40,16 @@ export interface CleanupOptions {
    * ```
    */
   signal?: AbortSignal;
+  /**
+   * Called after each batch with the entries deleted so far, for a progress display. It runs
+   * between two batches, outside their transactions; an exception it throws ends the cleanup.
+   *
+   * @example
+   * ```ts
+   * await cleanupExpired(db, { onBatch: (deleted) => console.log(`${deleted} deleted`) });
+   * ```
+   */
+  onBatch?: (deletedSoFar: number) => void;
 }
 
 /** What {@link cleanupExpired} did. */
@@ -66,6 +76,7 @@ export const cleanupOptionsSchema = z.strictObject({
       { message: 'Expected an AbortSignal' },
     )
     .optional(),
+  onBatch: z.custom<(deletedSoFar: number) => void>((f) => typeof f === 'function').optional(),
 });
 
 /**
@@ -91,7 +102,7 @@ export async function cleanupExpired<DB>(
   options: CleanupOptions = {},
 ): Promise<CleanupResult> {
   assertKysely(db, 'cleanupExpired');
-  const { batchSize, pauseMs, schema, signal } = parseOptions(
+  const { batchSize, pauseMs, schema, signal, onBatch } = parseOptions(
     cleanupOptionsSchema,
     options,
     'cleanupExpired',
@@ -100,6 +111,7 @@ export async function cleanupExpired<DB>(
   while (!signal?.aborted) {
     const batch = await deleteExpiredBatch(db, schema, batchSize);
     deleted += batch;
+    onBatch?.(deleted);
     if (batch < batchSize) break;
     if (pauseMs > 0) await pause(pauseMs, signal);
   }

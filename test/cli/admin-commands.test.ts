@@ -356,6 +356,26 @@ describe('stats', () => {
     expect(stdout).toMatch(/^entries {10}6 /);
   });
 
+  it('shows cleanup draining a backlog on a terminal, the count on standard output', async () => {
+    let stderr = '';
+    let stdout = '';
+    const code = await runCli(['cleanup', '--batch-size', '1'], {
+      env: admin.env(),
+      stdout: (text) => {
+        stdout += text;
+      },
+      stderr: (text) => {
+        stderr += text;
+      },
+      signal: new AbortController().signal,
+      stderrIsTTY: true,
+    });
+    expect(code).toBe(0);
+    expect(stderr.startsWith('\r\x1b[Kcleanup: deleting expired entries... ')).toBe(true);
+    expect(stderr.endsWith('\r\x1b[K')).toBe(true);
+    expect(stdout).toBe('deleted 1 expired entries\n');
+  });
+
   it('writes plain lines, without control characters, where standard error is no terminal', () => {
     let stderr = '';
     const progress = startProgress(

@@ -3,8 +3,10 @@ import { formatDurationMs } from './format-table.ts';
 
 /** A display of long work: the stage it is in, and how long it has taken so far. */
 export interface Progress {
-  /** The work moved to a new stage (`counting entries`). */
+  /** The work moved to a new stage (`counting entries`): its time starts again. */
   stage(text: string): void;
+  /** New text for the same stage (`deleted 5000 expired entries`), shown at the next redraw. */
+  update(text: string): void;
   /** The work ended: a terminal's progress line is cleared. */
   done(): void;
 }
@@ -57,6 +59,9 @@ export function startProgress(
       startedAt = performance.now();
       lastPlainAt = startedAt;
       if (tty || plainEveryMs === 0) draw();
+    },
+    update(next) {
+      text = next;
     },
     done() {
       clearInterval(timer);
