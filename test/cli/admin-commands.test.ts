@@ -86,7 +86,7 @@ describe('inspect', () => {
       ['inspect', '--scope', SHOP1, '--key', EXPIRED_KEY],
       admin.env(),
     );
-    expect(fieldsOf(expired.stdout).get('entry')).toMatch(/^expired, expired 1h00m ago$/);
+    expect(fieldsOf(expired.stdout).get('entry')).toMatch(/^expired 1h00m ago$/);
     expect(fieldsOf(expired.stdout).get('fingerprint')).toBe('none (no request)');
     const absent = await runInProcess(['inspect', '--scope', SHOP1, '--key', 'k 9'], admin.env());
     expect(absent).toEqual({

@@ -88,7 +88,9 @@ function asFields({ scope, key, entry, operation }: KeyInspection): string {
     rows.push(
       [
         'entry',
-        `${entry.state}, ${left > 0 ? `expires in ${formatDurationMs(left)}` : `expired ${formatDurationMs(-left)} ago`}`,
+        entry.state === 'live'
+          ? `live, expires in ${formatDurationMs(left)}`
+          : `expired ${formatDurationMs(-left)} ago`,
       ],
       ['created', entry.createdAt.toISOString()],
       ['expires', entry.expiresAt.toISOString()],
