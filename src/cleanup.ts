@@ -41,6 +41,16 @@ export interface CleanupOptions {
    * ```
    */
   signal?: AbortSignal;
+  /**
+   * Called after each batch with the entries deleted so far, for a progress display. It runs
+   * between two batches, outside their transactions; an exception it throws ends the cleanup.
+   *
+   * @example
+   * ```ts
+   * await cleanupExpired(db, { onBatch: (deleted) => console.log(`${deleted} deleted`) });
+   * ```
+   */
+  onBatch?: (deletedSoFar: number) => void;
 }
 
 /** What {@link cleanupExpired} did. */
@@ -67,6 +77,7 @@ export const cleanupOptionsSchema = z.strictObject({
       { message: 'Expected an AbortSignal' },
     )
     .optional(),
+  onBatch: z.custom<(deletedSoFar: number) => void>((f) => typeof f === 'function').optional(),
 });
 
 /**
@@ -92,7 +103,7 @@ export async function cleanupExpired<DB>(
   options: CleanupOptions = {},
 ): Promise<CleanupResult> {
   assertKysely(db, 'cleanupExpired');
-  const { batchSize, pauseMs, schema, signal } = parseOptions(
+  const { batchSize, pauseMs, schema, signal, onBatch } = parseOptions(
     cleanupOptionsSchema,
     options,
     'cleanupExpired',
@@ -104,6 +115,7 @@ export async function cleanupExpired<DB>(
         const batch = await deleteExpiredBatch(db, schema, batchSize);
         progress.deleted += batch;
         progress.batches += 1;
+        onBatch?.(progress.deleted);
         if (batch < batchSize) {
           progress.outcome = 'completed';
           break;

@@ -61,8 +61,8 @@ export interface CleanupSchedule {
   stop(): Promise<void>;
 }
 
-// The schedule owns the signal: stop() aborts it.
-const scheduleOptionsSchema = cleanupOptionsSchema.omit({ signal: true }).extend({
+// The schedule owns the signal: stop() aborts it. Its ticks report through onTick, not onBatch.
+const scheduleOptionsSchema = cleanupOptionsSchema.omit({ signal: true, onBatch: true }).extend({
   pauseMs: pauseMsSchema.default(DEFAULT_SCHEDULED_CLEANUP_PAUSE_MS),
   intervalMs: z.int().positive().max(2_147_483_647).default(DEFAULT_CLEANUP_INTERVAL_MS),
   onError: z

@@ -135,6 +135,22 @@ describe('cleanupExpired', () => {
     expect(await cleanupExpired(fx.db, { batchSize: 10, pauseMs: 1 })).toEqual({ deleted: 20 });
   });
 
+  it('reports the count so far after each batch to onBatch', async () => {
+    await cleanupExpired(fx.db);
+    await insertExpired(uniqueKey('batches'), 5);
+    const reported: number[] = [];
+    const { deleted } = await cleanupExpired(fx.db, {
+      batchSize: 2,
+      onBatch: (sofar) => reported.push(sofar),
+    });
+    expect(deleted).toBe(5);
+    expect(reported).toEqual([2, 4, 5]);
+    // A schedule reports its ticks through onTick.
+    expect(() => scheduleCleanup(fx.db, { onBatch: () => {} } as never)).toThrow(
+      InvalidIdempotencyOptionsError,
+    );
+  });
+
   it('refuses a negative or fractional pause', async () => {
     for (const pauseMs of [-1, 1.5]) {
       await expect(cleanupExpired(fx.db, { pauseMs })).rejects.toBeInstanceOf(

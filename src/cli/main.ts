@@ -23,6 +23,7 @@ runCli(process.argv.slice(2), {
   stdout: (text) => process.stdout.write(text),
   stderr: (text) => process.stderr.write(text),
   signal: stopping.signal,
+  stderrIsTTY: process.stderr.isTTY === true,
 }).then(
   (code) => {
     process.off('SIGINT', stop);

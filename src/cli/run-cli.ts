@@ -10,7 +10,8 @@ const VERSION = new Set(['--version', '-v']);
 
 /**
  * Runs the command line `argv` (the arguments after the binary's name) and resolves to its exit
- * code: 0 done, 1 failed, 2 a usage or configuration error, 3 nothing to act on. Never rejects.
+ * code: 0 done, 1 failed, 2 a usage or configuration error, 3 nothing to act on, 4 refused.
+ * Never rejects.
  * The binary passes the process's environment, output and a signal that aborts on SIGINT/SIGTERM;
  * tests pass their own.
  *
@@ -101,7 +102,8 @@ Environment:
                    (percent-encode special characters in the password: @ as %40)
 
 Exit codes: 0 done, 1 failed (the database could not be reached or raised an error),
-            2 wrong arguments or ${DATABASE_URL}, 3 no such operation (operations release).
+            2 wrong arguments or ${DATABASE_URL}, 3 nothing to act on (release, operations
+            release), 4 refused, nothing changed (release).
             SIGINT/SIGTERM: see each command's --help.
 `;
 }

@@ -59,7 +59,10 @@ describe('help and version', () => {
 
 describe('usage errors: exit code 2, named, before DATABASE_URL is looked at', () => {
   const cases: [string[], string][] = [
-    [['frobnicate'], 'unknown command "frobnicate" (commands: migrate, cleanup, operations)'],
+    [
+      ['frobnicate'],
+      'unknown command "frobnicate" (commands: migrate, cleanup, inspect, release, list, stats, operations)',
+    ],
     [['help', 'frobnicate'], 'unknown command "frobnicate"'],
     [['--schema', 'app', 'migrate'], 'unknown option --schema; a command comes first'],
     [['--version', 'extra'], '--version takes no argument'],

@@ -12,6 +12,7 @@ import { type CommandContext, defineCommand } from '../shared/define-command.ts'
 import { describeError } from '../shared/describe-error.ts';
 import { integerFlag, MAX_TIMER_MS } from '../shared/integer-flag.ts';
 import { openPool } from '../shared/open-pool.ts';
+import { startProgress } from '../shared/progress.ts';
 
 const CLEANUP_FLAGS = {
   ...CONNECTION_FLAGS,
@@ -47,7 +48,8 @@ Deletes expired ledger entries in batches, then exits; with --loop, again every 
   --interval-ms N          time between two runs with --loop (default 60000)
 ${CONNECTION_FLAGS_USAGE}
 
-SIGINT/SIGTERM stop it after the running batch, or while it connects (exit code 0).
+Once, on a terminal, standard error shows the count deleted so far. SIGINT/SIGTERM stop it after
+the running batch, or while it connects (exit code 0).
 `,
   flags: CLEANUP_FLAGS,
   async run(flags, context) {
@@ -91,9 +93,24 @@ type Options = { schema?: string; batchSize?: number; pauseMs?: number };
 async function cleanUpOnce(
   db: Kysely<unknown> | undefined,
   options: Options,
-  { stdout, signal }: CommandContext,
+  context: CommandContext,
 ): Promise<number> {
-  const { deleted } = db ? await cleanupExpired(db, { ...options, signal }) : { deleted: 0 };
+  const { stdout, signal } = context;
+  let deleted = 0;
+  if (db) {
+    // A large backlog takes minutes to drain: a terminal shows the count as it grows.
+    const progress = startProgress(context, 'cleanup');
+    progress.stage('deleting expired entries');
+    try {
+      ({ deleted } = await cleanupExpired(db, {
+        ...options,
+        signal,
+        onBatch: (sofar) => progress.update(`deleted ${sofar} expired entries`),
+      }));
+    } finally {
+      progress.done();
+    }
+  }
   stdout(
     signal.aborted
       ? `stopped: deleted ${deleted} expired entries before the signal\n`

@@ -1,5 +1,5 @@
 import { releaseOperation } from '../../operations/index.ts';
-import { CliError, EXIT_NOT_FOUND, EXIT_OK, usageError } from '../shared/cli-error.ts';
+import { CliError, EXIT_NOT_FOUND, EXIT_OK } from '../shared/cli-error.ts';
 import {
   CONNECTION_FLAGS,
   CONNECTION_FLAGS_USAGE,
@@ -7,6 +7,7 @@ import {
 } from '../shared/connection-flags.ts';
 import { readDatabaseUrl } from '../shared/database-url.ts';
 import { defineCommand } from '../shared/define-command.ts';
+import { requiredText } from '../shared/required-text.ts';
 import { withDatabase } from '../shared/with-database.ts';
 
 const RELEASE_FLAGS = {
@@ -71,9 +72,3 @@ finished); 1 failed; 2 wrong arguments. SIGINT/SIGTERM while it connects stop it
     return EXIT_OK;
   },
 });
-
-function requiredText(name: string, value: string | undefined): string {
-  if (value === undefined) throw usageError(`--${name} is required`);
-  if (value === '') throw usageError(`--${name} must not be empty`);
-  return value;
-}

@@ -4,8 +4,13 @@ export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 /** The command line or the environment is wrong: nothing was attempted. */
 export const EXIT_USAGE = 2;
-/** What the command was to act on does not exist (`operations release`: no such operation). */
+/**
+ * What the command was to act on does not exist (`operations release`: no such operation;
+ * `release`: nothing to release).
+ */
 export const EXIT_NOT_FOUND = 3;
+/** The command refused to act, and changed nothing (`release`: an attempt holds the lease). */
+export const EXIT_REFUSED = 4;
 
 /**
  * A problem the command line reports as one line, with the exit code it ends on.

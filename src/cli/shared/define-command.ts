@@ -14,6 +14,8 @@ export interface CommandContext {
   stderr: (text: string) => void;
   /** Aborts on SIGINT/SIGTERM: the command stops connecting, or stops after its running batch. */
   signal: AbortSignal;
+  /** Whether standard error is a terminal: long work then shows a progress line there. */
+  stderrIsTTY?: boolean;
 }
 
 /** A subcommand of the binary. */

@@ -1,0 +1,25 @@
+/**
+ * `idempotency-ledger/admin`: operators' tools over the ledger and its operations: look one key
+ * up ({@link inspectKey}), release it ({@link releaseKey}), measure the ledger
+ * ({@link ledgerStats}) and list entries or stuck operations ({@link listEntries},
+ * {@link listStuckOperations}). The command line's `inspect`, `release`, `stats` and `list` run
+ * them. Results hold keys, which an operator asked for; errors never do.
+ *
+ * @module
+ */
+export {
+  type EntryInspection,
+  inspectKey,
+  type KeyInspection,
+  type OperationInspection,
+  type StepInspection,
+} from './inspect-key.ts';
+export { type LedgerStats, ledgerStats, type ScopeStats, type StatsStage } from './ledger-stats.ts';
+export { type EntrySummary, type ListEntriesOptions, listEntries } from './list-entries.ts';
+export {
+  type ListStuckOptions,
+  listStuckOperations,
+  type StuckOperation,
+} from './list-stuck-operations.ts';
+export { type ReleaseResult, releaseKey } from './release-key.ts';
+export { scopeRange } from './scope-range.ts';

@@ -1,0 +1,108 @@
+import { type ReleaseResult, releaseKey } from '../../admin/index.ts';
+import { CliError, EXIT_NOT_FOUND, EXIT_OK, EXIT_REFUSED } from '../shared/cli-error.ts';
+import {
+  CONNECTION_FLAGS,
+  CONNECTION_FLAGS_USAGE,
+  connectionSettings,
+} from '../shared/connection-flags.ts';
+import { readDatabaseUrl } from '../shared/database-url.ts';
+import { defineCommand } from '../shared/define-command.ts';
+import { formatDurationMs } from '../shared/format-table.ts';
+import { requiredText } from '../shared/required-text.ts';
+import { withDatabase } from '../shared/with-database.ts';
+
+const RELEASE_FLAGS = {
+  ...CONNECTION_FLAGS,
+  scope: { type: 'string' },
+  key: { type: 'string' },
+  force: { type: 'boolean' },
+  json: { type: 'boolean' },
+} as const;
+
+/**
+ * `idempotency-ledger release`: {@link releaseKey} for one scope and key. Exit code 3 when there
+ * is nothing to release, 4 when it refused (an attempt holds the operation's lease, without
+ * `--force`; or a call in flight holds the row). The key is never named in a message.
+ *
+ * @example
+ * ```ts
+ * const code = await releaseCommand.run(['--scope', 's', '--key', 'k', '--json'], context);
+ * ```
+ */
+export const releaseCommand = defineCommand({
+  name: 'release',
+  summary: 'make one key new again: delete its entry, retire its operation',
+  usage: `Usage: idempotency-ledger release --scope S --key K [--force] [--json] [--schema NAME]
+                                  [--connect-timeout-ms N]
+
+Makes one key new again, in one transaction that touches nothing else: deletes its ledger entry
+(a retry of the original request then executes its business write again), and retires its
+operation, finished or in progress with no live lease: marked expired, its fencing token raised,
+its steps deleted; the next request starts it afresh. An operation an attempt holds with a live
+lease is refused unless --force: then it is retired all the same, and the running attempt can
+commit nothing more (what it did outside the database since its last step is not undone).
+
+  --scope S                the key's scope
+  --key K                  the idempotency key
+  --force                  retire an operation even while an attempt holds its lease
+  --json                   print the outcome: {"outcome": "released", "entryDeleted": true,
+                           "operationReleased": null}, "nothing_to_release" or "refused"
+${CONNECTION_FLAGS_USAGE}
+
+Exit codes: 0 released; 3 nothing to release (no entry, no operation that is not expired);
+4 refused, nothing changed (a live lease without --force, or a call in flight held the row for
+5 s); 1 failed; 2 wrong arguments. SIGINT/SIGTERM while it connects stop it (exit code 0).
+`,
+  flags: RELEASE_FLAGS,
+  async run(flags, context) {
+    const { schema, connectTimeoutMs } = connectionSettings(flags);
+    const scope = requiredText('scope', flags.scope);
+    const key = requiredText('key', flags.key);
+    const connectionString = readDatabaseUrl(context.env);
+    const outcome = await withDatabase({ connectionString, connectTimeoutMs }, context, (db) =>
+      releaseKey(db, {
+        scope,
+        key,
+        force: flags.force === true,
+        ...(schema === undefined ? {} : { schema }),
+      }),
+    );
+    if (outcome.aborted) return EXIT_OK;
+    const result = outcome.value;
+    if (flags.json) context.stdout(`${JSON.stringify(forJson(result))}\n`);
+    if (result.outcome === 'nothing_to_release') {
+      throw new CliError(`nothing to release in scope ${JSON.stringify(scope)} with that key`, {
+        exitCode: EXIT_NOT_FOUND,
+      });
+    }
+    if (result.outcome === 'refused') {
+      throw new CliError(
+        result.reason === 'live_lease'
+          ? `refused: an attempt holds the operation's lease for ${formatDurationMs(result.leaseRemainingMs)} more; --force retires it all the same`
+          : 'refused: a call in flight held the row for 5 s; try again',
+        { exitCode: EXIT_REFUSED },
+      );
+    }
+    if (!flags.json) context.stdout(describe(result));
+    return EXIT_OK;
+  },
+});
+
+function forJson(result: ReleaseResult): ReleaseResult {
+  return result.outcome === 'refused' && result.reason === 'live_lease'
+    ? { ...result, leaseRemainingMs: Math.floor(result.leaseRemainingMs) }
+    : result;
+}
+
+function describe(result: Extract<ReleaseResult, { outcome: 'released' }>): string {
+  const done: string[] = [];
+  if (result.entryDeleted) done.push('deleted its ledger entry');
+  const operation = result.operationReleased;
+  if (operation) {
+    const was = operation.leaseWasLive
+      ? 'in progress, held: its attempt can commit nothing more'
+      : operation.previousState.replace('_', ' ');
+    done.push(`retired its operation (${was})`);
+  }
+  return `released: ${done.join('; ')}; the next request with the key executes afresh\n`;
+}

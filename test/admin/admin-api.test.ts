@@ -1,0 +1,246 @@
+// idempotency-ledger/admin as a program calls it: what it reads, what releaseKey changes (and the
+// fencing that keeps a running attempt from writing into a released operation), and bad input.
+
+import { sql } from 'kysely';
+import { describe, expect, it } from 'vitest';
+import {
+  inspectKey,
+  ledgerStats,
+  listEntries,
+  listStuckOperations,
+  releaseKey,
+  scopeRange,
+} from '../../src/admin/index.ts';
+import {
+  fingerprintRequest,
+  InvalidIdempotencyOptionsError,
+  LedgerSchemaError,
+  withIdempotency,
+} from '../../src/index.ts';
+import {
+  defineOperation,
+  type OperationContext,
+  OperationLeaseLostError,
+  runOperation,
+} from '../../src/operations/index.ts';
+import { deferred } from '../support/barrier.ts';
+import { createPayment, type Database } from '../support/ledger-fixture.ts';
+import {
+  ABANDONED,
+  EXPIRED_KEY,
+  FINISHED,
+  HELD,
+  LIVE,
+  OPS,
+  SHOP1,
+  useAdminFixture,
+  WILD,
+} from './admin-fixture.ts';
+
+const admin = useAdminFixture();
+
+describe('scopeRange', () => {
+  it('bounds a prefix by the next text after every text that starts with it', () => {
+    expect(scopeRange('shop:1')).toEqual({ from: 'shop:1', to: 'shop:2' });
+    expect(scopeRange('shop_%')).toEqual({ from: 'shop_%', to: 'shop_&' });
+    expect(scopeRange('')).toEqual({ from: '', to: null });
+    expect(scopeRange('a\u{10ffff}')).toEqual({ from: 'a\u{10ffff}', to: 'b' });
+    expect(scopeRange('\u{10ffff}')).toEqual({ from: '\u{10ffff}', to: null });
+    expect(scopeRange('x\ud7ff')).toEqual({ from: 'x\ud7ff', to: 'x\ue000' });
+    expect(scopeRange('é')).toEqual({ from: 'é', to: 'ê' });
+  });
+});
+
+describe('inspectKey', () => {
+  it('describes an entry by its state, times, fingerprint and response size, never its body', async () => {
+    const key = 'inspect-me';
+    const request = { amount: 4200 };
+    const { response } = await withIdempotency(
+      admin.fx.db,
+      { scope: SHOP1, key, request, ttlMs: 60_000 },
+      createPayment(SHOP1, key),
+    );
+    const found = await inspectKey(admin.fx.db, { scope: SHOP1, key });
+    expect(found).toMatchObject({ scope: SHOP1, key, operation: null });
+    if (found.entry.state !== 'live') throw new Error(`entry is ${found.entry.state}`);
+    expect(found.entry.fingerprint).toBe(fingerprintRequest(request).toString('hex'));
+    expect(found.entry.responseBytes).toBe(Buffer.byteLength(JSON.stringify(response)));
+    expect(found.entry.expiresInMs).toBeGreaterThan(50_000);
+    expect(found.entry.expiresInMs).toBeLessThanOrEqual(60_000);
+    expect(found.entry.expiresAt.getTime() - found.entry.createdAt.getTime()).toBeGreaterThan(
+      59_000,
+    );
+    expect(JSON.stringify(found)).not.toContain('paymentId');
+  });
+
+  it('tells an expired entry and an absent one apart', async () => {
+    const expired = await inspectKey(admin.fx.db, { scope: SHOP1, key: EXPIRED_KEY });
+    expect(expired.entry).toMatchObject({ state: 'expired', fingerprint: null });
+    expect(expired.entry.state === 'expired' && expired.entry.expiresInMs).toBeLessThan(0);
+    const absent = await inspectKey(admin.fx.db, { scope: SHOP1, key: 'nobody' });
+    expect(absent).toEqual({
+      scope: SHOP1,
+      key: 'nobody',
+      entry: { state: 'absent' },
+      operation: null,
+    });
+  });
+
+  it("describes an operation's lease and steps, with their sizes", async () => {
+    const abandoned = await inspectKey(admin.fx.db, { scope: OPS, key: ABANDONED });
+    expect(abandoned.entry).toEqual({ state: 'absent' });
+    expect(abandoned.operation).toMatchObject({
+      state: 'in_progress',
+      attempts: 1,
+      fencingToken: '1',
+      leaseRemainingMs: null,
+      responseBytes: null,
+      steps: [{ name: 'create-order', resultBytes: '{"order":"o-1"}'.length, fencingToken: '1' }],
+    });
+    const held = await inspectKey(admin.fx.db, { scope: OPS, key: HELD });
+    expect(held.operation?.leaseRemainingMs).toBeGreaterThan(500_000);
+    const finished = await inspectKey(admin.fx.db, { scope: OPS, key: FINISHED });
+    expect(finished.operation).toMatchObject({ state: 'finished', responseBytes: 14 });
+    expect(finished.operation?.steps.map((step) => step.name)).toEqual(['create-order', 'charge']);
+  });
+});
+
+describe('releaseKey', () => {
+  it('keeps an attempt still running from writing into the operation it released', async () => {
+    const key = 'op-running';
+    const inStep = deferred();
+    const carryOn = deferred();
+    const blocking = defineOperation({
+      name: 'admin-blocking',
+      async run(op: OperationContext<Database>) {
+        await op.step('first', async () => ({ ok: true }));
+        await op.step('second', async (trx) => {
+          inStep.resolve();
+          await carryOn.promise;
+          await createPayment(op.scope, op.key)(trx);
+          return null;
+        });
+        return op.finish(async () => null);
+      },
+    });
+    const attempt = runOperation(admin.fx.db, blocking, {
+      scope: OPS,
+      key,
+      request: null,
+      leaseMs: 600_000,
+    }).catch((error: unknown) => error);
+    await inStep.promise;
+
+    expect(await releaseKey(admin.fx.db, { scope: OPS, key })).toMatchObject({
+      outcome: 'refused',
+      reason: 'live_lease',
+    });
+    expect(await releaseKey(admin.fx.db, { scope: OPS, key, force: true })).toEqual({
+      outcome: 'released',
+      entryDeleted: false,
+      operationReleased: { previousState: 'in_progress', leaseWasLive: true },
+    });
+    carryOn.resolve();
+    expect(await attempt).toBeInstanceOf(OperationLeaseLostError);
+    expect(await admin.fx.countPayments(key)).toBe(0);
+
+    // The key is new again, and its next holder's token is above every earlier one.
+    const again = await runOperation(admin.fx.db, blocking, { scope: OPS, key, request: null });
+    expect(again.replayed).toBe(false);
+    expect(await admin.fx.countPayments(key)).toBe(1);
+    expect(Number((await admin.operationRow(key))?.fencing_token)).toBeGreaterThan(2);
+  });
+
+  it('deletes the entry and nothing else; a retry then executes again', async () => {
+    const before = await admin.counts();
+    const [scope, key] = LIVE[0] ?? ['', ''];
+    expect(await releaseKey(admin.fx.db, { scope, key })).toEqual({
+      outcome: 'released',
+      entryDeleted: true,
+      operationReleased: null,
+    });
+    expect(await admin.counts()).toEqual({ ...before, ledger: (before?.ledger ?? 0) - 1 });
+    const retry = await withIdempotency(
+      admin.fx.db,
+      { scope, key, request: { n: 0 } },
+      createPayment(scope, key),
+    );
+    expect(retry.replayed).toBe(false);
+    expect(await admin.fx.countPayments(key, scope)).toBe(2);
+    expect(await releaseKey(admin.fx.db, { scope: WILD, key: 'nobody' })).toEqual({
+      outcome: 'nothing_to_release',
+    });
+  });
+
+  it('waits at most 5 s for a row a call in flight holds, then refuses', async () => {
+    const client = await admin.fx.pool.connect();
+    try {
+      await client.query('begin');
+      await client.query(`select 1 from idempotency.operations where key = $1 for update`, [
+        ABANDONED,
+      ]);
+      expect(await releaseKey(admin.fx.db, { scope: OPS, key: ABANDONED })).toEqual({
+        outcome: 'refused',
+        reason: 'locked',
+      });
+    } finally {
+      await client.query('rollback');
+      client.release();
+    }
+    expect((await admin.operationRow(ABANDONED))?.state).toBe('in_progress');
+  });
+});
+
+describe('listings and stats', () => {
+  it('takes a scope prefix literally', async () => {
+    const wild = await listEntries(admin.fx.db, { scopePrefix: 'shop_' });
+    expect(wild.map((entry) => entry.scope)).toEqual([WILD]);
+    const shop1 = await listEntries(admin.fx.db, { scopePrefix: 'shop:1', state: 'expired' });
+    expect(shop1.map((entry) => entry.key)).toEqual([EXPIRED_KEY]);
+  });
+
+  it('lists stuck operations: no lease, or many attempts', async () => {
+    const stuck = await listStuckOperations(admin.fx.db);
+    expect(stuck.map((op) => [op.key, op.reasons])).toEqual([[ABANDONED, ['no_lease']]]);
+    const many = await listStuckOperations(admin.fx.db, { minAttempts: 1 });
+    expect(many.map((op) => [op.key, op.reasons])).toEqual([
+      [ABANDONED, ['no_lease', 'attempts']],
+      [HELD, ['attempts']],
+    ]);
+  });
+
+  it('counts the same in estimate mode once the table is analyzed', async () => {
+    await sql`analyze idempotency.ledger`.execute(admin.fx.db);
+    const exact = await ledgerStats(admin.fx.db);
+    const estimate = await ledgerStats(admin.fx.db, { estimate: true });
+    expect(exact.entries).toEqual({ live: LIVE.length, expired: 1, total: LIVE.length + 1 });
+    expect(estimate).toMatchObject({
+      exact: false,
+      entries: exact.entries,
+      topScopesByEntries: null,
+    });
+  });
+
+  it('refuses bad options by name, never quoting a key, and a schema without the ledger', async () => {
+    const secret = 'sk_live_secret';
+    const calls = [
+      () => inspectKey(admin.fx.db, { scope: '', key: secret }),
+      () => releaseKey(admin.fx.db, { scope: SHOP1, key: '' }),
+      () => listEntries(admin.fx.db, { limit: 0 }),
+      () => listStuckOperations(admin.fx.db, { limit: 1.5 }),
+      () => ledgerStats(admin.fx.db, { top: -1 }),
+      () => releaseKey(admin.fx.db, { scope: SHOP1, key: secret, extra: 1 } as never),
+    ];
+    for (const call of calls) {
+      const error = await call().catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(InvalidIdempotencyOptionsError);
+      expect((error as Error).message).not.toContain(secret);
+    }
+    await expect(
+      inspectKey(admin.fx.db, { scope: SHOP1, key: 'k', schema: 'nowhere' }),
+    ).rejects.toBeInstanceOf(LedgerSchemaError);
+    await expect(ledgerStats(admin.fx.db, { schema: 'nowhere' })).rejects.toBeInstanceOf(
+      LedgerSchemaError,
+    );
+  });
+});
