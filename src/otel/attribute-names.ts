@@ -10,6 +10,9 @@ export const INSTRUMENTATION_NAME = 'idempotency-ledger';
 /** The span of one `withIdempotency` call. */
 export const CALL_SPAN_NAME = 'withIdempotency';
 
+/** The span of one `runOperation` call. */
+export const RUN_OPERATION_SPAN_NAME = 'runOperation';
+
 /** The span of one cleanup run or scheduled tick. */
 export const CLEANUP_SPAN_NAME = 'idempotency.cleanup';
 
@@ -26,6 +29,11 @@ export const ATTR = {
   transaction: 'idempotency.transaction',
   attempts: 'idempotency.attempts',
   phase: 'idempotency.phase',
+  operation: 'idempotency.operation',
+  operationResumed: 'idempotency.operation.resumed',
+  operationFencingToken: 'idempotency.operation.fencing_token',
+  operationHeldWaits: 'idempotency.operation.held_waits',
+  leaseKind: 'idempotency.lease.kind',
   cleanupTrigger: 'idempotency.cleanup.trigger',
   cleanupOutcome: 'idempotency.cleanup.outcome',
   cleanupSchema: 'idempotency.cleanup.schema',
@@ -40,6 +48,16 @@ export const METRIC = {
   callDuration: 'idempotency.call.duration',
   /** Histogram, seconds: the claim, `fn` and the record of a call's last attempt, by phase. */
   phaseDuration: 'idempotency.phase.duration',
+  /** Histogram, seconds: `runOperation` calls, by operation and outcome. */
+  operationDuration: 'idempotency.operation.duration',
+  /** Counter: changes to attempts' leases, by operation and kind. */
+  operationLeaseEvents: 'idempotency.operation.lease.events',
+  /** Gauge: operations in progress (with `observe`). */
+  operationsInProgress: 'idempotency.operations.in_progress',
+  /** Gauge: operations in progress that no attempt holds (with `observe`). */
+  operationsAbandoned: 'idempotency.operations.abandoned',
+  /** Gauge, seconds: the age of the oldest operation in progress (with `observe`). */
+  operationsOldestAge: 'idempotency.operations.oldest_age',
   /** Counter, entries: expired entries cleanup deleted, by trigger and outcome. */
   cleanupDeleted: 'idempotency.cleanup.deleted',
   /** Histogram, seconds: cleanup runs and scheduled ticks, by trigger and outcome. */

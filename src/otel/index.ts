@@ -11,9 +11,11 @@ export {
   CLEANUP_SPAN_NAME,
   INSTRUMENTATION_NAME,
   METRIC,
+  RUN_OPERATION_SPAN_NAME,
 } from './attribute-names.ts';
 export {
   type IdempotencyInstrumentation,
   type IdempotencyInstrumentationOptions,
   instrumentIdempotency,
 } from './instrument-idempotency.ts';
+export type { ObservedLedger } from './operations-gauges.ts';

@@ -1,4 +1,4 @@
-import { tracingChannel } from 'node:diagnostics_channel';
+import { channel, tracingChannel } from 'node:diagnostics_channel';
 import {
   type Context,
   type MeterProvider,
@@ -12,9 +12,17 @@ import {
   WITH_IDEMPOTENCY_CHANNEL,
   type WithIdempotencyEvent,
 } from '../index.ts';
+import {
+  OPERATION_LEASE_CHANNEL,
+  type OperationLeaseEvent,
+  RUN_OPERATION_CHANNEL,
+  type RunOperationEvent,
+} from '../operations/index.ts';
 import { INSTRUMENTATION_NAME } from './attribute-names.ts';
 import { callTelemetry } from './call-telemetry.ts';
 import { cleanupTelemetry } from './cleanup-telemetry.ts';
+import { operationTelemetry } from './operation-telemetry.ts';
+import { type ObservedLedger, observeOperations } from './operations-gauges.ts';
 import { safeTransform, spanContextStore } from './span-context-store.ts';
 
 /** Options of {@link instrumentIdempotency}. */
@@ -35,6 +43,17 @@ export interface IdempotencyInstrumentationOptions {
    * ```
    */
   scopeLabel?: (scope: string) => string | undefined;
+  /**
+   * A database to read gauges of operations in progress from, each time metrics are collected
+   * (one query): `idempotency.operations.in_progress`, `.abandoned` and `.oldest_age`. Give it in
+   * one process, not every instance: the figures are the database's, not the process's.
+   *
+   * @example
+   * ```ts
+   * instrumentIdempotency({ observe: { db } });
+   * ```
+   */
+  observe?: ObservedLedger;
 }
 
 /** What {@link instrumentIdempotency} returns. */
@@ -52,6 +71,9 @@ export interface IdempotencyInstrumentation {
  *   histograms of call and phase durations by outcome.
  * - cleanup (`cleanupExpired`, `scheduleCleanup` ticks): a span per run, the entries deleted, and
  *   the run's duration.
+ * - operations (`idempotency-ledger/operations`): a span per `runOperation` call with its lease
+ *   changes as span events, durations by operation and outcome, lease changes by kind; with
+ *   `observe`, gauges of the operations in progress.
  *
  * Keys appear as their keyed hash, the raw key only after
  * `configureKeyPrivacy({ includeRawKeys: true })`; requests, responses and error messages never.
@@ -77,10 +99,21 @@ export function instrumentIdempotency(
   const meter = (options.meterProvider ?? metrics.getMeterProvider()).getMeter(
     INSTRUMENTATION_NAME,
   );
+  const operations = operationTelemetry(tracer, meter);
+  const onLease = (message: unknown) => {
+    try {
+      operations.lease(message as OperationLeaseEvent);
+    } catch {}
+  };
+  const leases = channel(OPERATION_LEASE_CHANNEL);
+  leases.subscribe(onLease);
   const detach = [
     attach(WITH_IDEMPOTENCY_CHANNEL, callTelemetry(tracer, meter, options.scopeLabel)),
     attach(CLEANUP_CHANNEL, cleanupTelemetry(tracer, meter)),
+    attach(RUN_OPERATION_CHANNEL, operations),
+    () => leases.unsubscribe(onLease),
   ];
+  if (options.observe) detach.push(observeOperations(meter, options.observe));
   let enabled = true;
   return {
     disable() {
@@ -96,7 +129,7 @@ export function instrumentIdempotency(
  * closes it at `asyncEnd`, which comes last for every traced promise, with the outcome set.
  * Returns what undoes it.
  */
-function attach<E extends WithIdempotencyEvent | CleanupEvent>(
+function attach<E extends WithIdempotencyEvent | CleanupEvent | RunOperationEvent>(
   name: string,
   telemetry: { open(event: E): Context; close(event: E): void },
 ): () => void {
