@@ -73,6 +73,20 @@ export interface WithIdempotencyEvent {
   readonly replayedFrom?: 'ledger' | 'replay_cache';
   /** For a conflict: why. */
   readonly conflictReason?: ConflictReason;
+  /**
+   * True when a duplicate in flight decided the call: the claim found the key committed by
+   * another call since this one's lookup (most often after waiting for that call's transaction:
+   * `claimMs` says how long), `'optimistic'` lost the race to one, or a duplicate held the key
+   * past the wait (a conflict). False when the claim found the key free (a duplicate that held it
+   * and rolled back is not told apart). Undefined in the caller's transaction (no lookup first).
+   */
+  readonly metInFlight?: boolean;
+  /**
+   * True when the lookup found the key's entry expired: this call's key was new again only
+   * because its earlier entry expired (a client retrying after the TTL, or keys reused on
+   * purpose), and the claim takes the row over. Undefined in the caller's transaction.
+   */
+  readonly expiredEntry?: boolean;
   /** Transactions the library ran for the call (retries on 40001/40P01 and lost races add one). */
   readonly attempts: number;
   /** Milliseconds in the claim of the last attempt (any wait for a duplicate in flight included). */
@@ -126,7 +140,12 @@ export function traceCall<R extends { replayed: boolean }>(
       return result;
     } catch (error) {
       event.outcome = outcomeOf(error);
-      if (error instanceof IdempotencyConflictError) event.conflictReason = error.reason;
+      if (error instanceof IdempotencyConflictError) {
+        event.conflictReason = error.reason;
+        if (error.reason !== 'same_transaction' && event.transaction === 'library') {
+          event.metInFlight = true;
+        }
+      }
       throw error;
     } finally {
       event.durationMs = performance.now() - startedAt;

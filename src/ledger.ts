@@ -72,26 +72,34 @@ type Executor = Kysely<any>;
 
 /**
  * Reads the live entry for (scope, key), outside any transaction: a replay costs this one
- * statement. Returns undefined when there is none, or it has expired.
+ * statement. Returns undefined when there is none, and `'expired'` when the entry there has
+ * expired (the key is new again: a claim will take the row over).
  */
 export async function lookupEntry(
   db: Executor,
   schema: string,
   scope: string,
   key: string,
-): Promise<LiveEntry | undefined> {
+): Promise<LiveEntry | 'expired' | undefined> {
   // response::text: the stored JSON text as it is, independent of any json type parser the
-  // application installed on pg, and SQL NULL stays distinguishable from a JSON null.
+  // application installed on pg, and SQL NULL stays distinguishable from a JSON null. An expired
+  // row is reported, not filtered out, for the call's events (a key new again only because its
+  // entry expired); its response is left on the server.
   const { rows } = await run(
     schema,
-    sql<LiveEntry>`
-      select fingerprint, response::text as response,
+    sql<LiveEntry & { live: boolean }>`
+      select fingerprint, expires_at > statement_timestamp() as live,
+             case when expires_at > statement_timestamp() then response::text end as response,
              (extract(epoch from expires_at - statement_timestamp()) * 1000)::float8 as "remainingMs"
         from ${sql.id(schema, 'ledger')}
-       where scope = ${scope} and key = ${key} and expires_at > statement_timestamp()`,
+       where scope = ${scope} and key = ${key}`,
     db,
   );
-  return rows[0];
+  const row = rows[0];
+  if (!row) return undefined;
+  if (!row.live) return 'expired';
+  const { live: _live, ...entry } = row;
+  return entry;
 }
 
 /**

@@ -186,7 +186,8 @@ async function runInOwnTransaction(
       // a first execution, which is the price of cheap replays during a retry storm.
       const lookedUpAtMs = performance.now();
       const existing = await lookupEntry(db, options.schema, options.scope, options.key);
-      if (existing) {
+      if (event) event.expiredEntry = existing === 'expired';
+      if (existing && existing !== 'expired') {
         // Counted from before the statement was sent: the cached copy expires no later than the
         // entry does by the database clock.
         if (cacheId) replayCache.remember(cacheId, existing, lookedUpAtMs + existing.remainingMs);
@@ -225,7 +226,10 @@ async function runInOwnTransaction(
         const winner = await lookupEntry(db, options.schema, options.scope, options.key).catch(
           () => undefined,
         );
-        if (winner) return replay(winner, options, event);
+        if (winner && winner !== 'expired') {
+          if (event) event.metInFlight = true;
+          return replay(winner, options, event);
+        }
         if (error instanceof KeyTaken) {
           // The entry that took the key is gone: it expired or was deleted since, or it was this
           // transaction's own (a nested call for the key through another Kysely instance).
@@ -267,6 +271,8 @@ async function claimAndExecute(
   event: CallEvent | undefined,
 ): Promise<Attempt> {
   const claim = await timed(event, 'claimMs', () => claimFor(trx, options));
+  // Not at the lookup, but at the claim: committed by a duplicate since, or after waiting for it.
+  if (event) event.metInFlight = !claim.claimed;
   if (!claim.claimed) return { executed: false, entry: claim.entry };
   return { executed: true, ...(await executeOnClaim(trx, options, claim, fn, event)) };
 }

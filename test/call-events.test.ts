@@ -57,6 +57,15 @@ function onlyEvent(): WithIdempotencyEvent {
   return [...events][0] as WithIdempotencyEvent;
 }
 
+/** Sessions of this database waiting on a lock in claim_key: a duplicate at its claim. */
+async function waitingClaims(db: typeof fx.db): Promise<number> {
+  const { rows } = await sql<{ n: number }>`
+    select count(*)::int as n from pg_stat_activity
+     where wait_event_type = 'Lock' and query like '%claim_key%'
+       and datname = current_database() and pid <> pg_backend_pid()`.execute(db);
+  return rows[0]?.n ?? 0;
+}
+
 /** The event as telemetry would carry it: everything but Node's result and error. */
 function exported(event: WithIdempotencyEvent): string {
   const { result: _result, error: _error, ...rest } = event;
@@ -109,6 +118,46 @@ describe('withIdempotency events', () => {
     expect(seen.filter(({ kind }) => kind === 'error')).toHaveLength(1);
     release();
     await first;
+  });
+
+  it('tells a replay a duplicate in flight decided, and a key new again because it expired', async () => {
+    const key = uniqueKey();
+    const { first, release } = await startHeldCall(fx.db, 's', key);
+    seen = [];
+    const waiting = withIdempotency(fx.db, { scope: 's', key }, createPayment('s', key));
+    // The duplicate passed its lookup and waits at its claim for the first call's transaction.
+    await expect.poll(() => waitingClaims(fx.db), { timeout: 10_000 }).toBeGreaterThan(0);
+    release();
+    await first;
+    expect((await waiting).replayed).toBe(true);
+    // Two calls ended meanwhile: the first (executed, found the key free) and the duplicate.
+    const ended = seen.filter(({ kind }) => kind === 'asyncEnd').map(({ event }) => event);
+    expect(ended).toHaveLength(2);
+    expect(ended.find((event) => event.outcome === 'executed')?.metInFlight).toBe(false);
+    expect(ended.find((event) => event.outcome === 'replayed')).toMatchObject({
+      metInFlight: true,
+      expiredEntry: false,
+    });
+    expect(await fx.countPayments(key)).toBe(1);
+
+    await sql`
+      update idempotency.ledger set expires_at = statement_timestamp() - interval '1 second'
+       where key = ${key}`.execute(fx.db);
+    seen = [];
+    const again = await withIdempotency(fx.db, { scope: 's', key }, createPayment('s', key));
+    expect(again.replayed).toBe(false);
+    expect(onlyEvent()).toMatchObject({
+      outcome: 'executed',
+      expiredEntry: true,
+      metInFlight: false,
+    });
+    expect(await fx.countPayments(key)).toBe(2);
+
+    seen = [];
+    await withIdempotency(fx.db, { scope: 's', key }, createPayment('s', key));
+    // A replay found by the lookup: no claim, nothing in flight.
+    expect(onlyEvent()).toMatchObject({ outcome: 'replayed', expiredEntry: false });
+    expect(onlyEvent().metInFlight).toBeUndefined();
   });
 
   it('tells a reused key, an invalid call and a failed fn apart', async () => {

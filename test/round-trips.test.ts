@@ -21,7 +21,7 @@ describe('round trips', () => {
       withIdempotency(recorder.db, { scope: 's', key }, createPayment('s', key)),
     );
     expect(sent).toEqual([
-      'select fingerprint, response::text', // lookup, outside the transaction
+      'select fingerprint, expires_at', // lookup, outside the transaction
       'begin',
       'select claimed, fingerprint,', // claim_key()
       'insert into "payments"', // fn
@@ -40,7 +40,7 @@ describe('round trips', () => {
       ),
     );
     expect(sent).toEqual([
-      'select fingerprint, response::text', // lookup, outside the transaction
+      'select fingerprint, expires_at', // lookup, outside the transaction
       'begin',
       'insert into "payments"', // fn
       'select "idempotency"."record_entry"($1, $2,', // the one INSERT of the finished entry
@@ -54,7 +54,7 @@ describe('round trips', () => {
     const sent = await record(() =>
       withIdempotency(recorder.db, { scope: 's', key }, createPayment('s', key)),
     );
-    expect(sent).toEqual(['select fingerprint, response::text']);
+    expect(sent).toEqual(['select fingerprint, expires_at']);
   });
 
   it('a duplicate that waited for the first call costs four statements', async () => {
@@ -69,7 +69,7 @@ describe('round trips', () => {
     });
     await first;
     expect(sent).toEqual([
-      'select fingerprint, response::text', // the lookup: the first call has not committed
+      'select fingerprint, expires_at', // the lookup: the first call has not committed
       'begin',
       'select claimed, fingerprint,', // waits for the first call, then returns its entry
       'commit',

@@ -29,6 +29,9 @@ export const ATTR = {
   transaction: 'idempotency.transaction',
   attempts: 'idempotency.attempts',
   phase: 'idempotency.phase',
+  metInFlight: 'idempotency.met_in_flight',
+  expiredEntry: 'idempotency.expired_entry',
+  claimMs: 'idempotency.claim_ms',
   operation: 'idempotency.operation',
   operationResumed: 'idempotency.operation.resumed',
   operationFencingToken: 'idempotency.operation.fencing_token',
@@ -40,6 +43,14 @@ export const ATTR = {
   cleanupDeleted: 'idempotency.cleanup.deleted',
   cleanupBatches: 'idempotency.cleanup.batches',
   errorType: 'error.type',
+} as const;
+
+/** Span events on a call's span. */
+export const SPAN_EVENT = {
+  /** A duplicate in flight decided the call (it waited for it, lost the race, or timed out). */
+  metInFlight: 'idempotency.in_flight_duplicate',
+  /** The call ran fn for a key whose earlier entry had expired, and took its row over. */
+  expiredEntry: 'idempotency.expired_entry_taken_over',
 } as const;
 
 /** Instrument names. */

@@ -11,7 +11,7 @@ import {
   trace,
 } from '@opentelemetry/api';
 import type { WithIdempotencyEvent } from '../index.ts';
-import { ATTR, CALL_SPAN_NAME, METRIC } from './attribute-names.ts';
+import { ATTR, CALL_SPAN_NAME, METRIC, SPAN_EVENT } from './attribute-names.ts';
 import { errorType } from './error-type.ts';
 
 /** Spans and metric points for `withIdempotency` calls. */
@@ -59,6 +59,10 @@ function endSpan(span: Span, event: WithIdempotencyEvent): void {
     return;
   }
   span.setAttributes(spanAttributes(event));
+  // Both are known only once the call is over, so the events carry its end time.
+  if (event.metInFlight)
+    span.addEvent(SPAN_EVENT.metInFlight, { [ATTR.claimMs]: event.claimMs ?? 0 });
+  if (event.expiredEntry && event.outcome === 'executed') span.addEvent(SPAN_EVENT.expiredEntry);
   if (event.outcome === 'failed') {
     const type = errorType(event.error);
     span.setAttribute(ATTR.errorType, type);
@@ -81,6 +85,8 @@ function spanAttributes(event: WithIdempotencyEvent): Attributes {
   if (event.onConcurrent !== undefined) attributes[ATTR.onConcurrent] = event.onConcurrent;
   if (event.replayedFrom !== undefined) attributes[ATTR.replayedFrom] = event.replayedFrom;
   if (event.conflictReason !== undefined) attributes[ATTR.conflictReason] = event.conflictReason;
+  if (event.metInFlight !== undefined) attributes[ATTR.metInFlight] = event.metInFlight;
+  if (event.expiredEntry !== undefined) attributes[ATTR.expiredEntry] = event.expiredEntry;
   return attributes;
 }
 

@@ -12,6 +12,7 @@ export {
   INSTRUMENTATION_NAME,
   METRIC,
   RUN_OPERATION_SPAN_NAME,
+  SPAN_EVENT,
 } from './attribute-names.ts';
 export {
   type IdempotencyInstrumentation,

@@ -25,6 +25,7 @@ import {
   type IdempotencyInstrumentation,
   instrumentIdempotency,
   METRIC,
+  SPAN_EVENT,
 } from '../../src/otel/index.ts';
 import {
   createPayment,
@@ -122,7 +123,10 @@ describe('idempotency-ledger/otel', () => {
       [ATTR.scope]: 's',
       [ATTR.keyHash]: hashIdempotencyKey(key),
       [ATTR.onConcurrent]: 'wait',
+      [ATTR.metInFlight]: false,
+      [ATTR.expiredEntry]: false,
     });
+    expect(span.events).toEqual([]);
     expect(await fx.countPayments(key)).toBe(1);
 
     const after = await callsByOutcome();
@@ -185,7 +189,9 @@ describe('idempotency-ledger/otel', () => {
       [ATTR.outcome]: 'conflict',
       [ATTR.conflictReason]: 'in_flight',
       [ATTR.replayed]: false,
+      [ATTR.metInFlight]: true,
     });
+    expect(conflict.events.map((event) => event.name)).toEqual([SPAN_EVENT.metInFlight]);
     // A 409 or a 422 is the client's retry doing what it should not: the call worked as designed.
     expect(conflict.status.code).toBe(SpanStatusCode.UNSET);
     release();
@@ -203,6 +209,24 @@ describe('idempotency-ledger/otel', () => {
       (point) => point.attributes[ATTR.outcome] === 'conflict',
     );
     expect(conflicts.map((point) => point.attributes[ATTR.conflictReason])).toContain('in_flight');
+  });
+
+  it('marks a key taken over from an expired entry with a span event', async () => {
+    instrument();
+    const key = uniqueKey();
+    await withIdempotency(fx.db, { scope: 's', key }, createPayment('s', key));
+    await sql`
+      update idempotency.ledger set expires_at = statement_timestamp() - interval '1 second'
+       where key = ${key}`.execute(fx.db);
+    sdk.reset();
+    await withIdempotency(fx.db, { scope: 's', key }, createPayment('s', key));
+    const span = onlyCallSpan();
+    expect(span.attributes).toMatchObject({
+      [ATTR.outcome]: 'executed',
+      [ATTR.expiredEntry]: true,
+    });
+    expect(span.events.map((event) => event.name)).toEqual([SPAN_EVENT.expiredEntry]);
+    expect(await fx.countPayments(key)).toBe(2);
   });
 
   it('marks a failed call as an error by its type, never by its message', async () => {
