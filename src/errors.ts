@@ -22,6 +22,7 @@ export type IdempotencyErrorCode =
   | 'conflict'
   | 'unstorable_response'
   | 'stored_response_invalid'
+  | 'response_decryption'
   | 'ledger_schema'
   // Keeps editor completion for the names above while accepting any other string.
   | (string & {});
@@ -212,6 +213,57 @@ export class StoredResponseInvalidError extends IdempotencyError {
       status: 500,
       message: 'The stored response for this idempotency key does not match responseSchema',
     });
+  }
+}
+
+/** Why a {@link ResponseDecryptionError} was raised. */
+export type ResponseDecryptionReason =
+  | 'no_key'
+  | 'unknown_key'
+  | 'authentication_failed'
+  | 'malformed'
+  | 'plaintext_refused';
+
+const decryptionMessages: Record<ResponseDecryptionReason, string> = {
+  no_key:
+    'The stored response for this idempotency key is encrypted, and the call has no encryption option to read it',
+  unknown_key:
+    'The stored response for this idempotency key was encrypted with a key (see keyId) that is not among the configured keys',
+  authentication_failed:
+    'The stored response for this idempotency key failed authentication: it was altered, copied from another entry, or encrypted with another key under the same id',
+  malformed:
+    'The stored response for this idempotency key starts as an encrypted one but is not one the library wrote',
+  plaintext_refused:
+    "The stored response for this idempotency key is not encrypted, and the encryption option refuses plaintext ('refuse')",
+};
+
+/**
+ * A stored response could not be read back (HTTP 500): it is encrypted and the call has no key
+ * for it, or it fails authentication (altered, or moved from another entry), or it is in clear
+ * and the configuration refuses that. Nothing was executed and the entry is left untouched: the
+ * key stays taken, and its response is never returned in any other form.
+ */
+export class ResponseDecryptionError extends IdempotencyError {
+  readonly reason: ResponseDecryptionReason;
+  /** The id of the key the entry names, when it could be read (ids are not secret). */
+  readonly keyId: string | undefined;
+
+  constructor(options: {
+    scope: string;
+    key: string;
+    reason: ResponseDecryptionReason;
+    keyId?: string | undefined;
+    cause?: unknown;
+  }) {
+    const { reason, keyId, ...rest } = options;
+    super({
+      ...rest,
+      code: 'response_decryption',
+      status: 500,
+      message: decryptionMessages[reason],
+    });
+    this.reason = reason;
+    this.keyId = keyId;
   }
 }
 

@@ -20,6 +20,8 @@ export {
   InvalidIdempotencyOptionsError,
   LedgerSchemaError,
   type LedgerSchemaProblem,
+  ResponseDecryptionError,
+  type ResponseDecryptionReason,
   StoredResponseInvalidError,
   UnstorableResponseError,
   type UnstorableResponseReason,
@@ -55,6 +57,12 @@ export {
   ReplayCache,
   type ReplayCacheOptions,
 } from './replay-cache.ts';
+export {
+  ResponseEncryption,
+  type ResponseEncryptionKey,
+  type ResponseEncryptionOptions,
+  responseEncryption,
+} from './response-encryption.ts';
 export {
   type CleanupSchedule,
   type CleanupTick,
