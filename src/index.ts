@@ -22,6 +22,7 @@ export {
   type LedgerSchemaProblem,
   ResponseDecryptionError,
   type ResponseDecryptionReason,
+  type SealedKind,
   StoredResponseInvalidError,
   UnstorableResponseError,
   type UnstorableResponseReason,
@@ -58,10 +59,13 @@ export {
   type ReplayCacheOptions,
 } from './replay-cache.ts';
 export {
+  openStoredJson,
   ResponseEncryption,
   type ResponseEncryptionKey,
   type ResponseEncryptionOptions,
   responseEncryption,
+  type SealBinding,
+  sealStoredJson,
 } from './response-encryption.ts';
 export {
   type CleanupSchedule,

@@ -20,7 +20,11 @@ import {
   KeyObject,
   randomBytes,
 } from 'node:crypto';
-import { InvalidIdempotencyOptionsError, ResponseDecryptionError } from './errors.ts';
+import {
+  InvalidIdempotencyOptionsError,
+  ResponseDecryptionError,
+  type SealedKind,
+} from './errors.ts';
 
 /** One key of a {@link ResponseEncryption}: 32 bytes of secret, and a name stored beside each ciphertext. */
 export interface ResponseEncryptionKey {
@@ -50,14 +54,13 @@ export interface ResponseEncryptionOptions {
   plaintext?: 'accept' | 'refuse';
 }
 
-/** What a sealed value is; part of its authenticated data, so a ciphertext only opens as what it was. */
-export type SealedKind = 'ledger_response';
-
-/** The place a sealed value belongs to: a ciphertext copied to another one fails to decrypt. */
+/** The place a sealed value belongs to (its {@link SealedKind} is part of it): a ciphertext copied to another one fails to decrypt. */
 export interface SealBinding {
   kind: SealedKind;
   scope: string;
   key: string;
+  /** The step's name, for `'operation_step'`. */
+  step?: string | undefined;
 }
 
 /** One leading space: what `JSON.stringify()` never writes, so what marks a sealed value. */
@@ -218,35 +221,74 @@ export function isSealed(stored: string): boolean {
   return /^[ \t\n\r]/.test(stored);
 }
 
-/** What {@link sealResponse} and {@link openResponse} need of the call's options. */
-export interface EncryptionContext {
-  scope: string;
-  key: string;
-  encryption?: ResponseEncryption | undefined;
-}
-
-/** The text to store for a response's JSON: sealed when encryption is configured, as is otherwise. */
-export function sealResponse(json: string | null, context: EncryptionContext): string | null {
-  const { encryption, scope, key } = context;
-  return encryption ? encryption.seal(json, { kind: 'ledger_response', scope, key }) : json;
+/**
+ * The text to store for a JSON value (`null`: none) that belongs to `binding`: sealed when
+ * `encryption` is given, as is otherwise. For modules that store values on the caller's behalf,
+ * as the ledger and operations do; read it back with {@link openStoredJson}.
+ *
+ * @example
+ * ```ts
+ * const stored = sealStoredJson(JSON.stringify(result), encryption, {
+ *   kind: 'operation_step', scope, key, step: 'charge',
+ * });
+ * ```
+ */
+export function sealStoredJson(
+  json: string | null,
+  encryption: ResponseEncryption | undefined,
+  binding: SealBinding,
+): string | null {
+  return encryption ? encryption.seal(json, binding) : json;
 }
 
 /**
- * The response's JSON text from what the ledger stored: decrypted when sealed, as is when stored
- * in clear (unless the configuration refuses it).
+ * The JSON text (`null`: none) of what {@link sealStoredJson} stored for `binding`: decrypted when
+ * sealed, as is when stored in clear (unless `encryption` refuses plaintext).
  *
- * @throws {ResponseDecryptionError} for a sealed value read without encryption, or one that
- *   cannot be opened; for a clear one when `plaintext: 'refuse'`.
+ * @throws {ResponseDecryptionError} for a sealed value read without `encryption`, one that cannot
+ *   be opened with it, or a clear one when it has `plaintext: 'refuse'`.
+ *
+ * @example
+ * ```ts
+ * const json = openStoredJson(row.result, encryption, {
+ *   kind: 'operation_step', scope, key, step: 'charge',
+ * });
+ * ```
  */
-export function openResponse(stored: string | null, context: EncryptionContext): string | null {
-  const { encryption, scope, key } = context;
-  const binding: SealBinding = { kind: 'ledger_response', scope, key };
+export function openStoredJson(
+  stored: string | null,
+  encryption: ResponseEncryption | undefined,
+  binding: SealBinding,
+): string | null {
   if (stored === null || !isSealed(stored)) {
     if (encryption?.plaintext === 'refuse') throw decryptionError(binding, 'plaintext_refused');
     return stored;
   }
   if (!encryption) throw decryptionError(binding, 'no_key');
   return encryption.open(stored, binding);
+}
+
+/** What {@link sealResponse} and {@link openResponse} need of a ledger call's options. */
+export interface EncryptionContext {
+  scope: string;
+  key: string;
+  encryption?: ResponseEncryption | undefined;
+}
+
+/** The text the ledger stores for a response's JSON. */
+export function sealResponse(json: string | null, context: EncryptionContext): string | null {
+  const { encryption, scope, key } = context;
+  return sealStoredJson(json, encryption, { kind: 'ledger_response', scope, key });
+}
+
+/**
+ * The response's JSON text from what the ledger stored.
+ *
+ * @throws {ResponseDecryptionError} as {@link openStoredJson}.
+ */
+export function openResponse(stored: string | null, context: EncryptionContext): string | null {
+  const { encryption, scope, key } = context;
+  return openStoredJson(stored, encryption, { kind: 'ledger_response', scope, key });
 }
 
 function parseEnvelope(stored: string): Envelope | undefined {
@@ -271,8 +313,10 @@ function parseEnvelope(stored: string): Envelope | undefined {
  * A JSON array, so no two bindings share an encoding whatever their strings contain.
  */
 function additionalData(binding: SealBinding, keyId: string): Buffer {
-  const { kind, scope, key } = binding;
-  return Buffer.from(JSON.stringify(['idempotency-ledger', ALGORITHM, kind, scope, key, keyId]));
+  const { kind, scope, key, step = null } = binding;
+  return Buffer.from(
+    JSON.stringify(['idempotency-ledger', ALGORITHM, kind, scope, key, step, keyId]),
+  );
 }
 
 function decryptionError(
@@ -284,6 +328,7 @@ function decryptionError(
   return new ResponseDecryptionError({
     scope: binding.scope,
     key: binding.key,
+    stored: binding.kind,
     reason,
     keyId,
     cause,
