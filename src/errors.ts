@@ -235,7 +235,7 @@ export type ResponseDecryptionReason =
   | 'plaintext_refused';
 
 const decryptionMessages: Record<ResponseDecryptionReason, string> = {
-  no_key: 'is encrypted, and the call has no encryption option to read it',
+  no_key: 'is encrypted, and no encryption option was given to read it',
   unknown_key: 'was encrypted with a key (see keyId) that is not among the configured keys',
   authentication_failed:
     'failed authentication: it was altered, copied from another entry, or encrypted with another key under the same id',

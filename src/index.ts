@@ -59,6 +59,7 @@ export {
   type ReplayCacheOptions,
 } from './replay-cache.ts';
 export {
+  isResponseEncryption,
   openStoredJson,
   ResponseEncryption,
   type ResponseEncryptionKey,

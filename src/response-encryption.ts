@@ -194,7 +194,15 @@ export function responseEncryption(options: ResponseEncryptionOptions): Response
   return ResponseEncryption.create(options);
 }
 
-/** True for a value given as the `encryption` option, from either build of the library. */
+/**
+ * Whether `value` was built by {@link responseEncryption}, by any copy of this package (its ESM or
+ * its CommonJS build): how a tool finds the encryption among a module's exports.
+ *
+ * @example
+ * ```ts
+ * const encryption = Object.values(await import('./operations.ts')).find(isResponseEncryption);
+ * ```
+ */
 export function isResponseEncryption(value: unknown): value is ResponseEncryption {
   return (
     typeof value === 'object' &&
