@@ -173,8 +173,17 @@ export const createPayment = defineOperation({
     }
   });
 
-  it('refuses a file that is not there, an export that is not an operation, and one name twice', async () => {
+  it('refuses a file that is not there, an export that is not an operation, one name twice, and two encryptions', async () => {
     const typescript = await ops.writeModule('operations.ts', TYPESCRIPT_MODULE);
+    const twoKeys = await ops.writeModule(
+      'two-keys.ts',
+      `${TYPESCRIPT_MODULE}
+import { randomBytes } from 'node:crypto';
+import { responseEncryption } from ${JSON.stringify(CORE_MODULE)};
+export const one = responseEncryption({ keys: [{ id: 'a', key: randomBytes(32) }] });
+export const two = responseEncryption({ keys: [{ id: 'b', key: randomBytes(32) }] });
+`,
+    );
     const twice = await ops.writeModule(
       'twice.mjs',
       `import { defineOperation } from ${JSON.stringify(OPERATIONS_MODULE)};
@@ -189,6 +198,7 @@ export const b = defineOperation({ name: 'same', run: async () => null });`,
         '--export notAnOperation is not an operation made by defineOperation',
       ],
       [['--module', twice], 'the exports a and b both define an operation named "same"'],
+      [['--module', twoKeys], 'exports 2 different encryptions (responseEncryption())'],
     ];
     for (const [flags, message] of refusals) {
       const run = await runInProcess(['operations', 'resume', ...flags], ops.env());
