@@ -79,6 +79,16 @@ describe('encryption at rest', () => {
     },
   );
 
+  it("replays an encrypted entry found by the claim, in the caller's transaction", async () => {
+    const { scope, key, options, first } = await recorded(k1);
+    const again = await fx.db
+      .transaction()
+      .execute((trx) => withIdempotency(trx, options, chargeCard(scope, key)));
+    expect(again.replayed).toBe(true);
+    expect(JSON.stringify(again.response)).toBe(JSON.stringify(first.response));
+    expect(await fx.countPayments(key)).toBe(1);
+  });
+
   it('encrypts a response of undefined too, and replays it as undefined', async () => {
     const scope = 's';
     const key = uniqueKey();
