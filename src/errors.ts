@@ -22,6 +22,7 @@ export type IdempotencyErrorCode =
   | 'conflict'
   | 'unstorable_response'
   | 'stored_response_invalid'
+  | 'response_decryption'
   | 'ledger_schema'
   // Keeps editor completion for the names above while accepting any other string.
   | (string & {});
@@ -212,6 +213,78 @@ export class StoredResponseInvalidError extends IdempotencyError {
       status: 500,
       message: 'The stored response for this idempotency key does not match responseSchema',
     });
+  }
+}
+
+/**
+ * What a sealed value is; part of its authenticated data, so a ciphertext only opens as what it
+ * was: a ledger entry's response, or an operation's request, step result or final response.
+ */
+export type SealedKind =
+  | 'ledger_response'
+  | 'operation_request'
+  | 'operation_step'
+  | 'operation_response';
+
+/** Why a {@link ResponseDecryptionError} was raised. */
+export type ResponseDecryptionReason =
+  | 'no_key'
+  | 'unknown_key'
+  | 'authentication_failed'
+  | 'malformed'
+  | 'plaintext_refused';
+
+const decryptionMessages: Record<ResponseDecryptionReason, string> = {
+  no_key: 'is encrypted, and no encryption option was given to read it',
+  unknown_key: 'was encrypted with a key (see keyId) that is not among the configured keys',
+  authentication_failed:
+    'failed authentication: it was altered, copied from another entry, or encrypted with another key under the same id',
+  malformed: 'starts as an encrypted value but is not one the library wrote',
+  plaintext_refused: "is not encrypted, and the encryption option refuses plaintext ('refuse')",
+};
+
+const storedNames: Record<SealedKind, string> = {
+  ledger_response: 'The stored response',
+  operation_request: "The operation's stored request",
+  operation_step: 'A step result of the operation',
+  operation_response: "The operation's stored response",
+};
+
+/**
+ * A stored value could not be read back (HTTP 500): it is encrypted and the call has no key for
+ * it, or it fails authentication (altered, or moved from another entry), or it is in clear and
+ * the configuration refuses that. Nothing was executed and the entry is left untouched: the key
+ * stays taken, and what it stores is never returned in any other form.
+ */
+export class ResponseDecryptionError extends IdempotencyError {
+  readonly reason: ResponseDecryptionReason;
+  /**
+   * What could not be read: `'ledger_response'`, or an operation's `'operation_request'`,
+   * `'operation_step'` or `'operation_response'`.
+   */
+  readonly stored: SealedKind;
+  /** The id of the key the entry names, when it could be read (ids are not secret). */
+  readonly keyId: string | undefined;
+
+  constructor(options: {
+    scope: string;
+    key: string;
+    reason: ResponseDecryptionReason;
+    stored?: SealedKind | undefined;
+    keyId?: string | undefined;
+    cause?: unknown;
+  }) {
+    const { reason, keyId, stored = 'ledger_response', ...rest } = options;
+    const what = storedNames[stored];
+    super({
+      ...rest,
+      code: 'response_decryption',
+      status: 500,
+      message: `${what} for this idempotency key ${decryptionMessages[reason]}`,
+    });
+    this.reason = reason;
+    this.stored = stored;
+    this.keyId = keyId;
   }
 }
 

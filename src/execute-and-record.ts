@@ -7,26 +7,33 @@ import type { Transaction } from 'kysely';
 import { type CallEvent, timed } from './call-events.ts';
 import type { ResolvedOptions } from './options.ts';
 import { encodeResponse } from './response-codec.ts';
+import { sealResponse } from './response-encryption.ts';
 
 /** What a transaction that ran `fn` and recorded its response stored. */
 export interface Recorded {
   response: unknown;
+  /** The response's JSON text, in clear. */
   json: string | null;
   /** `performance.now()` before the record statement: the entry expires no earlier than ttl after. */
   recordedAtMs: number;
 }
 
-/** Runs `fn` in `trx`, then stores its encoded response with `record`. */
+/**
+ * Runs `fn` in `trx`, then stores its encoded response with `record`: sealed when the call has
+ * `encryption`. What it returns stays the plaintext (the response, and the JSON the replay cache
+ * remembers).
+ */
 export async function executeAndRecord(
   trx: Transaction<unknown>,
   options: ResolvedOptions,
   fn: (trx: Transaction<unknown>) => Promise<unknown>,
   event: CallEvent | undefined,
-  record: (responseJson: string | null) => Promise<void>,
+  record: (storedJson: string | null) => Promise<void>,
 ): Promise<Recorded> {
   const value = await timed(event, 'fnMs', () => fn(trx));
   const encoded = encodeResponse(value, options);
   const recordedAtMs = performance.now();
-  await timed(event, 'recordMs', () => record(encoded.json));
+  const stored = sealResponse(encoded.json, options);
+  await timed(event, 'recordMs', () => record(stored));
   return { response: encoded.response, json: encoded.json, recordedAtMs };
 }

@@ -25,6 +25,9 @@ export {
   InvalidIdempotencyOptionsError,
   LedgerSchemaError,
   type LedgerSchemaProblem,
+  ResponseDecryptionError,
+  type ResponseDecryptionReason,
+  type SealedKind,
   StoredResponseInvalidError,
   UnstorableResponseError,
   type UnstorableResponseReason,
@@ -60,6 +63,16 @@ export {
   ReplayCache,
   type ReplayCacheOptions,
 } from './replay-cache.ts';
+export {
+  isResponseEncryption,
+  openStoredJson,
+  ResponseEncryption,
+  type ResponseEncryptionKey,
+  type ResponseEncryptionOptions,
+  responseEncryption,
+  type SealBinding,
+  sealStoredJson,
+} from './response-encryption.ts';
 export {
   type CleanupSchedule,
   type CleanupTick,

@@ -20,7 +20,10 @@ import {
 export interface LedgerEntry {
   /** SHA-256 of the request's canonical JSON, or null when no request was given. */
   fingerprint: Buffer | null;
-  /** The stored response as JSON text, or null when `fn` returned undefined. */
+  /**
+   * The stored response as JSON text, or null when `fn` returned undefined; with encryption, the
+   * sealed form (JSON text after one leading space, see response-encryption.ts).
+   */
   response: string | null;
 }
 
@@ -82,9 +85,11 @@ export async function lookupEntry(
   key: string,
 ): Promise<LiveEntry | 'expired' | undefined> {
   // response::text: the stored JSON text as it is, independent of any json type parser the
-  // application installed on pg, and SQL NULL stays distinguishable from a JSON null. An expired
-  // row is reported, not filtered out, for the call's events (a key new again only because its
-  // entry expired); its response is left on the server.
+  // application installed on pg, and SQL NULL stays distinguishable from a JSON null. The json
+  // type keeps its input verbatim, leading whitespace included, which is how a sealed response is
+  // told from one in clear (response-encryption.ts). An expired row is reported, not filtered
+  // out, for the call's events (a key new again only because its entry expired); its response is
+  // left on the server.
   const { rows } = await run(
     schema,
     sql<LiveEntry & { live: boolean }>`

@@ -5,6 +5,7 @@ import { fingerprintRequest } from './fingerprint.ts';
 import { parseOptions } from './internal/parse-options.ts';
 import { DEFAULT_SCHEMA, schemaNameSchema } from './internal/schema-name.ts';
 import type { ReplayCache } from './replay-cache.ts';
+import { isResponseEncryption, type ResponseEncryption } from './response-encryption.ts';
 
 export { DEFAULT_SCHEMA };
 /** Default time a completed key replays: 24 hours. */
@@ -124,6 +125,19 @@ export interface IdempotencyOptions {
    * ```
    */
   replayCache?: ReplayCache;
+  /**
+   * Encrypts the stored response at rest (AES-256-GCM), built once with
+   * {@link responseEncryption}. Entries stored in clear before it was set keep replaying; an
+   * encrypted entry read without its key is a {@link ResponseDecryptionError}. The replay cache,
+   * in memory, holds responses decrypted.
+   *
+   * @example
+   * ```ts
+   * const encryption = responseEncryption({ keys: [{ id: '2026-12', key }] });
+   * await withIdempotency(db, { scope, key: idempotencyKey, encryption }, fn);
+   * ```
+   */
+  encryption?: ResponseEncryption;
 }
 
 const optionsSchema = z.strictObject({
@@ -175,6 +189,9 @@ const optionsSchema = z.strictObject({
       'must be a ReplayCache',
     )
     .optional(),
+  encryption: z
+    .custom<ResponseEncryption>(isResponseEncryption, 'must be built by responseEncryption()')
+    .optional(),
 });
 
 /** Options after validation, with defaults filled in and the request fingerprinted. */
@@ -191,6 +208,7 @@ export interface ResolvedOptions {
   isolationLevel?: IsolationLevel | undefined;
   maxAttempts?: number | undefined;
   replayCache?: ReplayCache | undefined;
+  encryption?: ResponseEncryption | undefined;
 }
 
 /**

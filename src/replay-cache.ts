@@ -35,6 +35,10 @@ const replayCacheOptionsSchema = z.strictObject({
  * from before the statement was sent). Its one blind spot: an entry deleted by hand keeps
  * replaying from the caches of running processes until it would have expired.
  *
+ * With `encryption`, it holds responses decrypted, in this process's memory: a cached replay
+ * costs no decryption, and is served whatever the call's `encryption` option (the entry was read
+ * or written with a key already).
+ *
  * @example
  * ```ts
  * const replayCache = new ReplayCache({ maxEntries: 50_000 });

@@ -32,6 +32,7 @@ import {
 import { executeThenRecord, KeyTaken, runsOptimisticFn } from './record-last.ts';
 import { replayCacheId } from './replay-cache.ts';
 import { decodeResponse } from './response-codec.ts';
+import { openResponse } from './response-encryption.ts';
 
 /** What {@link withIdempotency} returns. */
 export interface IdempotencyResult<T> {
@@ -83,6 +84,8 @@ const REJECT_WAIT_MS = 1;
  *   `onConcurrent` is `'reject'`, or the wait for it exceeded `waitTimeoutMs`.
  * @throws {UnstorableResponseError} when `fn`'s return value cannot be stored; nothing is committed.
  * @throws {StoredResponseInvalidError} when a stored response no longer matches `responseSchema`.
+ * @throws {ResponseDecryptionError} when a stored response is encrypted (the `encryption` option)
+ *   and cannot be decrypted: no key, an unknown key, or altered; nothing is executed.
  * @throws {LedgerSchemaError} when the ledger has not been migrated into `schema`.
  * @throws Whatever `fn` throws, unchanged; nothing is committed.
  * @throws Database and driver errors (a lost connection, a statement timeout, a serialization
@@ -185,12 +188,14 @@ async function runInOwnTransaction(
       // A replay is one statement outside any transaction. A miss costs this extra round trip on
       // a first execution, which is the price of cheap replays during a retry storm.
       const lookedUpAtMs = performance.now();
-      const existing = await lookupEntry(db, options.schema, options.scope, options.key);
-      if (event) event.expiredEntry = existing === 'expired';
-      if (existing && existing !== 'expired') {
+      const stored = await lookupEntry(db, options.schema, options.scope, options.key);
+      if (event) event.expiredEntry = stored === 'expired';
+      if (stored && stored !== 'expired') {
+        // Decrypted before it is cached: the cache holds responses in clear.
+        const existing = opened(stored, options);
         // Counted from before the statement was sent: the cached copy expires no later than the
         // entry does by the database clock.
-        if (cacheId) replayCache.remember(cacheId, existing, lookedUpAtMs + existing.remainingMs);
+        if (cacheId) replayCache.remember(cacheId, existing, lookedUpAtMs + stored.remainingMs);
         return replay(existing, options, event);
       }
 
@@ -210,7 +215,7 @@ async function runInOwnTransaction(
             ? { executed: true, ...(await executeThenRecord(trx, options, fn, event)) }
             : claimAndExecute(trx, options, fn, event),
       );
-      if (!outcome.executed) return replay(outcome.entry, options, event);
+      if (!outcome.executed) return replay(opened(outcome.entry, options), options, event);
       if (cacheId) {
         const entry = { fingerprint: options.fingerprint, response: outcome.json };
         replayCache.remember(cacheId, entry, outcome.recordedAtMs + options.ttlMs);
@@ -228,7 +233,7 @@ async function runInOwnTransaction(
         );
         if (winner && winner !== 'expired') {
           if (event) event.metInFlight = true;
-          return replay(winner, options, event);
+          return replay(opened(winner, options), options, event);
         }
         if (error instanceof KeyTaken) {
           // The entry that took the key is gone: it expired or was deleted since, or it was this
@@ -253,7 +258,7 @@ async function runInCallerTransaction(
   event: CallEvent | undefined,
 ): Promise<IdempotencyResult<unknown>> {
   const claim = await timed(event, 'claimMs', () => claimFor(trx, options));
-  if (!claim.claimed) return replay(claim.entry, options, event);
+  if (!claim.claimed) return replay(opened(claim.entry, options), options, event);
   try {
     const { response } = await executeOnClaim(trx, options, claim, fn, event);
     return { response, replayed: false };
@@ -315,6 +320,16 @@ function executeOnClaim(
   );
 }
 
+/**
+ * The entry with its response as JSON text in clear, whether the ledger stored it encrypted or not.
+ *
+ * @throws {ResponseDecryptionError} when it is encrypted and cannot be decrypted.
+ */
+function opened(entry: LedgerEntry, options: ResolvedOptions): LedgerEntry {
+  return { fingerprint: entry.fingerprint, response: openResponse(entry.response, options) };
+}
+
+/** Returns the entry's response; `entry` is in clear ({@link opened}, or the replay cache). */
 function replay(
   entry: LedgerEntry,
   options: ResolvedOptions,

@@ -1,5 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { withIdempotency } from '../src/index.ts';
+import { responseEncryption, withIdempotency } from '../src/index.ts';
 import { waitForLockWaiters } from './support/barrier.ts';
 import {
   createPayment,
@@ -74,6 +75,27 @@ describe('round trips', () => {
       'select claimed, fingerprint,', // waits for the first call, then returns its entry
       'commit',
     ]);
+  });
+
+  it('encryption adds no statement, to a first execution or a replay', async () => {
+    const key = uniqueKey();
+    const encryption = responseEncryption({ keys: [{ id: 'k', key: randomBytes(32) }] });
+    const options = { scope: 's', key, encryption };
+    const first = await record(() =>
+      withIdempotency(recorder.db, options, createPayment('s', key)),
+    );
+    const replay = await record(() =>
+      withIdempotency(recorder.db, options, createPayment('s', key)),
+    );
+    expect(first).toEqual([
+      'select fingerprint, expires_at',
+      'begin',
+      'select claimed, fingerprint,',
+      'insert into "payments"',
+      'update "idempotency"."ledger" set',
+      'commit',
+    ]);
+    expect(replay).toEqual(['select fingerprint, expires_at']);
   });
 
   it("inside the caller's transaction, a replay costs one statement", async () => {

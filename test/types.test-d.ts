@@ -5,7 +5,12 @@
 import type { ControlledTransaction, Kysely, Transaction } from 'kysely';
 import { expectTypeOf } from 'vitest';
 import { z } from 'zod';
-import { type Jsonified, withIdempotency } from '../src/index.ts';
+import {
+  type Jsonified,
+  ResponseEncryption,
+  responseEncryption,
+  withIdempotency,
+} from '../src/index.ts';
 import type { Database } from './support/ledger-fixture.ts';
 
 declare const db: Kysely<Database>;
@@ -48,6 +53,19 @@ export async function typeChecks() {
     expectTypeOf(t.rollbackToSavepoint).toBeFunction();
     void asControlled;
   });
+
+  // responseEncryption()'s example, as its TSDoc shows it.
+  const encryption = responseEncryption({
+    keys: [
+      { id: '2026-12', key: Buffer.from(process.env.LEDGER_KEY_2026_12 ?? '', 'base64') },
+      { id: '2026-06', key: Buffer.from(process.env.LEDGER_KEY_2026_06 ?? '', 'base64') },
+    ],
+  });
+  expectTypeOf(encryption).toEqualTypeOf<ResponseEncryption>();
+  await withIdempotency(db, { scope: 's', key: header, request: {}, encryption }, async () => 1);
+  // Built only by responseEncryption(), which validates the keys.
+  // @ts-expect-error: the constructor is private.
+  new ResponseEncryption([], 'accept');
 
   expectTypeOf<Jsonified<{ big: bigint; f: () => void; list: Date[] }>>().toEqualTypeOf<{
     big: never;

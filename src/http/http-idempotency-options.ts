@@ -6,6 +6,7 @@ import {
   type IdempotencyError,
   type IdempotencyOptions,
   InvalidIdempotencyOptionsError,
+  type ResponseEncryption,
 } from '../index.ts';
 import { DEFAULT_PROBLEM_TYPE_BASE } from './problem-details.ts';
 
@@ -48,6 +49,7 @@ export type LedgerOptions = Pick<
   | 'schema'
   | 'isolationLevel'
   | 'maxAttempts'
+  | 'encryption'
 >;
 
 /** What a request contributes to its fingerprint, besides its method and target. */
@@ -158,6 +160,16 @@ const httpOptionsSchema = z.looseObject({
   schema: z.string().min(1).optional(),
   isolationLevel: z.enum(['read committed', 'repeatable read', 'serializable']).optional(),
   maxAttempts: z.int().min(1).optional(),
+  encryption: z
+    .custom<ResponseEncryption>(
+      (value) =>
+        typeof value === 'object' &&
+        value !== null &&
+        typeof Reflect.get(value, 'seal') === 'function' &&
+        typeof Reflect.get(value, 'open') === 'function',
+      { error: 'must be built by responseEncryption()' },
+    )
+    .optional(),
 });
 
 /**
@@ -187,8 +199,15 @@ export function resolveHttpOptions<DB, Req>(
       cause: result.error,
     });
   }
-  const { ttlMs, onConcurrent, waitTimeoutMs, maxResponseBytes, isolationLevel, maxAttempts } =
-    options;
+  const {
+    ttlMs,
+    onConcurrent,
+    waitTimeoutMs,
+    maxResponseBytes,
+    isolationLevel,
+    maxAttempts,
+    encryption,
+  } = options;
   const ledger = {
     ...definedOnly({
       ttlMs,
@@ -197,6 +216,7 @@ export function resolveHttpOptions<DB, Req>(
       maxResponseBytes,
       isolationLevel,
       maxAttempts,
+      encryption,
     }),
     schema: options.schema ?? DEFAULT_SCHEMA,
   };

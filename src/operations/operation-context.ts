@@ -1,5 +1,10 @@
 import type { Kysely, Transaction } from 'kysely';
-import { InvalidIdempotencyOptionsError, UnstorableResponseError } from '../index.ts';
+import {
+  InvalidIdempotencyOptionsError,
+  type ResponseEncryption,
+  sealStoredJson,
+  UnstorableResponseError,
+} from '../index.ts';
 import type { ClassifyFailure, OperationContext } from './define-operation.ts';
 import { downstreamKey } from './downstream-key.ts';
 import {
@@ -24,7 +29,10 @@ export interface Attempt<DB> {
   ref: OperationRef;
   fencingToken: string;
   resumed: boolean;
+  /** The recorded steps' results, in clear. */
   recorded: Map<string, string | null>;
+  /** Seals what the attempt stores (step results, the final response), when given. */
+  encryption?: ResponseEncryption | undefined;
   /** Aborted once this attempt has lost its lease, by the heartbeat or by a refused record. */
   lease: AbortController;
 }
@@ -89,6 +97,12 @@ export function createOperationContext<DB>(attempt: Attempt<DB>): OperationConte
       cause,
     });
   const decode = <T>(json: string | null) => (json === null ? undefined : JSON.parse(json)) as T;
+  // What is stored: the JSON text, sealed for its place when the attempt has encryption. The
+  // attempt itself goes on with the text in clear.
+  const sealedStep = (json: string | null, step: string) =>
+    sealStoredJson(json, attempt.encryption, { ...ref, kind: 'operation_step', step });
+  const sealedResponse = (json: string | null) =>
+    sealStoredJson(json, attempt.encryption, { ...ref, kind: 'operation_response' });
 
   const context: OperationContext<DB> & { finished(): { json: string | null } | undefined } = {
     scope: ref.scope,
@@ -105,7 +119,9 @@ export function createOperationContext<DB>(attempt: Attempt<DB>): OperationConte
       try {
         const json = await db.transaction().execute(async (trx) => {
           const value = encode(await fn(trx as Transaction<DB>));
-          if (!(await recordStep(trx, ref, fencingToken, name, value))) throw lost();
+          if (!(await recordStep(trx, ref, fencingToken, name, sealedStep(value, name)))) {
+            throw lost();
+          }
           return value;
         });
         return decode(json);
@@ -144,7 +160,7 @@ export function createOperationContext<DB>(attempt: Attempt<DB>): OperationConte
         });
       }
       const json = encode(value);
-      if (!(await recordStep(db, ref, fencingToken, name, json))) throw lost();
+      if (!(await recordStep(db, ref, fencingToken, name, sealedStep(json, name)))) throw lost();
       return decode(json);
     },
 
@@ -158,7 +174,7 @@ export function createOperationContext<DB>(attempt: Attempt<DB>): OperationConte
       if (signal.aborted) throw lost();
       const json = await db.transaction().execute(async (trx) => {
         const value = encode(await fn(trx as Transaction<DB>));
-        if (!(await finishOperation(trx, ref, fencingToken, value))) throw lost();
+        if (!(await finishOperation(trx, ref, fencingToken, sealedResponse(value)))) throw lost();
         return value;
       });
       finished = { json };
@@ -169,7 +185,7 @@ export function createOperationContext<DB>(attempt: Attempt<DB>): OperationConte
   // Records a FinalResponse as the operation's response (fenced), and ends `run` with it.
   async function end(final: FinalResponse): Promise<never> {
     const json = encode(final.response);
-    if (!(await finishOperation(db, ref, fencingToken, json))) throw lost();
+    if (!(await finishOperation(db, ref, fencingToken, sealedResponse(json)))) throw lost();
     finished = { json };
     throw new OperationFinished(json);
   }

@@ -10,6 +10,7 @@ import {
   DEFAULT_WAIT_TIMEOUT_MS,
   InvalidIdempotencyKeyError,
   InvalidIdempotencyOptionsError,
+  type ResponseEncryption,
 } from '../index.ts';
 
 /** Default lease of an attempt: 30 s, renewed every 10 s while it runs. */
@@ -42,6 +43,18 @@ const schemaNameSchema = z
   .refine((name) => name !== '$user', 'must not be "$user"')
   .refine((name) => !name.startsWith('pg_'), 'must not start with "pg_"');
 
+// Built by responseEncryption(); withIdempotency's own check is the core's, not part of its API.
+const encryptionSchema = z
+  .custom<ResponseEncryption>(
+    (value) =>
+      typeof value === 'object' &&
+      value !== null &&
+      typeof Reflect.get(value, 'seal') === 'function' &&
+      typeof Reflect.get(value, 'open') === 'function',
+    'must be built by responseEncryption()',
+  )
+  .optional();
+
 const leaseMsSchema = z.int().min(100).max(MAX_TIMEOUT_MS);
 const ttlMsSchema = z.int().positive().max(MAX_TTL_MS);
 
@@ -54,6 +67,7 @@ const runOptionsSchema = z.strictObject({
   onConcurrent: z.enum(['wait', 'reject']).default('wait'),
   waitTimeoutMs: z.int().positive().max(MAX_TIMEOUT_MS).default(DEFAULT_WAIT_TIMEOUT_MS),
   schema: schemaNameSchema.default(DEFAULT_SCHEMA),
+  encryption: encryptionSchema,
 });
 
 const resumeOptionsSchema = z.strictObject({
@@ -65,6 +79,7 @@ const resumeOptionsSchema = z.strictObject({
     .custom<unknown>((value) => typeof value === 'function', 'must be a function')
     .optional(),
   signal: z.instanceof(AbortSignal, { message: 'must be an AbortSignal' }).optional(),
+  encryption: encryptionSchema,
 });
 
 export type ParsedRunOptions = z.output<typeof runOptionsSchema> & { key: string };
@@ -85,7 +100,7 @@ export function parseRunOptions(options: unknown): ParsedRunOptions {
 export function parseResumeOptions(
   options: unknown,
 ): Omit<z.output<typeof resumeOptionsSchema>, 'operations' | 'onError' | 'signal'> {
-  const { batchSize, leaseMs, schema } = parseWith(
+  const { batchSize, leaseMs, schema, encryption } = parseWith(
     resumeOptionsSchema,
     options,
     'resumeAbandonedOperations',
@@ -94,6 +109,7 @@ export function parseResumeOptions(
     batchSize,
     schema,
     ...(leaseMs === undefined ? {} : { leaseMs }),
+    ...(encryption === undefined ? {} : { encryption }),
   };
 }
 

@@ -1,5 +1,10 @@
 import type { Kysely } from 'kysely';
-import { IdempotencyConflictError, InvalidIdempotencyOptionsError } from '../index.ts';
+import {
+  IdempotencyConflictError,
+  InvalidIdempotencyOptionsError,
+  openStoredJson,
+  type ResponseEncryption,
+} from '../index.ts';
 import type { Operation } from './define-operation.ts';
 import { OperationLeaseLostError, OperationPendingError } from './operation-errors.ts';
 import { parseResumeOptions } from './operation-options.ts';
@@ -24,6 +29,12 @@ export interface ResumeOptions {
    * finishes, the others stay in progress for the next pass, counted in `found` only.
    */
   signal?: AbortSignal;
+  /**
+   * The operations' `encryption` (see `runOperation`): reads the requests they stored, and
+   * encrypts what the resumed attempts store. An encrypted request it cannot read is an error
+   * reported to `onError` (`ResponseDecryptionError`); the operation stays in progress.
+   */
+  encryption?: ResponseEncryption;
 }
 
 /** What one {@link resumeAbandonedOperations} pass did. */
@@ -59,7 +70,7 @@ export async function resumeAbandonedOperations<DB>(
   db: Kysely<DB>,
   options: ResumeOptions,
 ): Promise<ResumeResult> {
-  const { batchSize, leaseMs, schema } = parseResumeOptions(options);
+  const { batchSize, leaseMs, schema, encryption } = parseResumeOptions(options);
   const byName = new Map(options.operations.map((operation) => [operation.name, operation]));
   if (byName.size === 0) {
     throw new InvalidIdempotencyOptionsError({
@@ -80,13 +91,20 @@ export async function resumeAbandonedOperations<DB>(
     const operation = byName.get(abandoned.name);
     if (!operation) continue;
     try {
+      const { scope, key } = abandoned;
+      const requestJson = openStoredJson(abandoned.requestJson, encryption, {
+        kind: 'operation_request',
+        scope,
+        key,
+      });
       const { replayed } = await runOperation(db, operation, {
-        scope: abandoned.scope,
-        key: abandoned.key,
-        request: abandoned.requestJson === null ? undefined : JSON.parse(abandoned.requestJson),
+        scope,
+        key,
+        request: requestJson === null ? undefined : JSON.parse(requestJson),
         onConcurrent: 'reject',
         schema,
         ...(leaseMs === undefined ? {} : { leaseMs }),
+        ...(encryption === undefined ? {} : { encryption }),
       });
       // A replay: another attempt finished it since the pass found it; this pass ran nothing.
       if (replayed) result.skipped += 1;

@@ -5,6 +5,9 @@ import {
   IdempotencyConflictError,
   IdempotencyKeyReusedError,
   type Jsonified,
+  openStoredJson,
+  type ResponseEncryption,
+  sealStoredJson,
 } from '../index.ts';
 import type { Operation } from './define-operation.ts';
 import { startHeartbeat } from './lease-heartbeat.ts';
@@ -52,6 +55,16 @@ export interface RunOperationOptions<Req> {
   waitTimeoutMs?: number;
   /** Postgres schema of the ledger (and the operation tables). Default `idempotency`. */
   schema?: string;
+  /**
+   * Encrypts what the operation stores at rest: its request, each step's result and its final
+   * response, as `withIdempotency`'s option does. Give `resumeAbandonedOperations` the same.
+   *
+   * @example
+   * ```ts
+   * await runOperation(db, createPayment, { scope, key, request: body, encryption });
+   * ```
+   */
+  encryption?: ResponseEncryption;
 }
 
 /** What {@link runOperation} returns. */
@@ -104,12 +117,18 @@ async function runTraced<DB, Req, Res>(
   const parsed = parseRunOptions(options);
   const ref: OperationRef = { schema: parsed.schema, scope: parsed.scope, key: parsed.key };
   describeOperationCall(event, ref);
+  const { encryption } = parsed;
+  const bound = (kind: 'operation_request' | 'operation_response') => ({ ...ref, kind });
   const attempt = {
     name: operation.name,
     // The operation's name is part of the fingerprint: another operation given the same scope and
     // key is a key reused (422), never a replay of this one's response nor a resume of its steps.
     fingerprint: fingerprintRequest({ operation: operation.name, request: parsed.request ?? null }),
-    requestJson: parsed.request === undefined ? null : JSON.stringify(parsed.request),
+    requestJson: sealStoredJson(
+      parsed.request === undefined ? null : JSON.stringify(parsed.request),
+      encryption,
+      bound('operation_request'),
+    ),
     leaseMs: parsed.leaseMs,
     ttlMs: parsed.ttlMs,
   };
@@ -121,7 +140,13 @@ async function runTraced<DB, Req, Res>(
     const acquired: Acquired = await acquireOperation(db, ref, attempt, waitMs);
     switch (acquired.outcome) {
       case 'finished':
-        return { response: decode(acquired.response), replayed: true, resumed: false };
+        return {
+          response: decode(
+            openStoredJson(acquired.response, encryption, bound('operation_response')),
+          ),
+          replayed: true,
+          resumed: false,
+        };
       case 'mismatch':
         throw new IdempotencyKeyReusedError({ scope: ref.scope, key: ref.key });
       case 'acquired': {
@@ -170,7 +195,9 @@ async function execute<DB, Req, Res>(
     },
   });
   try {
-    const recorded = resumed ? await recordedSteps(db, ref) : new Map<string, string | null>();
+    const recorded = resumed
+      ? openSteps(await recordedSteps(db, ref), ref, parsed.encryption)
+      : new Map<string, string | null>();
     const op = createOperationContext({
       db,
       ref,
@@ -178,6 +205,7 @@ async function execute<DB, Req, Res>(
       resumed,
       recorded,
       lease: lost,
+      encryption: parsed.encryption,
     });
     let returned: Res;
     try {
@@ -213,6 +241,19 @@ async function execute<DB, Req, Res>(
     // leave none in use (a caller may destroy the pool next).
     await heartbeat.stop();
   }
+}
+
+/** The recorded steps' results in clear (decrypted when they were stored encrypted). */
+function openSteps(
+  stored: Map<string, string | null>,
+  ref: OperationRef,
+  encryption: ResponseEncryption | undefined,
+): Map<string, string | null> {
+  const opened = new Map<string, string | null>();
+  for (const [step, result] of stored) {
+    opened.set(step, openStoredJson(result, encryption, { ...ref, kind: 'operation_step', step }));
+  }
+  return opened;
 }
 
 function decode<T>(json: string | null): T {

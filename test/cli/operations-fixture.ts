@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, expect } from 'vitest';
+import type { ResponseEncryption } from '../../src/index.ts';
 import {
   defineOperation,
   type OperationContext,
@@ -23,6 +24,8 @@ export const NAME = 'cli-payment';
 export const OPERATIONS_MODULE = fileURLToPath(
   new URL('../../src/operations/index.ts', import.meta.url),
 );
+/** The core of the source tree, as a module outside it imports it. */
+export const CORE_MODULE = fileURLToPath(new URL('../../src/index.ts', import.meta.url));
 
 // The operation as a process that crashed on its charge left it: order step recorded, lease free.
 const chargeFails = defineOperation({
@@ -64,9 +67,14 @@ export function useOperationsFixture() {
     fx,
     env: () => ({ DATABASE_URL: fx.url }),
     /** Runs the operation until its charge fails: in progress, order written, lease released. */
-    async abandon(key: string, amount = 2500) {
+    async abandon(key: string, amount = 2500, encryption?: ResponseEncryption) {
       await expect(
-        runOperation(fx.db, chargeFails, { scope: SCOPE, key, request: { amount_cents: amount } }),
+        runOperation(fx.db, chargeFails, {
+          scope: SCOPE,
+          key,
+          request: { amount_cents: amount },
+          ...(encryption ? { encryption } : {}),
+        }),
       ).rejects.toBeInstanceOf(OperationPendingError);
     },
     /** Takes the operation as an attempt that is still running would hold it. */

@@ -2,9 +2,12 @@
 // operations of a module file written the way an application writes them (TypeScript, ESM,
 // CommonJS), in this process and as the real binary under --loop until SIGTERM.
 
+import { randomBytes } from 'node:crypto';
 import { relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { responseEncryption } from '../../src/index.ts';
 import {
+  CORE_MODULE,
   NAME,
   OPERATIONS_MODULE,
   TYPESCRIPT_MODULE,
@@ -76,6 +79,42 @@ module.exports = {
     expect(await fx.countPayments('order-1')).toBe(1);
   });
 
+  it('reads encrypted operations with the encryption the module exports', async () => {
+    const material = randomBytes(32);
+    const encryption = responseEncryption({ keys: [{ id: 'cli-1', key: material }] });
+    await ops.abandon('order-enc', 2500, encryption);
+    const withoutKey = await ops.writeModule('operations-no-key.ts', TYPESCRIPT_MODULE);
+    const failed = await runInProcess(['operations', 'resume', '--module', withoutKey], ops.env());
+    expect(failed).toMatchObject({
+      code: 1,
+      stdout: 'found 1, finished 0, pending 0, skipped 0, failed 1\n',
+    });
+    expect(failed.stderr).toContain('is encrypted, and no encryption option was given');
+    expect(failed.stderr).not.toContain('order-enc');
+    expect(await ops.row('order-enc')).toMatchObject({ state: 'in_progress' });
+
+    const withKey = await ops.writeModule(
+      'operations-key.ts',
+      `${TYPESCRIPT_MODULE}
+import { responseEncryption } from ${JSON.stringify(CORE_MODULE)};
+export const encryption = responseEncryption({
+  keys: [{ id: 'cli-1', key: Buffer.from(${JSON.stringify(material.toString('hex'))}, 'hex') }],
+});
+`,
+    );
+    expect(await runInProcess(['operations', 'resume', '--module', withKey], ops.env())).toEqual({
+      code: 0,
+      stdout: 'found 1, finished 1, pending 0, skipped 0, failed 0\n',
+      stderr: '',
+    });
+    expect(await fx.countPayments('order-enc')).toBe(1);
+    // The resumed attempt stored its response with the module's key too.
+    expect(await ops.row('order-enc')).toMatchObject({
+      state: 'finished',
+      response: { alg: 'A256GCM', kid: 'cli-1' },
+    });
+  });
+
   it('reports an operation that fails with its name, not its key, and exit code 1', async () => {
     const key = 'sk_live_never-print-me';
     await ops.abandon(key);
@@ -134,8 +173,17 @@ export const createPayment = defineOperation({
     }
   });
 
-  it('refuses a file that is not there, an export that is not an operation, and one name twice', async () => {
+  it('refuses a file that is not there, an export that is not an operation, one name twice, and two encryptions', async () => {
     const typescript = await ops.writeModule('operations.ts', TYPESCRIPT_MODULE);
+    const twoKeys = await ops.writeModule(
+      'two-keys.ts',
+      `${TYPESCRIPT_MODULE}
+import { randomBytes } from 'node:crypto';
+import { responseEncryption } from ${JSON.stringify(CORE_MODULE)};
+export const one = responseEncryption({ keys: [{ id: 'a', key: randomBytes(32) }] });
+export const two = responseEncryption({ keys: [{ id: 'b', key: randomBytes(32) }] });
+`,
+    );
     const twice = await ops.writeModule(
       'twice.mjs',
       `import { defineOperation } from ${JSON.stringify(OPERATIONS_MODULE)};
@@ -150,6 +198,7 @@ export const b = defineOperation({ name: 'same', run: async () => null });`,
         '--export notAnOperation is not an operation made by defineOperation',
       ],
       [['--module', twice], 'the exports a and b both define an operation named "same"'],
+      [['--module', twoKeys], 'exports 2 different encryptions (responseEncryption())'],
     ];
     for (const [flags, message] of refusals) {
       const run = await runInProcess(['operations', 'resume', ...flags], ops.env());

@@ -62,7 +62,8 @@ The code of the operations comes from --module: a file (relative to the current 
 exports operations made by defineOperation, as ESM or CommonJS, or TypeScript where Node runs
 it. Importing it runs it: let it define operations, not start work. The command connects to
 DATABASE_URL itself and passes that connection to the operations. Only operations of the names
-the module defines are resumed; others are left to a completer that has their code.
+the module defines are resumed; others are left to a completer that has their code. Operations
+stored with encryption need it: the module exports it too (what responseEncryption() built).
 
   --module PATH            the module that exports the operations
   --export NAME            only the operation exported as NAME (default: all it exports)
@@ -97,12 +98,13 @@ it after the running operation, or at once while it connects or waits (exit code
     if (flags.module === undefined) throw usageError('--module is required');
     if (flags.export === '') throw usageError('--export must not be empty');
     const connectionString = readDatabaseUrl(context.env);
-    const exported = await importOperations(flags.module, {
+    const { operations, encryption } = await importOperations(flags.module, {
       cwd: process.cwd(),
       exportName: flags.export,
     });
     const options: ResumeOptions = {
-      operations: exported.map(({ operation }) => operation),
+      operations: operations.map(({ operation }) => operation),
+      ...(encryption === undefined ? {} : { encryption }),
       batchSize: batchSize ?? DEFAULT_BATCH_SIZE,
       ...(leaseMs === undefined ? {} : { leaseMs }),
       ...(schema === undefined ? {} : { schema }),

@@ -1,6 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { isResponseEncryption, type ResponseEncryption } from '../../index.ts';
 import { isOperation, type Operation } from '../../operations/index.ts';
 import { CliError, EXIT_USAGE, usageError } from './cli-error.ts';
 import { describeError } from './describe-error.ts';
@@ -14,24 +15,34 @@ export interface ExportedOperation {
   operation: AnyOperation;
 }
 
+/** What {@link importOperations} found in a module. */
+export interface ImportedOperations {
+  operations: ExportedOperation[];
+  /** The one export built by `responseEncryption()`, if the module has one. */
+  encryption?: ResponseEncryption | undefined;
+}
+
 /**
  * Imports the module at `path` (relative to `cwd`; ESM or CommonJS, or TypeScript where Node
  * strips types) and returns the operations it exports: every export made by `defineOperation`,
- * or only `exportName`. A CommonJS module's `module.exports` object counts as its exports.
+ * or only `exportName`; and the `encryption` the operations store with, when it exports one
+ * built by `responseEncryption()`. A CommonJS module's `module.exports` object counts as its
+ * exports.
  *
  * @throws {CliError} exit code 2, when there is no such file, it cannot be imported, it exports no
- *   operation (or `exportName` is not one), or two exports define operations of the same name.
+ *   operation (or `exportName` is not one), two exports define operations of the same name, or
+ *   two exports are different encryptions.
  *
  * @example
  * ```ts
  * const found = await importOperations('./dist/operations.js', { cwd: process.cwd() });
- * // [{ exportName: 'createPayment', operation: createPayment }]
+ * // { operations: [{ exportName: 'createPayment', operation: createPayment }], encryption }
  * ```
  */
 export async function importOperations(
   path: string,
   { cwd, exportName }: { cwd: string; exportName?: string | undefined },
-): Promise<ExportedOperation[]> {
+): Promise<ImportedOperations> {
   const file = resolve(cwd, path);
   const isFile = await stat(file).then(
     (found) => found.isFile(),
@@ -48,6 +59,15 @@ export async function importOperations(
     });
   }
   const exports = exportsOf(namespace);
+  const encryption = encryptionOf(exports, path);
+  return { operations: operationsOf(exports, path, exportName), encryption };
+}
+
+function operationsOf(
+  exports: Map<string, unknown>,
+  path: string,
+  exportName: string | undefined,
+): ExportedOperation[] {
   if (exportName !== undefined) {
     const value = exports.get(exportName);
     if (!isOperation(value)) {
@@ -90,6 +110,18 @@ function exportsOf(namespace: Record<string, unknown>): Map<string, unknown> {
     if (name !== 'module.exports') exports.set(name, value);
   }
   return exports;
+}
+
+/** The module's encryption: the keys its operations' requests and results are stored with. */
+function encryptionOf(exports: Map<string, unknown>, path: string): ResponseEncryption | undefined {
+  const found = new Set([...exports.values()].filter(isResponseEncryption));
+  if (found.size > 1) {
+    throw usageError(
+      `--module ${path} exports ${found.size} different encryptions (responseEncryption()); ` +
+        'export the one its operations use',
+    );
+  }
+  return [...found][0];
 }
 
 /** The completer finds the code of an operation by its name: one name, one code. */

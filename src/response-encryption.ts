@@ -1,0 +1,333 @@
+/**
+ * Encryption at rest of stored responses: AES-256-GCM with a key of the caller's, so that a dump
+ * of the ledger does not expose what responses contain.
+ *
+ * How a ciphertext is told from a plaintext response, with no schema change: both live in the
+ * same `json` column, which keeps the exact text it was given (json, unlike jsonb, stores its
+ * input verbatim, and the ledger reads it back as `response::text`). A plaintext response is
+ * `JSON.stringify()` output, which never has whitespace outside a string, so it never starts
+ * with whitespace. A sealed response is a JSON object written after one leading space
+ * ({@link ENVELOPE_PREFIX}). Whatever the stored text is, exactly one reading applies: it starts
+ * with whitespace and is an envelope (or a malformed one: an error), or it does not and is the
+ * response itself. A response can never be mistaken for a ciphertext, whatever it contains.
+ *
+ * @module
+ */
+import { createCipheriv, createDecipheriv, type KeyObject, randomBytes } from 'node:crypto';
+import { ResponseDecryptionError, type SealedKind } from './errors.ts';
+import { KEY_ID_PATTERN, validateEncryptionKeys } from './internal/encryption-keys.ts';
+
+/** One key of a {@link ResponseEncryption}: 32 bytes of secret, and a name stored beside each ciphertext. */
+export interface ResponseEncryptionKey {
+  /**
+   * Names the key in every value it encrypts, so that it can be found again after rotation:
+   * 1 to 64 characters among `A-Z a-z 0-9 . _ : -`, e.g. `'2026-12'`. Stored in clear.
+   */
+  id: string;
+  /** 32 random bytes (AES-256): a `Buffer`/`Uint8Array`, or a secret `KeyObject`. */
+  key: Uint8Array | KeyObject;
+}
+
+/** Options of {@link responseEncryption}. */
+export interface ResponseEncryptionOptions {
+  /**
+   * The keys, newest first: the first encrypts every new value, and all of them decrypt. To
+   * rotate, put a new key first and keep the old ones until the entries they encrypted expired.
+   */
+  keys: readonly ResponseEncryptionKey[];
+  /**
+   * What to do with a response stored in clear (written before encryption was turned on):
+   * `'accept'` (default) replays it, so that turning encryption on needs no migration;
+   * `'refuse'` throws {@link ResponseDecryptionError} (`plaintext_refused`), once every entry
+   * written before has expired, so that a response written into the table by someone without the
+   * key is never replayed.
+   */
+  plaintext?: 'accept' | 'refuse';
+}
+
+/** The place a sealed value belongs to (its {@link SealedKind} is part of it): a ciphertext copied to another one fails to decrypt. */
+export interface SealBinding {
+  kind: SealedKind;
+  scope: string;
+  key: string;
+  /** The step's name, for `'operation_step'`. */
+  step?: string | undefined;
+}
+
+/** One leading space: what `JSON.stringify()` never writes, so what marks a sealed value. */
+const ENVELOPE_PREFIX = ' ';
+const ALGORITHM = 'A256GCM';
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+// The text a response of `undefined` is sealed as: JSON text is never empty.
+const UNDEFINED_PLAINTEXT = '';
+
+interface Envelope {
+  alg: typeof ALGORITHM;
+  kid: string;
+  iv: string;
+  ct: string;
+}
+
+// Brands an instance across copies of this module (the ESM and CommonJS builds in one process).
+const BRAND = Symbol.for('idempotency-ledger.response-encryption');
+
+/**
+ * Keys that encrypt stored responses, built once with {@link responseEncryption} and passed as the
+ * `encryption` option. Holds the key material out of sight: printing it (`console.log`,
+ * `util.inspect`, `JSON.stringify`) shows the key ids only.
+ */
+export class ResponseEncryption {
+  /** The ids of the keys, the encrypting one first. */
+  readonly keyIds: readonly string[];
+  /** How a response stored in clear is treated. */
+  readonly plaintext: 'accept' | 'refuse';
+  readonly #keys: ReadonlyMap<string, KeyObject>;
+  readonly #current: { id: string; key: KeyObject };
+
+  /** Use {@link responseEncryption}, which validates the keys. */
+  private constructor(
+    keys: readonly { id: string; key: KeyObject }[],
+    plaintext: 'accept' | 'refuse',
+  ) {
+    const [current] = keys;
+    if (!current) throw new Error('no key');
+    this.#current = current;
+    this.#keys = new Map(keys.map(({ id, key }) => [id, key]));
+    this.keyIds = Object.freeze(keys.map(({ id }) => id));
+    this.plaintext = plaintext;
+    Object.defineProperty(this, BRAND, { value: true });
+  }
+
+  /** @internal Validates and builds; see {@link responseEncryption}. */
+  static create(options: ResponseEncryptionOptions): ResponseEncryption {
+    const { keys, plaintext } = validateEncryptionKeys(options);
+    return new ResponseEncryption(keys, plaintext);
+  }
+
+  /**
+   * Encrypts a response's JSON text (`null`: `fn` returned undefined) with the first key, bound
+   * to `binding`. Returns the text to store.
+   */
+  seal(json: string | null, binding: SealBinding): string {
+    const { id, key } = this.#current;
+    const iv = randomBytes(IV_BYTES);
+    const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
+    cipher.setAAD(additionalData(binding, id));
+    const body = Buffer.concat([
+      cipher.update(json ?? UNDEFINED_PLAINTEXT, 'utf8'),
+      cipher.final(),
+      cipher.getAuthTag(),
+    ]);
+    const envelope: Envelope = {
+      alg: ALGORITHM,
+      kid: id,
+      iv: iv.toString('base64url'),
+      ct: body.toString('base64url'),
+    };
+    return ENVELOPE_PREFIX + JSON.stringify(envelope);
+  }
+
+  /**
+   * Decrypts a stored envelope ({@link isSealed}) that was sealed for `binding`.
+   *
+   * @throws {ResponseDecryptionError} when it is malformed, its key is not configured, or it
+   *   fails authentication (altered, or sealed for another place).
+   */
+  open(stored: string, binding: SealBinding): string | null {
+    const envelope = parseEnvelope(stored);
+    if (!envelope) throw decryptionError(binding, 'malformed');
+    const key = this.#keys.get(envelope.kid);
+    if (!key) throw decryptionError(binding, 'unknown_key', envelope.kid);
+    const iv = Buffer.from(envelope.iv, 'base64url');
+    const body = Buffer.from(envelope.ct, 'base64url');
+    if (iv.length !== IV_BYTES || body.length < TAG_BYTES) {
+      throw decryptionError(binding, 'malformed', envelope.kid);
+    }
+    let text: string;
+    try {
+      const decipher = createDecipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
+      decipher.setAAD(additionalData(binding, envelope.kid));
+      decipher.setAuthTag(body.subarray(body.length - TAG_BYTES));
+      text = Buffer.concat([
+        decipher.update(body.subarray(0, body.length - TAG_BYTES)),
+        decipher.final(),
+      ]).toString('utf8');
+    } catch (error) {
+      throw decryptionError(binding, 'authentication_failed', envelope.kid, error);
+    }
+    return text === UNDEFINED_PLAINTEXT ? null : text;
+  }
+
+  toJSON(): { keyIds: readonly string[]; plaintext: 'accept' | 'refuse' } {
+    return { keyIds: this.keyIds, plaintext: this.plaintext };
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return `ResponseEncryption { keyIds: ${JSON.stringify(this.keyIds)}, plaintext: '${this.plaintext}' }`;
+  }
+}
+
+/**
+ * Builds the `encryption` option: stored responses are encrypted with AES-256-GCM under the first
+ * key, and read with whichever key encrypted them. Each value gets a random 12-byte IV and is bound
+ * to its scope and key, so a ciphertext copied onto another entry does not decrypt. The scope, the
+ * key, the request's fingerprint and the timestamps stay in clear. Build it once, at startup.
+ *
+ * @throws {InvalidIdempotencyOptionsError} when there is no key, a key is not 32 bytes, or two
+ *   keys share an id. The message never contains key material.
+ *
+ * @example
+ * ```ts
+ * import { responseEncryption, withIdempotency } from 'idempotency-ledger';
+ *
+ * const encryption = responseEncryption({
+ *   keys: [
+ *     { id: '2026-12', key: Buffer.from(process.env.LEDGER_KEY_2026_12 ?? '', 'base64') },
+ *     { id: '2026-06', key: Buffer.from(process.env.LEDGER_KEY_2026_06 ?? '', 'base64') },
+ *   ],
+ * });
+ * await withIdempotency(db, { scope, key, request, encryption }, fn);
+ * ```
+ */
+export function responseEncryption(options: ResponseEncryptionOptions): ResponseEncryption {
+  return ResponseEncryption.create(options);
+}
+
+/**
+ * Whether `value` was built by {@link responseEncryption}, by any copy of this package (its ESM or
+ * its CommonJS build): how a tool finds the encryption among a module's exports.
+ *
+ * @example
+ * ```ts
+ * const encryption = Object.values(await import('./operations.ts')).find(isResponseEncryption);
+ * ```
+ */
+export function isResponseEncryption(value: unknown): value is ResponseEncryption {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    Reflect.get(value, BRAND) === true &&
+    typeof Reflect.get(value, 'seal') === 'function' &&
+    typeof Reflect.get(value, 'open') === 'function'
+  );
+}
+
+/** True when `stored` is meant as a sealed value: it starts with whitespace (see the module doc). */
+export function isSealed(stored: string): boolean {
+  return /^[ \t\n\r]/.test(stored);
+}
+
+/**
+ * The text to store for a JSON value (`null`: none) that belongs to `binding`: sealed when
+ * `encryption` is given, as is otherwise. For modules that store values on the caller's behalf,
+ * as the ledger and operations do; read it back with {@link openStoredJson}.
+ *
+ * @example
+ * ```ts
+ * const stored = sealStoredJson(JSON.stringify(result), encryption, {
+ *   kind: 'operation_step', scope, key, step: 'charge',
+ * });
+ * ```
+ */
+export function sealStoredJson(
+  json: string | null,
+  encryption: ResponseEncryption | undefined,
+  binding: SealBinding,
+): string | null {
+  return encryption ? encryption.seal(json, binding) : json;
+}
+
+/**
+ * The JSON text (`null`: none) of what {@link sealStoredJson} stored for `binding`: decrypted when
+ * sealed, as is when stored in clear (unless `encryption` refuses plaintext).
+ *
+ * @throws {ResponseDecryptionError} for a sealed value read without `encryption`, one that cannot
+ *   be opened with it, or a clear one when it has `plaintext: 'refuse'`.
+ *
+ * @example
+ * ```ts
+ * const json = openStoredJson(row.result, encryption, {
+ *   kind: 'operation_step', scope, key, step: 'charge',
+ * });
+ * ```
+ */
+export function openStoredJson(
+  stored: string | null,
+  encryption: ResponseEncryption | undefined,
+  binding: SealBinding,
+): string | null {
+  if (stored === null || !isSealed(stored)) {
+    if (encryption?.plaintext === 'refuse') throw decryptionError(binding, 'plaintext_refused');
+    return stored;
+  }
+  if (!encryption) throw decryptionError(binding, 'no_key');
+  return encryption.open(stored, binding);
+}
+
+/** What {@link sealResponse} and {@link openResponse} need of a ledger call's options. */
+export interface EncryptionContext {
+  scope: string;
+  key: string;
+  encryption?: ResponseEncryption | undefined;
+}
+
+/** The text the ledger stores for a response's JSON. */
+export function sealResponse(json: string | null, context: EncryptionContext): string | null {
+  const { encryption, scope, key } = context;
+  return sealStoredJson(json, encryption, { kind: 'ledger_response', scope, key });
+}
+
+/**
+ * The response's JSON text from what the ledger stored.
+ *
+ * @throws {ResponseDecryptionError} as {@link openStoredJson}.
+ */
+export function openResponse(stored: string | null, context: EncryptionContext): string | null {
+  const { encryption, scope, key } = context;
+  return openStoredJson(stored, encryption, { kind: 'ledger_response', scope, key });
+}
+
+function parseEnvelope(stored: string): Envelope | undefined {
+  if (!stored.startsWith(ENVELOPE_PREFIX)) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(stored);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== 'object' || value === null) return undefined;
+  const { alg, kid, iv, ct } = value as Record<string, unknown>;
+  const base64url = /^[A-Za-z0-9_-]*$/;
+  if (alg !== ALGORITHM || typeof kid !== 'string' || !KEY_ID_PATTERN.test(kid)) return undefined;
+  if (typeof iv !== 'string' || typeof ct !== 'string') return undefined;
+  if (!base64url.test(iv) || !base64url.test(ct)) return undefined;
+  return { alg, kid, iv, ct };
+}
+
+/**
+ * The authenticated data of a value: the format, what it is, where it belongs and the key id.
+ * A JSON array, so no two bindings share an encoding whatever their strings contain.
+ */
+function additionalData(binding: SealBinding, keyId: string): Buffer {
+  const { kind, scope, key, step = null } = binding;
+  return Buffer.from(
+    JSON.stringify(['idempotency-ledger', ALGORITHM, kind, scope, key, step, keyId]),
+  );
+}
+
+function decryptionError(
+  binding: SealBinding,
+  reason: ResponseDecryptionError['reason'],
+  keyId?: string,
+  cause?: unknown,
+): ResponseDecryptionError {
+  return new ResponseDecryptionError({
+    scope: binding.scope,
+    key: binding.key,
+    stored: binding.kind,
+    reason,
+    keyId,
+    cause,
+  });
+}

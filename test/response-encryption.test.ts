@@ -1,0 +1,331 @@
+import { randomBytes } from 'node:crypto';
+import { inspect } from 'node:util';
+import { sql } from 'kysely';
+import { describe, expect, it } from 'vitest';
+import {
+  InvalidIdempotencyOptionsError,
+  ReplayCache,
+  ResponseDecryptionError,
+  type ResponseEncryption,
+  responseEncryption,
+  withIdempotency,
+} from '../src/index.ts';
+import { uniqueKey, useLedgerFixture } from './support/ledger-fixture.ts';
+
+const fx = useLedgerFixture();
+
+const key1 = randomBytes(32);
+const key2 = randomBytes(32);
+const k1 = responseEncryption({ keys: [{ id: 'k1', key: key1 }] });
+const k2k1 = responseEncryption({
+  keys: [
+    { id: 'k2', key: key2 },
+    { id: 'k1', key: key1 },
+  ],
+});
+
+/** A business write whose response carries a distinctive string, looked for in the raw column. */
+function chargeCard(scope: string, key: string) {
+  return async (trx: typeof fx.db) => {
+    const row = await trx
+      .insertInto('payments')
+      .values({ scope, key, amount: 4200 })
+      .returning(['id'])
+      .executeTakeFirstOrThrow();
+    return { paymentId: String(row.id), card: '4111-1111-1111-1111', holder: 'Zoë Secretname' };
+  };
+}
+
+async function rawResponse(scope: string, key: string): Promise<string | null> {
+  const { rows } = await sql<{ response: string | null }>`
+    select response::text as response from idempotency.ledger
+     where scope = ${scope} and key = ${key}`.execute(fx.db);
+  return rows[0]?.response ?? null;
+}
+
+async function setRawResponse(scope: string, key: string, text: string | null): Promise<void> {
+  await sql`update idempotency.ledger set response = ${text}::json
+             where scope = ${scope} and key = ${key}`.execute(fx.db);
+}
+
+/** Records one encrypted call for a fresh key, and returns its scope, key and first response. */
+async function recorded(encryption: ResponseEncryption, onConcurrent?: 'optimistic') {
+  const scope = 'tenant:enc';
+  const key = uniqueKey();
+  const options = { scope, key, request: { amount: 4200 }, encryption, onConcurrent };
+  const first = await withIdempotency(fx.db, options, chargeCard(scope, key));
+  return { scope, key, options, first };
+}
+
+describe('encryption at rest', () => {
+  it.each([
+    ['wait', undefined],
+    ['optimistic', 'optimistic'],
+  ] as const)(
+    'stores the response encrypted and replays it byte for byte (%s)',
+    async (_, mode) => {
+      const { scope, key, options, first } = await recorded(k1, mode);
+      const raw = await rawResponse(scope, key);
+      expect(raw).not.toBeNull();
+      expect(raw).not.toContain('4111');
+      expect(raw).not.toContain('Secretname');
+      expect(raw?.startsWith(' ')).toBe(true);
+      expect(JSON.parse(raw ?? '')).toMatchObject({ alg: 'A256GCM', kid: 'k1' });
+
+      const again = await withIdempotency(fx.db, options, chargeCard(scope, key));
+      expect(again.replayed).toBe(true);
+      expect(JSON.stringify(again.response)).toBe(JSON.stringify(first.response));
+      expect(await fx.countPayments(key)).toBe(1);
+    },
+  );
+
+  it("replays an encrypted entry found by the claim, in the caller's transaction", async () => {
+    const { scope, key, options, first } = await recorded(k1);
+    const again = await fx.db
+      .transaction()
+      .execute((trx) => withIdempotency(trx, options, chargeCard(scope, key)));
+    expect(again.replayed).toBe(true);
+    expect(JSON.stringify(again.response)).toBe(JSON.stringify(first.response));
+    expect(await fx.countPayments(key)).toBe(1);
+  });
+
+  it('encrypts a response of undefined too, and replays it as undefined', async () => {
+    const scope = 's';
+    const key = uniqueKey();
+    await withIdempotency(fx.db, { scope, key, encryption: k1 }, async () => undefined);
+    expect(await rawResponse(scope, key)).toMatch(/^ \{"alg":"A256GCM","kid":"k1"/);
+    const again = await withIdempotency(fx.db, { scope, key, encryption: k1 }, async () => 'no');
+    expect(again).toEqual({ response: undefined, replayed: true });
+  });
+
+  it('uses a fresh IV for every value', async () => {
+    const a = await recorded(k1);
+    const b = await recorded(k1);
+    const ivOf = async (entry: { scope: string; key: string }) =>
+      JSON.parse((await rawResponse(entry.scope, entry.key)) ?? '').iv;
+    expect(await ivOf(a)).not.toBe(await ivOf(b));
+  });
+
+  it('after rotation, replays entries of the old key and encrypts new ones with the new key', async () => {
+    const old = await recorded(k1);
+    const replayed = await withIdempotency(
+      fx.db,
+      { ...old.options, encryption: k2k1 },
+      chargeCard(old.scope, old.key),
+    );
+    expect(replayed.replayed).toBe(true);
+    expect(JSON.stringify(replayed.response)).toBe(JSON.stringify(old.first.response));
+
+    const fresh = await recorded(k2k1);
+    expect(JSON.parse((await rawResponse(fresh.scope, fresh.key)) ?? '').kid).toBe('k2');
+    expect(await fx.countPayments(old.key)).toBe(1);
+  });
+
+  it('keeps replaying entries stored in clear before encryption was turned on', async () => {
+    const scope = 's';
+    const key = uniqueKey();
+    const first = await withIdempotency(fx.db, { scope, key }, chargeCard(scope, key));
+    expect(await rawResponse(scope, key)).toContain('Secretname');
+    const again = await withIdempotency(
+      fx.db,
+      { scope, key, encryption: k2k1 },
+      chargeCard(scope, key),
+    );
+    expect(again.replayed).toBe(true);
+    expect(JSON.stringify(again.response)).toBe(JSON.stringify(first.response));
+    expect(await fx.countPayments(key)).toBe(1);
+  });
+
+  it("refuses entries stored in clear with plaintext: 'refuse'", async () => {
+    const scope = 's';
+    const key = uniqueKey();
+    await withIdempotency(fx.db, { scope, key }, chargeCard(scope, key));
+    const strict = responseEncryption({ keys: [{ id: 'k1', key: key1 }], plaintext: 'refuse' });
+    await expect(
+      withIdempotency(fx.db, { scope, key, encryption: strict }, chargeCard(scope, key)),
+    ).rejects.toMatchObject({ code: 'response_decryption', reason: 'plaintext_refused' });
+    expect(await fx.countPayments(key)).toBe(1);
+  });
+
+  describe('refuses to replay, with a typed error, writing nothing and running nothing', () => {
+    const cases: [string, string, (entry: { scope: string; key: string }) => Promise<unknown>][] = [
+      ['no encryption option', 'no_key', async () => undefined],
+      ['only an unknown key', 'unknown_key', async () => undefined],
+      [
+        'altered ciphertext',
+        'authentication_failed',
+        async ({ scope, key }) => {
+          const envelope = JSON.parse((await rawResponse(scope, key)) ?? '');
+          const ct: string = envelope.ct;
+          // Flip one character of the ciphertext (not of the tag's last, partial sextet).
+          const flipped = (ct[0] === 'A' ? 'B' : 'A') + ct.slice(1);
+          await setRawResponse(scope, key, ` ${JSON.stringify({ ...envelope, ct: flipped })}`);
+        },
+      ],
+      [
+        'a ciphertext moved from another key',
+        'authentication_failed',
+        async ({ scope, key }) => {
+          const other = await recorded(k1);
+          await setRawResponse(scope, key, await rawResponse(other.scope, other.key));
+        },
+      ],
+      [
+        'a ciphertext moved from another scope',
+        'authentication_failed',
+        async ({ scope, key }) => {
+          const otherScope = 'tenant:other';
+          await withIdempotency(
+            fx.db,
+            { scope: otherScope, key, request: { amount: 4200 }, encryption: k1 },
+            chargeCard(otherScope, key),
+          );
+          await setRawResponse(scope, key, await rawResponse(otherScope, key));
+        },
+      ],
+      [
+        'a malformed envelope',
+        'malformed',
+        async ({ scope, key }) => setRawResponse(scope, key, ' {"alg":"A256GCM","kid":"k1"}'),
+      ],
+    ];
+
+    it.each(cases)('%s', async (_, reason, tamper) => {
+      const entry = await recorded(k1);
+      await tamper(entry);
+      const before = await rawResponse(entry.scope, entry.key);
+      const encryption =
+        reason === 'no_key'
+          ? undefined
+          : reason === 'unknown_key'
+            ? responseEncryption({ keys: [{ id: 'k9', key: randomBytes(32) }] })
+            : k1;
+      let ran = false;
+      const cache = new ReplayCache();
+      for (const onConcurrent of ['wait', 'optimistic'] as const) {
+        const call = withIdempotency(
+          fx.db,
+          { ...entry.options, encryption, onConcurrent, replayCache: cache },
+          async (trx) => {
+            ran = true;
+            return chargeCard(entry.scope, entry.key)(trx);
+          },
+        );
+        await expect(call).rejects.toBeInstanceOf(ResponseDecryptionError);
+        await expect(call).rejects.toMatchObject({
+          code: 'response_decryption',
+          status: 500,
+          reason,
+        });
+      }
+      expect(ran).toBe(false);
+      expect(await fx.countPayments(entry.key, entry.scope)).toBe(1);
+      expect(await fx.countEntries(entry.key, entry.scope)).toBe(1);
+      expect(await rawResponse(entry.scope, entry.key)).toBe(before);
+    });
+
+    it("inside the caller's transaction too", async () => {
+      const entry = await recorded(k1);
+      await fx.db.transaction().execute(async (trx) => {
+        const call = withIdempotency(trx, { ...entry.options, encryption: undefined }, async () => {
+          throw new Error('fn must not run');
+        });
+        await expect(call).rejects.toMatchObject({ reason: 'no_key' });
+      });
+      expect(await fx.countPayments(entry.key)).toBe(1);
+    });
+
+    it('names the key id it lacks, and neither the idempotency key nor key material', async () => {
+      const entry = await recorded(k2k1);
+      const error = await withIdempotency(
+        fx.db,
+        { ...entry.options, encryption: k1 },
+        async () => 0,
+      )
+        .then(() => undefined)
+        .catch((thrown: unknown) => thrown);
+      expect(error).toBeInstanceOf(ResponseDecryptionError);
+      expect((error as ResponseDecryptionError).keyId).toBe('k2');
+      const printed = [inspect(error, { depth: 5 }), JSON.stringify(error), String(error)];
+      for (const text of printed) {
+        expect(text).not.toContain(entry.key);
+        expect(text).not.toContain(key1.toString('hex'));
+        expect(text).not.toContain(key1.toString('base64'));
+      }
+    });
+  });
+});
+
+describe('responseEncryption()', () => {
+  const badConfigs: [string, unknown, string][] = [
+    ['no keys', { keys: [] }, 'keys: must be a non-empty array'],
+    ['a short key', { keys: [{ id: 'a', key: randomBytes(16) }] }, 'keys[0].key: must be 32 bytes'],
+    [
+      'a duplicate id',
+      {
+        keys: [
+          { id: 'a', key: randomBytes(32) },
+          { id: 'a', key: randomBytes(32) },
+        ],
+      },
+      'keys[1].id: the same id as keys[0]',
+    ],
+    ['an invalid id', { keys: [{ id: 'a b', key: randomBytes(32) }] }, 'keys[0].id: must be'],
+    ['a key as a string', { keys: [{ id: 'a', key: 'x'.repeat(32) }] }, 'keys[0].key: must be'],
+    [
+      'an unknown plaintext mode',
+      { keys: [{ id: 'a', key: randomBytes(32) }], plaintext: 'yes' },
+      'plaintext:',
+    ],
+  ];
+
+  it.each(badConfigs)('refuses %s with a typed error', (_, options, issue) => {
+    const build = () => responseEncryption(options as never);
+    expect(build).toThrow(InvalidIdempotencyOptionsError);
+    expect(build).toThrow(issue);
+  });
+
+  it('never shows key material in errors, util.inspect or JSON', () => {
+    const material = randomBytes(32);
+    const short = randomBytes(31);
+    const error = (() => {
+      try {
+        responseEncryption({ keys: [{ id: 'a', key: short }] });
+      } catch (thrown) {
+        return thrown;
+      }
+    })();
+    expect(inspect(error, { depth: 10 })).not.toContain(short.toString('hex').slice(0, 16));
+    const encryption = responseEncryption({ keys: [{ id: 'a', key: material }] });
+    for (const printed of [
+      inspect(encryption, { depth: 10, showHidden: true }),
+      JSON.stringify(encryption),
+      String(encryption),
+    ]) {
+      expect(printed).not.toContain(material.toString('hex').slice(0, 16));
+      expect(printed).not.toContain(material.toString('base64').slice(0, 16));
+    }
+    expect(inspect(encryption)).toContain('"a"');
+  });
+
+  it('copies the key: zeroing the Buffer afterwards changes nothing', async () => {
+    const material = randomBytes(32);
+    const encryption = responseEncryption({ keys: [{ id: 'z', key: material }] });
+    const scope = 's';
+    const key = uniqueKey();
+    const first = await withIdempotency(fx.db, { scope, key, encryption }, async () => ({ n: 1 }));
+    material.fill(0);
+    const again = await withIdempotency(fx.db, { scope, key, encryption }, async () => ({ n: 2 }));
+    expect(again).toEqual({ response: first.response, replayed: true });
+  });
+
+  it('is refused as the encryption option when it is not built by responseEncryption()', async () => {
+    await expect(
+      withIdempotency(
+        fx.db,
+        { scope: 's', key: uniqueKey(), encryption: { keyIds: ['a'] } as never },
+        async () => 1,
+      ),
+    ).rejects.toBeInstanceOf(InvalidIdempotencyOptionsError);
+  });
+});
