@@ -12,6 +12,7 @@ import {
   InvalidIdempotencyKeyError,
   InvalidIdempotencyOptionsError,
 } from './errors.ts';
+import { traceRun } from './internal/trace-run.ts';
 import { hashIdempotencyKey, rawKeysIncluded } from './key-privacy.ts';
 
 /**
@@ -132,13 +133,11 @@ export function traceCall<R extends { replayed: boolean }>(
       (db as { isTransaction?: unknown } | null)?.isTransaction === true ? 'caller' : 'library',
     attempts: 0,
   };
-  const startedAt = performance.now();
-  return channel.tracePromise(async () => {
-    try {
-      const result = await run(event);
+  return traceRun(channel, event, () => run(event), {
+    succeeded(result) {
       event.outcome = result.replayed ? 'replayed' : 'executed';
-      return result;
-    } catch (error) {
+    },
+    failed(error) {
       event.outcome = outcomeOf(error);
       if (error instanceof IdempotencyConflictError) {
         event.conflictReason = error.reason;
@@ -146,11 +145,8 @@ export function traceCall<R extends { replayed: boolean }>(
           event.metInFlight = true;
         }
       }
-      throw error;
-    } finally {
-      event.durationMs = performance.now() - startedAt;
-    }
-  }, event);
+    },
+  });
 }
 
 /** Fills in what the validated options say about the call. */

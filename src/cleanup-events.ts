@@ -4,6 +4,7 @@
  * subscribes.
  */
 import { type TracingChannel, tracingChannel } from 'node:diagnostics_channel';
+import { traceRun } from './internal/trace-run.ts';
 
 /**
  * The tracing channel of cleanup runs: `tracingChannel(CLEANUP_CHANNEL)` publishes `start`,
@@ -56,15 +57,10 @@ export function traceCleanup<R>(
 ): Promise<R> {
   const progress: CleanupProgress = { version: 1, ...describe, deleted: 0, batches: 0 };
   if (!channel.hasSubscribers) return run(progress);
-  const startedAt = performance.now();
-  return channel.tracePromise(async () => {
-    try {
-      return await run(progress);
-    } catch (error) {
+  return traceRun(channel, progress, () => run(progress), {
+    succeeded() {},
+    failed() {
       progress.outcome = 'failed';
-      throw error;
-    } finally {
-      progress.durationMs = performance.now() - startedAt;
-    }
-  }, progress);
+    },
+  });
 }

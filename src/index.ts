@@ -46,6 +46,7 @@ export {
   type MigrateResult,
   migrate,
 } from './migrate.ts';
+export { MIGRATE_CHANNEL, type MigrateEvent } from './migrate-events.ts';
 export { type LedgerMigration, readMigrations } from './migration-files.ts';
 export {
   DEFAULT_MAX_ATTEMPTS,

@@ -10,6 +10,7 @@ import {
 } from './internal/applied-migrations.ts';
 import { parseOptions } from './internal/parse-options.ts';
 import { DEFAULT_SCHEMA, schemaNameSchema } from './internal/schema-name.ts';
+import { traceMigrate } from './migrate-events.ts';
 import { type LedgerMigration, readMigrations } from './migration-files.ts';
 import { handlePoolErrors } from './pool-errors.ts';
 
@@ -77,12 +78,20 @@ const migrateOptionsSchema = z.strictObject({
  * const { applied } = await migrate({ connectionString: process.env.DATABASE_URL! });
  * ```
  */
-export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
+export function migrate(options: MigrateOptions): Promise<MigrateResult> {
+  return traceMigrate((describe) => migrateTraced(options, describe));
+}
+
+async function migrateTraced(
+  options: MigrateOptions,
+  describe: (schema: string) => void,
+): Promise<MigrateResult> {
   const { connectionString, schema, connectTimeoutMs } = parseOptions(
     migrateOptionsSchema,
     options,
     'migrate',
   );
+  describe(schema);
   const migrations = readMigrations();
   const pool = handlePoolErrors(
     new pg.Pool({ connectionString, max: 1, connectionTimeoutMillis: connectTimeoutMs }),
