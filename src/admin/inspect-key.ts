@@ -47,6 +47,15 @@ export interface OperationInspection {
   steps: StepInspection[];
 }
 
+/** Options of {@link inspectKey}. */
+export interface InspectKeyOptions {
+  scope: string;
+  /** The idempotency key, as the caller sent it. */
+  key: string;
+  /** Postgres schema that holds the ledger (the one you migrated). Default `idempotency`. */
+  schema?: string;
+}
+
 /** What {@link inspectKey} found for one (scope, key). */
 export interface KeyInspection {
   scope: string;
@@ -73,7 +82,7 @@ export interface KeyInspection {
  */
 export async function inspectKey<DB>(
   db: Kysely<DB>,
-  options: { scope: string; key: string; schema?: string },
+  options: InspectKeyOptions,
 ): Promise<KeyInspection> {
   const { scope, key, schema } = parseAdminOptions(keyRefSchema, options, 'inspectKey');
   return runAdmin(db as Kysely<unknown>, schema, async (executor) => {

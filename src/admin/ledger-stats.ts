@@ -13,6 +13,18 @@ export interface ScopeStats {
 /** The stages {@link ledgerStats} reports to `onProgress`, in order. */
 export type StatsStage = 'sizes' | 'entries' | 'operations';
 
+/** Options of {@link ledgerStats}. */
+export interface LedgerStatsOptions {
+  /** How many scopes each top list shows (0 to 1000). Default 10. */
+  top?: number;
+  /** Read the total from the planner's statistics instead of counting every entry. Default false. */
+  estimate?: boolean;
+  /** Called as each stage starts, for a progress display. */
+  onProgress?: (stage: StatsStage) => void;
+  /** Postgres schema that holds the ledger (the one you migrated). Default `idempotency`. */
+  schema?: string;
+}
+
 /** What {@link ledgerStats} measured. */
 export interface LedgerStats {
   /** false with `estimate`: `entries.total` and `entries.live` come from the planner's statistics. */
@@ -63,14 +75,7 @@ export interface LedgerStats {
  */
 export async function ledgerStats<DB>(
   db: Kysely<DB>,
-  options: {
-    /** How many scopes each top list shows. Default 10. */
-    top?: number;
-    estimate?: boolean;
-    /** Called as each stage starts, for a progress display. */
-    onProgress?: (stage: StatsStage) => void;
-    schema?: string;
-  } = {},
+  options: LedgerStatsOptions = {},
 ): Promise<LedgerStats> {
   const { top, estimate, onProgress, schema } = parseAdminOptions(
     statsOptionsSchema,

@@ -24,6 +24,7 @@ export interface ListEntriesOptions {
   state?: 'all' | 'live' | 'expired';
   /** At most this many entries (1 to 1000000). Default 100. */
   limit?: number;
+  /** Postgres schema that holds the ledger (the one you migrated). Default `idempotency`. */
   schema?: string;
 }
 

@@ -28,6 +28,7 @@ export interface ListStuckOptions {
   minAttempts?: number;
   /** At most this many operations (1 to 1000000). Default 100. */
   limit?: number;
+  /** Postgres schema that holds the ledger (the one you migrated). Default `idempotency`. */
   schema?: string;
 }
 

@@ -2,6 +2,17 @@ import { type Kysely, sql } from 'kysely';
 import { parseAdminOptions, releaseOptionsSchema } from './admin-options.ts';
 import { type Executor, runAdmin } from './admin-sql.ts';
 
+/** Options of {@link releaseKey}. */
+export interface ReleaseKeyOptions {
+  scope: string;
+  /** The idempotency key, as the caller sent it. */
+  key: string;
+  /** Release an operation even while an attempt holds its lease. Default false. */
+  force?: boolean;
+  /** Postgres schema that holds the ledger (the one you migrated). Default `idempotency`. */
+  schema?: string;
+}
+
 /** What {@link releaseKey} did. */
 export type ReleaseResult =
   | {
@@ -67,7 +78,7 @@ const LOCK_NOT_AVAILABLE = '55P03';
  */
 export async function releaseKey<DB>(
   db: Kysely<DB>,
-  options: { scope: string; key: string; force?: boolean; schema?: string },
+  options: ReleaseKeyOptions,
 ): Promise<ReleaseResult> {
   const { scope, key, force, schema } = parseAdminOptions(
     releaseOptionsSchema,

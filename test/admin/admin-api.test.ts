@@ -9,8 +9,8 @@ import {
   listEntries,
   listStuckOperations,
   releaseKey,
-  scopeRange,
 } from '../../src/admin/index.ts';
+import { scopeRange } from '../../src/admin/scope-range.ts';
 import {
   fingerprintRequest,
   InvalidIdempotencyOptionsError,
@@ -23,8 +23,6 @@ import {
   OperationLeaseLostError,
   runOperation,
 } from '../../src/operations/index.ts';
-import { deferred } from '../support/barrier.ts';
-import { createPayment, type Database } from '../support/ledger-fixture.ts';
 import {
   ABANDONED,
   EXPIRED_KEY,
@@ -35,7 +33,9 @@ import {
   SHOP1,
   useAdminFixture,
   WILD,
-} from './admin-fixture.ts';
+} from '../support/admin-fixture.ts';
+import { deferred } from '../support/barrier.ts';
+import { createPayment, type Database } from '../support/ledger-fixture.ts';
 
 const admin = useAdminFixture();
 

@@ -18,7 +18,7 @@ import {
   SHOP2,
   useAdminFixture,
   WILD,
-} from '../admin/admin-fixture.ts';
+} from '../support/admin-fixture.ts';
 import { runInProcess, startBinary, startSilentServer } from './support.ts';
 
 const admin = useAdminFixture();
