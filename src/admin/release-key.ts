@@ -1,4 +1,5 @@
 import { type Kysely, sql } from 'kysely';
+import { releaseOperation } from '../operations/index.ts';
 import { parseAdminOptions, releaseOptionsSchema } from './admin-options.ts';
 import { type Executor, runAdmin } from './admin-sql.ts';
 
@@ -20,16 +21,18 @@ export type ReleaseResult =
       /** Whether a ledger entry (live or expired) was deleted. */
       entryDeleted: boolean;
       /**
-       * The state the key's operation was in before it was retired (`in_progress` only with
-       * `force` when its lease was live); null when no operation was released.
+       * The key's operation, when one in progress was released (its lease taken away, its
+       * fencing token raised; it stays in progress with its steps); null otherwise.
        */
       operationReleased: null | {
-        previousState: 'in_progress' | 'finished';
         /** Whether an attempt held a live lease on it (released with `force`). */
         leaseWasLive: boolean;
       };
     }
-  /** Nothing for this (scope, key): no entry, and no operation that is not already expired. */
+  /**
+   * Nothing for this (scope, key): no entry, and no operation in progress. A finished operation
+   * is not released: it replays its response until it expires.
+   */
   | { outcome: 'nothing_to_release' }
   /**
    * Nothing was changed. `live_lease`: an attempt holds the operation's lease (pass `force`);
@@ -43,25 +46,29 @@ const LOCK_TIMEOUT = '5s';
 const LOCK_NOT_AVAILABLE = '55P03';
 
 /**
- * Releases one (scope, key), so that the next request with that key executes again, in one
- * transaction that changes nothing else:
+ * Releases one (scope, key), in one transaction that changes nothing else:
  *
  * - its ledger entry is deleted (live or expired): a retry of the original request now runs its
  *   business write again; only release a key whose first execution you know must be repeated;
- * - its operation (`idempotency-ledger/operations`), finished or in progress without a live lease,
- *   is retired: marked expired with its lease cleared, its fencing token raised and its steps
- *   deleted. The next request with the key starts it afresh, and cleanup deletes the row.
+ * - its operation (`idempotency-ledger/operations`), if in progress, is released as
+ *   `releaseOperation` does: its lease is taken away and its fencing token raised, and it stays
+ *   in progress with its recorded steps. The next client retry, or the completer's next pass,
+ *   resumes it from its last recorded step. A finished operation is left alone: it replays until
+ *   it expires.
+ *
+ * Why resume rather than start afresh: the steps already recorded stand for effects made outside
+ * the database (a charge at a payment provider), which must not be made again; a resumed run skips
+ * them and gets their recorded results. And the row must live on for fencing: an operation in
+ * progress is never deleted by cleanup, so its token only grows. A deleted row would be inserted
+ * again at fencing token 1, which an attempt still running (stalled past its lease, or released
+ * with `force`) may hold, and that attempt's writes would land in the new run.
  *
  * An operation whose lease is live is refused (`{ outcome: 'refused', reason: 'live_lease' }`)
- * unless `force` is set; then it is retired all the same. That is safe for the ledger: the
- * running attempt's fenced writes (a step, the final response, a lease renewal) find its token
- * gone and commit nothing, and it stops with `OperationLeaseLostError`. What it already did
- * outside the database since its last recorded step (a charge) is unknown to the ledger; the
- * next run sends the same downstream keys, so a provider that honours them deduplicates it.
- *
- * Why retire rather than delete an operation: a new row would start again at fencing token 1,
- * which an attempt still running past its lease may hold, and that attempt's writes would then
- * land in the new run. A retired row keeps its token growing, as an expired one does.
+ * unless `force` is set; then it is released all the same. The running attempt's next fenced
+ * write (a step, the final response, a lease renewal) finds its token gone and commits nothing,
+ * and it stops with `OperationLeaseLostError`. What it did outside the database since its last
+ * recorded step is unknown to the ledger; the resumed run sends the same downstream keys, so a
+ * provider that honours them deduplicates it.
  *
  * Rows a call in flight holds are waited for at most 5 s, then `{ reason: 'locked' }`.
  *
@@ -72,7 +79,7 @@ const LOCK_NOT_AVAILABLE = '55P03';
  * ```ts
  * const result = await releaseKey(db, { scope: 'merchant:42', key: 'order-7' });
  * if (result.outcome === 'refused' && result.reason === 'live_lease') {
- *   // an attempt is running it right now; releaseKey(db, { ..., force: true }) stops it
+ *   // an attempt is running it right now; releaseKey(db, { ..., force: true }) fences it off
  * }
  * ```
  */
@@ -105,20 +112,15 @@ async function releaseIn(
   await sql`select set_config('lock_timeout', ${LOCK_TIMEOUT}, true)`.execute(trx);
   // The operation first, locked: its lease is judged on the row no attempt can change until
   // this transaction ends, and a refusal leaves the entry alone too.
-  const { rows } = await sql<{
-    state: 'in_progress' | 'finished';
-    expired: boolean;
-    lease_remaining_ms: number | null;
-  }>`
-    select o.state, coalesce(o.expires_at <= clock_timestamp(), false) as expired,
-           case when o.lease_expires_at > clock_timestamp() then
+  const { rows } = await sql<{ lease_remaining_ms: number | null }>`
+    select case when o.lease_expires_at > clock_timestamp() then
              (extract(epoch from o.lease_expires_at - clock_timestamp()) * 1000)::float8
            end as lease_remaining_ms
       from ${sql.id(schema, 'operations')} o
-     where o.scope = ${scope} and o.key = ${key}
+     where o.scope = ${scope} and o.key = ${key} and o.state = 'in_progress'
        for update`.execute(trx);
   const operation = rows[0];
-  const leaseLive = operation?.state === 'in_progress' && operation.lease_remaining_ms !== null;
+  const leaseLive = operation !== undefined && operation.lease_remaining_ms !== null;
   if (leaseLive && !ref.force) {
     return {
       outcome: 'refused',
@@ -126,20 +128,12 @@ async function releaseIn(
       leaseRemainingMs: operation.lease_remaining_ms ?? 0,
     };
   }
-  let operationReleased: Extract<ReleaseResult, { outcome: 'released' }>['operationReleased'] =
-    null;
-  if (operation && !operation.expired) {
-    await sql`
-      update ${sql.id(schema, 'operations')}
-         set state = 'finished', response = null, lease_expires_at = null,
-             fencing_token = fencing_token + 1, expires_at = clock_timestamp(),
-             updated_at = clock_timestamp()
-       where scope = ${scope} and key = ${key}`.execute(trx);
-    await sql`
-      delete from ${sql.id(schema, 'operation_steps')}
-       where scope = ${scope} and key = ${key}`.execute(trx);
-    operationReleased = { previousState: operation.state, leaseWasLive: leaseLive };
-  }
+  // The fencing rules live with the operations: the same release an operator's
+  // `operations release` makes, here in this transaction.
+  const operationReleased =
+    operation && (await releaseOperation(trx, { schema, scope, key }))
+      ? { leaseWasLive: leaseLive }
+      : null;
   const deleted = await sql`
     delete from ${sql.id(schema, 'ledger')} where scope = ${scope} and key = ${key}`.execute(trx);
   const entryDeleted = deleted.numAffectedRows === 1n;

@@ -2,7 +2,7 @@
 // fencing that keeps a running attempt from writing into a released operation), and bad input.
 
 import { sql } from 'kysely';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import {
   inspectKey,
   ledgerStats,
@@ -12,6 +12,7 @@ import {
 } from '../../src/admin/index.ts';
 import { scopeRange } from '../../src/admin/scope-range.ts';
 import {
+  cleanupExpired,
   fingerprintRequest,
   InvalidIdempotencyOptionsError,
   LedgerSchemaError,
@@ -106,49 +107,64 @@ describe('inspectKey', () => {
 });
 
 describe('releaseKey', () => {
-  it('keeps an attempt still running from writing into the operation it released', async () => {
+  it('keeps a released operation in progress, so an attempt still running can never write into its next run', async () => {
     const key = 'op-running';
-    const inStep = deferred();
-    const carryOn = deferred();
+    // Each run of the step 'second' waits at its own gate before its business write.
+    const gates = [
+      { entered: deferred(), carryOn: deferred() },
+      { entered: deferred(), carryOn: deferred() },
+    ];
+    let runs = 0;
     const blocking = defineOperation({
       name: 'admin-blocking',
       async run(op: OperationContext<Database>) {
         await op.step('first', async () => ({ ok: true }));
         await op.step('second', async (trx) => {
-          inStep.resolve();
-          await carryOn.promise;
+          const gate = gates[runs++];
+          gate?.entered.resolve();
+          await gate?.carryOn.promise;
           await createPayment(op.scope, op.key)(trx);
           return null;
         });
         return op.finish(async () => null);
       },
     });
-    const attempt = runOperation(admin.fx.db, blocking, {
-      scope: OPS,
-      key,
-      request: null,
-      leaseMs: 600_000,
-    }).catch((error: unknown) => error);
-    await inStep.promise;
+    const options = { scope: OPS, key, request: null, leaseMs: 600_000 };
+    const stale = runOperation(admin.fx.db, blocking, options).catch((error: unknown) => error);
+    // However the test ends, no attempt is left waiting with a connection.
+    onTestFinished(() => {
+      for (const gate of gates) gate.carryOn.resolve();
+    });
+    await gates[0]?.entered.promise;
 
     expect(await releaseKey(admin.fx.db, { scope: OPS, key })).toMatchObject({
       outcome: 'refused',
       reason: 'live_lease',
     });
-    expect(await releaseKey(admin.fx.db, { scope: OPS, key, force: true })).toEqual({
+    expect(await releaseKey(admin.fx.db, { scope: OPS, key, force: true })).toMatchObject({
       outcome: 'released',
       entryDeleted: false,
-      operationReleased: { previousState: 'in_progress', leaseWasLive: true },
+      operationReleased: { leaseWasLive: true },
     });
-    carryOn.resolve();
-    expect(await attempt).toBeInstanceOf(OperationLeaseLostError);
-    expect(await admin.fx.countPayments(key)).toBe(0);
+    // Released, not retired: still in progress with its steps, so cleanup leaves it alone.
+    await cleanupExpired(admin.fx.db);
+    expect(await admin.operationRow(key)).toMatchObject({
+      state: 'in_progress',
+      fencing_token: '2',
+      lease_expires_at: null,
+    });
 
-    // The key is new again, and its next holder's token is above every earlier one.
-    const again = await runOperation(admin.fx.db, blocking, { scope: OPS, key, request: null });
-    expect(again.replayed).toBe(false);
+    // The client's retry resumes it from its last recorded step, while the stale attempt still
+    // waits inside 'second'.
+    const retry = runOperation(admin.fx.db, blocking, options);
+    await gates[1]?.entered.promise;
+    gates[0]?.carryOn.resolve();
+    expect(await stale).toBeInstanceOf(OperationLeaseLostError);
+    expect(await admin.fx.countPayments(key)).toBe(0);
+    gates[1]?.carryOn.resolve();
+    expect(await retry).toMatchObject({ replayed: false, resumed: true });
     expect(await admin.fx.countPayments(key)).toBe(1);
-    expect(Number((await admin.operationRow(key))?.fencing_token)).toBeGreaterThan(2);
+    expect(Number((await admin.operationRow(key))?.fencing_token)).toBe(3);
   });
 
   it('deletes the entry and nothing else; a retry then executes again', async () => {

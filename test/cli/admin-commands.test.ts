@@ -136,7 +136,7 @@ describe('release', () => {
     expect(run.code).toBe(4);
     expect(run.stdout).toBe('');
     expect(run.stderr).toMatch(
-      /^idempotency-ledger release: refused: an attempt holds the operation's lease for 9m5\ds more; --force retires it all the same\n$/,
+      /^idempotency-ledger release: refused: an attempt holds the operation's lease for 9m5\ds more; --force releases it all the same\n$/,
     );
     expect(run.stderr).not.toContain(HELD);
     const json = await release(HELD, '--json');
@@ -146,52 +146,56 @@ describe('release', () => {
     expect(await admin.operationRow(HELD)).toEqual(row);
   });
 
-  it('retires a held operation with --force: token raised, lease cleared, nothing else', async () => {
+  it('releases a held operation with --force: token raised, lease cleared, still in progress', async () => {
     const before = await admin.counts();
     const run = await release(HELD, '--force');
     expect(run).toEqual({
       code: 0,
       stdout:
-        'released: retired its operation (in progress, held: its attempt can commit nothing ' +
-        'more); the next request with the key executes afresh\n',
+        "released: took its operation's lease away from the attempt holding it, which can " +
+        'commit nothing more: the next retry or completer pass resumes it from its last ' +
+        'recorded step\n',
       stderr: '',
     });
     expect(await admin.operationRow(HELD)).toMatchObject({
-      state: 'finished',
+      state: 'in_progress',
       fencing_token: '2',
       lease_expires_at: null,
-      expired: true,
+      expired: false,
     });
     expect(await admin.counts()).toEqual(before);
     expect((await admin.operationRow(ABANDONED))?.fencing_token).toBe('1');
-    // Retired: nothing left to release.
+    // Released again: no lease to take, but the token still rises, fencing off any holder.
     const again = await release(HELD, '--json');
-    expect(again.code).toBe(3);
-    expect(JSON.parse(again.stdout)).toEqual({ outcome: 'nothing_to_release' });
+    expect(again.code).toBe(0);
+    expect((await admin.operationRow(HELD))?.fencing_token).toBe('3');
   });
 
-  it('retires an abandoned operation and deletes its steps, and nothing else', async () => {
+  it('releases an abandoned operation, keeping its steps, and changes nothing else', async () => {
     const before = await admin.counts();
     const run = await release(ABANDONED, '--json');
     expect(run).toMatchObject({ code: 0, stderr: '' });
     expect(JSON.parse(run.stdout)).toEqual({
       outcome: 'released',
       entryDeleted: false,
-      operationReleased: { previousState: 'in_progress', leaseWasLive: false },
+      operationReleased: { leaseWasLive: false },
     });
-    expect(await admin.counts()).toEqual({ ...before, steps: (before?.steps ?? 0) - 1 });
-    expect(await admin.operationRow(ABANDONED)).toMatchObject({ state: 'finished', expired: true });
+    expect(await admin.counts()).toEqual(before);
+    expect(await admin.operationRow(ABANDONED)).toMatchObject({
+      state: 'in_progress',
+      fencing_token: '2',
+      expired: false,
+    });
   });
 
-  it('retires a finished operation: it stops replaying', async () => {
+  it('leaves a finished operation alone: it replays until it expires', async () => {
     const before = await admin.counts();
+    const row = await admin.operationRow(FINISHED);
     const run = await release(FINISHED, '--json');
-    expect(run.code).toBe(0);
-    expect(JSON.parse(run.stdout)).toMatchObject({
-      operationReleased: { previousState: 'finished', leaseWasLive: false },
-    });
-    expect(await admin.counts()).toEqual({ ...before, steps: (before?.steps ?? 0) - 2 });
-    expect(await admin.operationRow(FINISHED)).toMatchObject({ state: 'finished', expired: true });
+    expect(run.code).toBe(3);
+    expect(JSON.parse(run.stdout)).toEqual({ outcome: 'nothing_to_release' });
+    expect(await admin.counts()).toEqual(before);
+    expect(await admin.operationRow(FINISHED)).toEqual(row);
   });
 
   it('deletes one entry and leaves every other row alone', async () => {
@@ -199,7 +203,7 @@ describe('release', () => {
     const run = await release('k-2');
     expect(run).toEqual({
       code: 0,
-      stdout: 'released: deleted its ledger entry; the next request with the key executes afresh\n',
+      stdout: 'released: deleted its ledger entry: the next request with the key executes afresh\n',
       stderr: '',
     });
     expect(await admin.counts()).toEqual({ ...before, ledger: (before?.ledger ?? 0) - 1 });
