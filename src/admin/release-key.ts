@@ -21,6 +21,11 @@ export type ReleaseResult =
       /** Whether a ledger entry (live or expired) was deleted. */
       entryDeleted: boolean;
       /**
+       * When the deleted entry was created (null when none was), to compare with what
+       * `inspectKey` showed: an entry a call created since then is another one.
+       */
+      entryCreatedAt: Date | null;
+      /**
        * The key's operation, when one in progress was released (its lease taken away, its
        * fencing token raised; it stays in progress with its steps); null otherwise.
        */
@@ -36,12 +41,13 @@ export type ReleaseResult =
   | { outcome: 'nothing_to_release' }
   /**
    * Nothing was changed. `live_lease`: an attempt holds the operation's lease (pass `force`);
-   * `locked`: a call in flight holds the entry's or operation's row for longer than the wait.
+   * `locked`: a call in flight holds the entry's or operation's row right now (taking an expired
+   * entry over, recording a step, or cleanup deleting it): look again, then try again.
    */
   | { outcome: 'refused'; reason: 'live_lease'; leaseRemainingMs: number }
   | { outcome: 'refused'; reason: 'locked' };
 
-/** How long {@link releaseKey} waits for a row a call in flight has locked. */
+// Only a table lock (a migration's DDL) can make it wait now: rows are locked with NOWAIT.
 const LOCK_TIMEOUT = '5s';
 const LOCK_NOT_AVAILABLE = '55P03';
 
@@ -70,7 +76,12 @@ const LOCK_NOT_AVAILABLE = '55P03';
  * recorded step is unknown to the ledger; the resumed run sends the same downstream keys, so a
  * provider that honours them deduplicates it.
  *
- * Rows a call in flight holds are waited for at most 5 s, then `{ reason: 'locked' }`.
+ * It never waits for a call in flight: a row one holds (an expired entry being taken over, an
+ * operation recording a step, an entry cleanup is deleting) is refused at once with
+ * `{ reason: 'locked' }`, so that it never deletes an entry a call has just written, which the
+ * operator never saw. A first claim of the key that has not committed yet is invisible to it: it
+ * answers `nothing_to_release`, and that call's entry is committed afterwards. The released
+ * result carries the deleted entry's `entryCreatedAt`, to compare with what `inspectKey` showed.
  *
  * @throws {InvalidIdempotencyOptionsError} for an empty scope or key, or an unknown option.
  * @throws {LedgerSchemaError} when the ledger is not migrated into `schema`.
@@ -111,14 +122,15 @@ async function releaseIn(
   const { schema, scope, key } = ref;
   await sql`select set_config('lock_timeout', ${LOCK_TIMEOUT}, true)`.execute(trx);
   // The operation first, locked: its lease is judged on the row no attempt can change until
-  // this transaction ends, and a refusal leaves the entry alone too.
+  // this transaction ends, and a refusal leaves the entry alone too. NOWAIT: a row a call holds
+  // is refused at once (55P03), never waited for and then judged on what that call left.
   const { rows } = await sql<{ lease_remaining_ms: number | null }>`
     select case when o.lease_expires_at > clock_timestamp() then
              (extract(epoch from o.lease_expires_at - clock_timestamp()) * 1000)::float8
            end as lease_remaining_ms
       from ${sql.id(schema, 'operations')} o
      where o.scope = ${scope} and o.key = ${key} and o.state = 'in_progress'
-       for update`.execute(trx);
+       for update nowait`.execute(trx);
   const operation = rows[0];
   const leaseLive = operation !== undefined && operation.lease_remaining_ms !== null;
   if (leaseLive && !ref.force) {
@@ -134,9 +146,24 @@ async function releaseIn(
     operation && (await releaseOperation(trx, { schema, scope, key }))
       ? { leaseWasLive: leaseLive }
       : null;
-  const deleted = await sql`
-    delete from ${sql.id(schema, 'ledger')} where scope = ${scope} and key = ${key}`.execute(trx);
-  const entryDeleted = deleted.numAffectedRows === 1n;
-  if (!entryDeleted && operationReleased === null) return { outcome: 'nothing_to_release' };
-  return { outcome: 'released', entryDeleted, operationReleased };
+  // Locked with NOWAIT before the DELETE: a DELETE would wait for a call taking an expired entry
+  // over, then (READ COMMITTED) delete the entry that call committed.
+  const locked = await sql<{ created_at: Date }>`
+    select l.created_at from ${sql.id(schema, 'ledger')} l
+     where l.scope = ${scope} and l.key = ${key}
+       for update nowait`.execute(trx);
+  const entryCreatedAt = locked.rows[0]?.created_at ?? null;
+  if (entryCreatedAt !== null) {
+    await sql`
+      delete from ${sql.id(schema, 'ledger')} where scope = ${scope} and key = ${key}`.execute(trx);
+  }
+  if (entryCreatedAt === null && operationReleased === null) {
+    return { outcome: 'nothing_to_release' };
+  }
+  return {
+    outcome: 'released',
+    entryDeleted: entryCreatedAt !== null,
+    entryCreatedAt,
+    operationReleased,
+  };
 }

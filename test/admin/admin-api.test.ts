@@ -1,6 +1,7 @@
 // idempotency-ledger/admin as a program calls it: what it reads, what releaseKey changes (and the
 // fencing that keeps a running attempt from writing into a released operation), and bad input.
 
+import { setTimeout } from 'node:timers/promises';
 import { sql } from 'kysely';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import {
@@ -170,9 +171,12 @@ describe('releaseKey', () => {
   it('deletes the entry and nothing else; a retry then executes again', async () => {
     const before = await admin.counts();
     const [scope, key] = LIVE[0] ?? ['', ''];
+    const shown = await inspectKey(admin.fx.db, { scope, key });
     expect(await releaseKey(admin.fx.db, { scope, key })).toEqual({
       outcome: 'released',
       entryDeleted: true,
+      // The entry it deleted, to compare with what inspectKey showed.
+      entryCreatedAt: shown.entry.state === 'live' ? shown.entry.createdAt : 'not live',
       operationReleased: null,
     });
     expect(await admin.counts()).toEqual({ ...before, ledger: (before?.ledger ?? 0) - 1 });
@@ -188,7 +192,67 @@ describe('releaseKey', () => {
     });
   });
 
-  it('waits at most 5 s for a row a call in flight holds, then refuses', async () => {
+  it('refuses at once an entry a call is taking over, which keeps it: its effect happens once', async () => {
+    const taking = deferred();
+    const carryOn = deferred();
+    const takeover = withIdempotency(
+      admin.fx.db,
+      { scope: SHOP1, key: EXPIRED_KEY },
+      async (trx) => {
+        const response = await createPayment(SHOP1, EXPIRED_KEY)(trx);
+        taking.resolve();
+        await carryOn.promise;
+        return response;
+      },
+    );
+    onTestFinished(() => carryOn.resolve());
+    await taking.promise;
+
+    // The release must decide while the takeover holds the row: it is let go only once the
+    // release has answered, or is waiting for the row's lock.
+    let answered = false;
+    const releasing = releaseKey(admin.fx.db, { scope: SHOP1, key: EXPIRED_KEY }).finally(() => {
+      answered = true;
+    });
+    while (!answered && (await lockWaiters()) === 0) await setTimeout(5);
+    carryOn.resolve();
+    await takeover;
+    expect(await releasing).toEqual({ outcome: 'refused', reason: 'locked' });
+
+    expect((await inspectKey(admin.fx.db, { scope: SHOP1, key: EXPIRED_KEY })).entry.state).toBe(
+      'live',
+    );
+    const retry = await withIdempotency(
+      admin.fx.db,
+      { scope: SHOP1, key: EXPIRED_KEY },
+      createPayment(SHOP1, EXPIRED_KEY),
+    );
+    expect(retry.replayed).toBe(true);
+    expect(await admin.fx.countPayments(EXPIRED_KEY, SHOP1)).toBe(1);
+  });
+
+  it('cannot see a first claim before it commits: nothing to release, and the call commits', async () => {
+    const key = 'first-claim';
+    const claimed = deferred();
+    const carryOn = deferred();
+    const call = withIdempotency(admin.fx.db, { scope: SHOP1, key }, async (trx) => {
+      const response = await createPayment(SHOP1, key)(trx);
+      claimed.resolve();
+      await carryOn.promise;
+      return response;
+    });
+    onTestFinished(() => carryOn.resolve());
+    await claimed.promise;
+    expect(await releaseKey(admin.fx.db, { scope: SHOP1, key })).toEqual({
+      outcome: 'nothing_to_release',
+    });
+    carryOn.resolve();
+    await call;
+    expect(await admin.fx.countEntries(key, SHOP1)).toBe(1);
+    expect(await admin.fx.countPayments(key, SHOP1)).toBe(1);
+  });
+
+  it('refuses at once an operation whose row a call holds, changing nothing', async () => {
     const client = await admin.fx.pool.connect();
     try {
       await client.query('begin');
@@ -203,9 +267,20 @@ describe('releaseKey', () => {
       await client.query('rollback');
       client.release();
     }
-    expect((await admin.operationRow(ABANDONED))?.state).toBe('in_progress');
+    expect(await admin.operationRow(ABANDONED)).toMatchObject({
+      state: 'in_progress',
+      fencing_token: '1',
+    });
   });
 });
+
+/** Sessions of the test database waiting for a lock, as Postgres reports them. */
+async function lockWaiters(): Promise<number> {
+  const { rows } = await sql<{ waiting: number }>`
+    select count(*)::int as waiting from pg_stat_activity
+     where datname = current_database() and wait_event_type = 'Lock'`.execute(admin.fx.db);
+  return rows[0]?.waiting ?? 0;
+}
 
 describe('listings and stats', () => {
   it('takes a scope prefix literally', async () => {

@@ -178,6 +178,7 @@ describe('release', () => {
     expect(JSON.parse(run.stdout)).toEqual({
       outcome: 'released',
       entryDeleted: false,
+      entryCreatedAt: null,
       operationReleased: { leaseWasLive: false },
     });
     expect(await admin.counts()).toEqual(before);
@@ -200,10 +201,15 @@ describe('release', () => {
 
   it('deletes one entry and leaves every other row alone', async () => {
     const before = await admin.counts();
+    const shown = await runInProcess(
+      ['inspect', '--scope', SHOP1, '--key', 'k-2', '--json'],
+      admin.env(),
+    );
+    const { createdAt } = JSON.parse(shown.stdout).entry;
     const run = await release('k-2');
     expect(run).toEqual({
       code: 0,
-      stdout: 'released: deleted its ledger entry: the next request with the key executes afresh\n',
+      stdout: `released: deleted its ledger entry (created ${createdAt}): the next request with the key executes afresh\n`,
       stderr: '',
     });
     expect(await admin.counts()).toEqual({ ...before, ledger: (before?.ledger ?? 0) - 1 });

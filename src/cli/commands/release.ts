@@ -51,12 +51,18 @@ undone).
   --key K                  the idempotency key
   --force                  release an operation even while an attempt holds its lease
   --json                   print the outcome: {"outcome": "released", "entryDeleted": true,
-                           "operationReleased": null}, "nothing_to_release" or "refused"
+                           "entryCreatedAt": "...", "operationReleased": null},
+                           "nothing_to_release" or "refused"
 ${CONNECTION_FLAGS_USAGE}
 
+It never waits for a call in flight: a row one holds right now (an expired entry being taken
+over, a step being recorded) is refused at once. A first claim of the key that has not committed
+yet is not visible: "nothing to release", and that call's entry is committed afterwards. The
+deleted entry's creation time is printed: compare it with what inspect showed.
+
 Exit codes: 0 released; 3 nothing to release (no entry, no operation in progress); 4 refused,
-nothing changed (a live lease without --force, or a call in flight held the row for 5 s);
-1 failed; 2 wrong arguments. SIGINT/SIGTERM while it connects stop it (exit code 0).
+nothing changed (a live lease without --force, or a call in flight holds the row); 1 failed;
+2 wrong arguments. SIGINT/SIGTERM while it connects stop it (exit code 0).
 `,
   flags: RELEASE_FLAGS,
   async run(flags, context) {
@@ -84,7 +90,7 @@ nothing changed (a live lease without --force, or a call in flight held the row 
       throw new CliError(
         result.reason === 'live_lease'
           ? `refused: an attempt holds the operation's lease for ${formatDurationMs(result.leaseRemainingMs)} more; --force releases it all the same`
-          : 'refused: a call in flight held the row for 5 s; try again',
+          : 'refused: a call in flight holds the row right now; inspect the key again, then try again',
         { exitCode: EXIT_REFUSED },
       );
     }
@@ -101,8 +107,10 @@ function forJson(result: ReleaseResult): ReleaseResult {
 
 function describe(result: Extract<ReleaseResult, { outcome: 'released' }>): string {
   const done: string[] = [];
-  if (result.entryDeleted) {
-    done.push('deleted its ledger entry: the next request with the key executes afresh');
+  if (result.entryCreatedAt !== null) {
+    done.push(
+      `deleted its ledger entry (created ${result.entryCreatedAt.toISOString()}): the next request with the key executes afresh`,
+    );
   }
   const operation = result.operationReleased;
   if (operation) {
