@@ -33,6 +33,7 @@ import {
   LIVE,
   OPS,
   SHOP1,
+  SHOP2,
   useAdminFixture,
   WILD,
 } from '../support/admin-fixture.ts';
@@ -274,6 +275,49 @@ describe('releaseKey', () => {
   });
 });
 
+/** The statements `work` sends as they reach Postgres, with their parameters. */
+async function statementsOf(
+  work: (db: Kysely<Database>) => Promise<unknown>,
+): Promise<{ sql: string; parameters: readonly unknown[] }[]> {
+  const sent: { sql: string; parameters: readonly unknown[] }[] = [];
+  // Never destroyed: the pool is the fixture's.
+  const logged = new Kysely<Database>({
+    dialect: new PostgresDialect({ pool: admin.fx.pool }),
+    log: (event) => {
+      if (event.level === 'query') sent.push(event.query);
+    },
+  });
+  await work(logged);
+  return sent;
+}
+
+/**
+ * The index conditions of the plans of `statements`, as "index name: condition". A table this
+ * small is read sequentially; without that way out (enable_seqscan off), a comparison an index can
+ * serve becomes an index condition, and one it cannot (with a volatile function's result) a filter
+ * over every entry of the index.
+ */
+async function indexConditionsOf(
+  statements: { sql: string; parameters: readonly unknown[] }[],
+): Promise<string[]> {
+  const found: string[] = [];
+  const client = await admin.fx.pool.connect();
+  try {
+    await client.query('begin');
+    await client.query('set local enable_seqscan = off');
+    for (const statement of statements) {
+      const { rows } = await client.query(`explain (format json) ${statement.sql}`, [
+        ...statement.parameters,
+      ]);
+      collectIndexConditions(rows[0]['QUERY PLAN'][0].Plan, found);
+    }
+  } finally {
+    await client.query('rollback');
+    client.release();
+  }
+  return found;
+}
+
 /** Each plan node's index condition, as "index name: condition", this node's and below. */
 function collectIndexConditions(plan: Record<string, unknown>, found: string[]): void {
   if (typeof plan['Index Cond'] === 'string') {
@@ -323,43 +367,30 @@ describe('listings and stats', () => {
   });
 
   it('counts expired rows through the expires_at indexes, not by reading every index entry', async () => {
-    // The statements ledgerStats sends, as they reach Postgres (a Kysely on the fixture's pool,
-    // never destroyed: the pool is the fixture's).
-    const sent: { sql: string; parameters: readonly unknown[] }[] = [];
-    const logged = new Kysely<Database>({
-      dialect: new PostgresDialect({ pool: admin.fx.pool }),
-      log: (event) => {
-        if (event.level === 'query') sent.push(event.query);
-      },
-    });
-    await ledgerStats(logged, { estimate: true });
+    const sent = await statementsOf((db) => ledgerStats(db, { estimate: true }));
     const counting = sent.filter((query) => /expires_at\s*<=/.test(query.sql));
     expect(counting).toHaveLength(2);
-
-    const indexConditions: string[] = [];
-    const client = await admin.fx.pool.connect();
-    try {
-      await client.query('begin');
-      // A table this small is read sequentially; without that way out, a comparison the index
-      // can serve becomes an index condition, and one it cannot (a volatile function's result)
-      // a filter over every entry of the index.
-      await client.query('set local enable_seqscan = off');
-      for (const query of counting) {
-        const { rows } = await client.query(`explain (format json) ${query.sql}`, [
-          ...query.parameters,
-        ]);
-        collectIndexConditions(rows[0]['QUERY PLAN'][0].Plan, indexConditions);
-      }
-    } finally {
-      await client.query('rollback');
-      client.release();
-    }
-    expect(indexConditions).toEqual(
+    expect(await indexConditionsOf(counting)).toEqual(
       expect.arrayContaining([
         expect.stringMatching(/^ledger_expires_at_idx: \(expires_at <= /),
         expect.stringMatching(/^operations_expires_at_idx: \(expires_at <= /),
       ]),
     );
+  });
+
+  it('lists expired entries without a prefix through ledger_expires_at_idx, oldest expiry first', async () => {
+    await sql`update idempotency.ledger set expires_at = clock_timestamp() - interval '2 hours'
+               where scope = ${SHOP2} and key = 'k-1'`.execute(admin.fx.db);
+    const sent = await statementsOf((db) => listEntries(db, { state: 'expired' }));
+    expect(sent).toHaveLength(1);
+    expect(await indexConditionsOf(sent)).toEqual([
+      expect.stringMatching(/^ledger_expires_at_idx: \(expires_at <= /),
+    ]);
+    const expired = await listEntries(admin.fx.db, { state: 'expired' });
+    expect(expired.map((entry) => [entry.scope, entry.key])).toEqual([
+      [SHOP2, 'k-1'],
+      [SHOP1, EXPIRED_KEY],
+    ]);
   });
 
   it('refuses bad options by name, never quoting a key, and a schema without the ledger', async () => {
