@@ -17,7 +17,8 @@ export type ParsedFlags<S extends FlagSpec> =
 /**
  * Parses a command's arguments against its own flags. `-h`/`--help` anywhere wins. Any other
  * flag the command does not take, a missing or extra value, a flag given twice, or a positional
- * argument is a usage error that names it, so nothing runs on a misread command line.
+ * argument is a usage error that names it (a positional argument by its position only: its value
+ * may be a secret), so nothing runs on a misread command line.
  *
  * @example
  * ```ts
@@ -42,7 +43,11 @@ export function parseFlags<S extends FlagSpec>(argv: readonly string[], spec: S)
   const values: Record<string, string | boolean> = {};
   for (const token of tokens) {
     if (token.kind === 'positional') {
-      throw usageError(`unexpected argument ${JSON.stringify(token.value)}`);
+      // Named by its position among the command's arguments, never quoted: a stray argument is
+      // often a key given without --key, and an error message ends up in logs.
+      throw usageError(
+        `unexpected argument #${token.index + 1} (not shown: it may be a key; every value follows its flag)`,
+      );
     }
     if (token.kind !== 'option') continue;
     const flag = Object.hasOwn(spec, token.name) ? spec[token.name] : undefined;
