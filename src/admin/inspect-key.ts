@@ -72,7 +72,8 @@ export interface KeyInspection {
  * database: only their sizes. Reads only; takes no lock.
  *
  * @throws {InvalidIdempotencyOptionsError} for an empty scope or key, or an unknown option.
- * @throws {LedgerSchemaError} when the ledger is not migrated into `schema`.
+ * @throws {LedgerSchemaError} when the ledger is not migrated into `schema`; or
+ *   (`problem: 'unsupported'`) when the database is not UTF-8 and cannot hold the scope or key.
  *
  * @example
  * ```ts

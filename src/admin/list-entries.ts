@@ -37,7 +37,8 @@ export interface ListEntriesOptions {
  * it out of logs.
  *
  * @throws {InvalidIdempotencyOptionsError} for an invalid limit or state, or an unknown option.
- * @throws {LedgerSchemaError} when the ledger is not migrated into `schema`.
+ * @throws {LedgerSchemaError} when the ledger is not migrated into `schema`; or
+ *   (`problem: 'unsupported'`) when the database is not UTF-8 and cannot hold the prefix.
  *
  * @example
  * ```ts

@@ -38,7 +38,8 @@ export interface ListStuckOptions {
  * every resume). The result holds keys: keep it out of logs.
  *
  * @throws {InvalidIdempotencyOptionsError} for an invalid limit or minAttempts.
- * @throws {LedgerSchemaError} when the operation tables are not migrated into `schema`.
+ * @throws {LedgerSchemaError} when the operation tables are not migrated into `schema`; or
+ *   (`problem: 'unsupported'`) when the database is not UTF-8 and cannot hold the prefix.
  *
  * @example
  * ```ts

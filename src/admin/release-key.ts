@@ -84,7 +84,8 @@ const LOCK_NOT_AVAILABLE = '55P03';
  * result carries the deleted entry's `entryCreatedAt`, to compare with what `inspectKey` showed.
  *
  * @throws {InvalidIdempotencyOptionsError} for an empty scope or key, or an unknown option.
- * @throws {LedgerSchemaError} when the ledger is not migrated into `schema`.
+ * @throws {LedgerSchemaError} when the ledger is not migrated into `schema`; or
+ *   (`problem: 'unsupported'`) when the database is not UTF-8 and cannot hold the scope or key.
  *
  * @example
  * ```ts
