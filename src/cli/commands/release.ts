@@ -1,5 +1,11 @@
 import { type ReleaseResult, releaseKey } from '../../admin/index.ts';
-import { CliError, EXIT_NOT_FOUND, EXIT_OK, EXIT_REFUSED } from '../shared/cli-error.ts';
+import {
+  CliError,
+  EXIT_FAILURE,
+  EXIT_NOT_FOUND,
+  EXIT_OK,
+  EXIT_REFUSED,
+} from '../shared/cli-error.ts';
 import {
   CONNECTION_FLAGS,
   CONNECTION_FLAGS_USAGE,
@@ -62,7 +68,7 @@ deleted entry's creation time is printed: compare it with what inspect showed.
 
 Exit codes: 0 released; 3 nothing to release (no entry, no operation in progress); 4 refused,
 nothing changed (a live lease without --force, or a call in flight holds the row); 1 failed;
-2 wrong arguments. SIGINT/SIGTERM while it connects stop it (exit code 0).
+2 wrong arguments. SIGINT/SIGTERM while it connects stop it, releasing nothing (exit code 1).
 `,
   flags: RELEASE_FLAGS,
   async run(flags, context) {
@@ -78,7 +84,13 @@ nothing changed (a live lease without --force, or a call in flight holds the row
         ...(schema === undefined ? {} : { schema }),
       }),
     );
-    if (outcome.aborted) return EXIT_OK;
+    if (outcome.aborted) {
+      // Exit code 1, as migrate: a script must not take a stop for a release.
+      context.stderr(
+        'idempotency-ledger release: stopped by a signal before it connected: nothing was released\n',
+      );
+      return EXIT_FAILURE;
+    }
     const result = outcome.value;
     if (flags.json) context.stdout(`${JSON.stringify(forJson(result))}\n`);
     if (result.outcome === 'nothing_to_release') {
