@@ -2,6 +2,7 @@
 // tables and JSON, their exit codes, what release changes and what it leaves alone, and every way
 // their command lines can be wrong.
 
+import { setTimeout } from 'node:timers/promises';
 import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/run-cli.ts';
@@ -384,6 +385,19 @@ describe('stats', () => {
     expect(stderr.startsWith('\r\x1b[Kcleanup: deleting expired entries... ')).toBe(true);
     expect(stderr.endsWith('\r\x1b[K')).toBe(true);
     expect(stdout).toBe('deleted 1 expired entries\n');
+  });
+
+  it('draws nothing before its first stage, however long that takes to come', async () => {
+    for (const stderrIsTTY of [true, false]) {
+      let stderr = '';
+      const progress = startProgress({ stderr: (text) => (stderr += text), stderrIsTTY }, 'stats', {
+        plainEveryMs: 1,
+      });
+      // Longer than a terminal's redraw (250 ms) and than many plain intervals.
+      await setTimeout(300);
+      progress.done();
+      expect(stderr).toBe('');
+    }
   });
 
   it('writes plain lines, without control characters, where standard error is no terminal', () => {
