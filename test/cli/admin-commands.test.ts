@@ -7,6 +7,7 @@ import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/run-cli.ts';
 import { startProgress } from '../../src/cli/shared/progress.ts';
+import { withIdempotency } from '../../src/index.ts';
 import {
   ABANDONED,
   EXPIRED_KEY,
@@ -20,6 +21,7 @@ import {
   useAdminFixture,
   WILD,
 } from '../support/admin-fixture.ts';
+import { createPayment } from '../support/ledger-fixture.ts';
 import { runInProcess, startBinary, startSilentServer } from './support.ts';
 
 const admin = useAdminFixture();
@@ -430,6 +432,10 @@ describe('usage errors: exit code 2, named, before a connection is opened', () =
     [['inspect', '--scope', SHOP1, '--key', ''], '--key must not be empty'],
     [['release', '--key', 'k'], 'release: --scope is required'],
     [['release', '--scope', SHOP1, '--key'], '--key needs a value'],
+    [
+      ['release', '--scope', SHOP1, '--key', '-abc'],
+      'release: --key needs a value (one that starts with "-" is given as --key=VALUE)',
+    ],
     [['release', '--scope', SHOP1, '--key', 'k', '--force=yes'], '--force takes no value'],
     [['list', '--limit', '0'], 'list: --limit must be a positive integer'],
     [['list', '--limit', 'all'], 'list: --limit must be a positive integer'],
@@ -468,6 +474,22 @@ describe('usage errors: exit code 2, named, before a connection is opened', () =
     const second = await runInProcess(['inspect', '--scope', SHOP1, 'x', secret], admin.env());
     expect(second.stderr).toContain('inspect: unexpected argument #3');
     expect(second.stderr).not.toContain('never-print-me');
+  });
+
+  it('takes a key that starts with "-" as --key=-abc, and says in --help that keys show in ps', async () => {
+    await withIdempotency(admin.fx.db, { scope: SHOP1, key: '-abc' }, createPayment(SHOP1, '-abc'));
+    const run = await runInProcess(
+      ['release', '--scope', SHOP1, '--key=-abc', '--json'],
+      admin.env(),
+    );
+    expect(run.code).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({ outcome: 'released', entryDeleted: true });
+    expect(await admin.fx.countEntries('-abc', SHOP1)).toBe(0);
+    for (const command of ['inspect', 'release']) {
+      const usage = await runInProcess(['help', command]);
+      expect(usage.stdout).toContain('A key that starts with "-" is given as --key=-abc');
+      expect(usage.stdout).toContain("shows in the process list (ps) and in the shell's history");
+    }
   });
 
   it('lists the new commands and exit code 4 in --help', async () => {

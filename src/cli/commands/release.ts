@@ -14,6 +14,7 @@ import {
 import { readDatabaseUrl } from '../shared/database-url.ts';
 import { defineCommand } from '../shared/define-command.ts';
 import { formatDurationMs } from '../shared/format-table.ts';
+import { KEY_FLAG_NOTE } from '../shared/key-flag-note.ts';
 import { requiredText } from '../shared/required-text.ts';
 import { withDatabase } from '../shared/with-database.ts';
 
@@ -60,6 +61,8 @@ undone).
                            "entryCreatedAt": "...", "operationReleased": null},
                            "nothing_to_release" or "refused"
 ${CONNECTION_FLAGS_USAGE}
+
+${KEY_FLAG_NOTE}
 
 It never waits for a call in flight: a row one holds right now (an expired entry being taken
 over, a step being recorded) is refused at once. A first claim of the key that has not committed

@@ -62,8 +62,12 @@ export function parseFlags<S extends FlagSpec>(argv: readonly string[], spec: S)
       // `--schema --loop` would otherwise take "--loop" as the schema's name; `--batch-size -5`
       // is a negative number, refused with the flag's own message.
       const flagLike = !token.inlineValue && /^-(?!\d)/.test(token.value ?? '');
-      if (token.value === undefined || flagLike) {
-        throw usageError(`${token.rawName} needs a value`);
+      if (token.value === undefined) throw usageError(`${token.rawName} needs a value`);
+      if (flagLike) {
+        // The value is not quoted: it may be a key that starts with "-".
+        throw usageError(
+          `${token.rawName} needs a value (one that starts with "-" is given as ${token.rawName}=VALUE)`,
+        );
       }
       values[token.name] = token.value;
     }
