@@ -31,7 +31,7 @@ export interface StepInspection {
 /** An operation (`idempotency-ledger/operations`) as {@link inspectKey} describes it. */
 export interface OperationInspection {
   name: string;
-  /** `expired`: finished, past its expiry (or released): the key is new again. */
+  /** `expired`: finished, past its expiry: the key is new again (cleanup has not run yet). */
   state: 'in_progress' | 'finished' | 'expired';
   attempts: number;
   fencingToken: string;
