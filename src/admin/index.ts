@@ -9,17 +9,23 @@
  */
 export {
   type EntryInspection,
+  type InspectKeyOptions,
   inspectKey,
   type KeyInspection,
   type OperationInspection,
   type StepInspection,
 } from './inspect-key.ts';
-export { type LedgerStats, ledgerStats, type ScopeStats, type StatsStage } from './ledger-stats.ts';
+export {
+  type LedgerStats,
+  type LedgerStatsOptions,
+  ledgerStats,
+  type ScopeStats,
+  type StatsStage,
+} from './ledger-stats.ts';
 export { type EntrySummary, type ListEntriesOptions, listEntries } from './list-entries.ts';
 export {
   type ListStuckOptions,
   listStuckOperations,
   type StuckOperation,
 } from './list-stuck-operations.ts';
-export { type ReleaseResult, releaseKey } from './release-key.ts';
-export { scopeRange } from './scope-range.ts';
+export { type ReleaseKeyOptions, type ReleaseResult, releaseKey } from './release-key.ts';

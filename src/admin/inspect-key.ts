@@ -31,7 +31,7 @@ export interface StepInspection {
 /** An operation (`idempotency-ledger/operations`) as {@link inspectKey} describes it. */
 export interface OperationInspection {
   name: string;
-  /** `expired`: finished, past its expiry (or released): the key is new again. */
+  /** `expired`: finished, past its expiry: the key is new again (cleanup has not run yet). */
   state: 'in_progress' | 'finished' | 'expired';
   attempts: number;
   fencingToken: string;
@@ -45,6 +45,15 @@ export interface OperationInspection {
   /** Bytes of the final response's JSON text; null until it finishes. */
   responseBytes: number | null;
   steps: StepInspection[];
+}
+
+/** Options of {@link inspectKey}. */
+export interface InspectKeyOptions {
+  scope: string;
+  /** The idempotency key, as the caller sent it. */
+  key: string;
+  /** Postgres schema that holds the ledger (the one you migrated). Default `idempotency`. */
+  schema?: string;
 }
 
 /** What {@link inspectKey} found for one (scope, key). */
@@ -63,7 +72,8 @@ export interface KeyInspection {
  * database: only their sizes. Reads only; takes no lock.
  *
  * @throws {InvalidIdempotencyOptionsError} for an empty scope or key, or an unknown option.
- * @throws {LedgerSchemaError} when the ledger is not migrated into `schema`.
+ * @throws {LedgerSchemaError} when the ledger is not migrated into `schema`; or
+ *   (`problem: 'unsupported'`) when the database is not UTF-8 and cannot hold the scope or key.
  *
  * @example
  * ```ts
@@ -73,7 +83,7 @@ export interface KeyInspection {
  */
 export async function inspectKey<DB>(
   db: Kysely<DB>,
-  options: { scope: string; key: string; schema?: string },
+  options: InspectKeyOptions,
 ): Promise<KeyInspection> {
   const { scope, key, schema } = parseAdminOptions(keyRefSchema, options, 'inspectKey');
   return runAdmin(db as Kysely<unknown>, schema, async (executor) => {

@@ -13,6 +13,18 @@ export interface ScopeStats {
 /** The stages {@link ledgerStats} reports to `onProgress`, in order. */
 export type StatsStage = 'sizes' | 'entries' | 'operations';
 
+/** Options of {@link ledgerStats}. */
+export interface LedgerStatsOptions {
+  /** How many scopes each top list shows (0 to 1000). Default 10. */
+  top?: number;
+  /** Read the total from the planner's statistics instead of counting every entry. Default false. */
+  estimate?: boolean;
+  /** Called as each stage starts, for a progress display. */
+  onProgress?: (stage: StatsStage) => void;
+  /** Postgres schema that holds the ledger (the one you migrated). Default `idempotency`. */
+  schema?: string;
+}
+
 /** What {@link ledgerStats} measured. */
 export interface LedgerStats {
   /** false with `estimate`: `entries.total` and `entries.live` come from the planner's statistics. */
@@ -63,14 +75,7 @@ export interface LedgerStats {
  */
 export async function ledgerStats<DB>(
   db: Kysely<DB>,
-  options: {
-    /** How many scopes each top list shows. Default 10. */
-    top?: number;
-    estimate?: boolean;
-    /** Called as each stage starts, for a progress display. */
-    onProgress?: (stage: StatsStage) => void;
-    schema?: string;
-  } = {},
+  options: LedgerStatsOptions = {},
 ): Promise<LedgerStats> {
   const { top, estimate, onProgress, schema } = parseAdminOptions(
     statsOptionsSchema,
@@ -128,7 +133,7 @@ async function countEntries(
     by_entries: ScopeStats[] | null;
     by_bytes: ScopeStats[] | null;
   }>`
-    with now as (select clock_timestamp() as now),
+    with now as (select statement_timestamp() as now),
     per_scope as materialized (
       select l.scope, count(*) as entries,
              count(*) filter (where l.expires_at <= (select now from now)) as expired,
@@ -165,12 +170,15 @@ async function countEntries(
 
 async function estimateEntries(executor: Executor, schema: string): Promise<EntryFigures> {
   // reltuples is -1 for a table never vacuumed nor analyzed; the expired count, exact, is then
-  // the best lower bound there is.
+  // the best lower bound there is. statement_timestamp(), as delete_expired uses: stable within
+  // the statement, so `expires_at <= statement_timestamp()` is an index condition on
+  // ledger_expires_at_idx, which reads only the expired entries. clock_timestamp() is volatile:
+  // never an index condition, it would be a filter over every entry of the index.
   const { rows } = await sql<{ estimated: number; expired: string }>`
     select (select c.reltuples from pg_class c
              where c.oid = to_regclass(${`${quote(schema)}.ledger`}))::float8 as estimated,
            (select count(*) from ${sql.id(schema, 'ledger')}
-             where expires_at <= clock_timestamp())::text as expired`.execute(executor);
+             where expires_at <= statement_timestamp())::text as expired`.execute(executor);
   const expired = Number(rows[0]?.expired ?? 0);
   const total = Math.max(Math.round(rows[0]?.estimated ?? 0), expired);
   return {
@@ -186,17 +194,18 @@ async function readOperations(
   schema: string,
 ): Promise<LedgerStats['operations']> {
   // Both counts use an index: operations_resumable_idx holds only the rows in progress, and
-  // operations_expires_at_idx finds the expired ones without reading the others.
+  // operations_expires_at_idx finds the expired ones without reading the others (an index
+  // condition with statement_timestamp(), as in estimateEntries; not with clock_timestamp()).
   const { rows } = await sql<{
     in_progress: number;
     oldest_age_ms: number | null;
     expired: number;
   }>`
     select count(*)::int as in_progress,
-           (extract(epoch from clock_timestamp() - min(o.created_at)) * 1000)::float8
+           (extract(epoch from statement_timestamp() - min(o.created_at)) * 1000)::float8
              as oldest_age_ms,
            (select count(*)::int from ${sql.id(schema, 'operations')}
-             where expires_at <= clock_timestamp()) as expired
+             where expires_at <= statement_timestamp()) as expired
       from ${sql.id(schema, 'operations')} o
      where o.state = 'in_progress'`.execute(executor);
   return {

@@ -28,6 +28,7 @@ export interface ListStuckOptions {
   minAttempts?: number;
   /** At most this many operations (1 to 1000000). Default 100. */
   limit?: number;
+  /** Postgres schema that holds the ledger (the one you migrated). Default `idempotency`. */
   schema?: string;
 }
 
@@ -37,7 +38,8 @@ export interface ListStuckOptions {
  * every resume). The result holds keys: keep it out of logs.
  *
  * @throws {InvalidIdempotencyOptionsError} for an invalid limit or minAttempts.
- * @throws {LedgerSchemaError} when the operation tables are not migrated into `schema`.
+ * @throws {LedgerSchemaError} when the operation tables are not migrated into `schema`; or
+ *   (`problem: 'unsupported'`) when the database is not UTF-8 and cannot hold the prefix.
  *
  * @example
  * ```ts

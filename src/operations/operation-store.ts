@@ -1,9 +1,9 @@
 /**
  * The only module of idempotency-ledger/operations that runs SQL against the operation tables
- * (migration 00002); idempotency-ledger/admin reads them for operators and retires an operation
- * (src/admin/release-key.ts) by the same fencing rule. Every statement is parameterised and runs
- * without the caller's Kysely plugins, as the ledger's do. Fencing tokens are bigints: they travel
- * as decimal strings.
+ * (migration 00002); idempotency-ledger/admin reads them for operators, and releases an operation
+ * through releaseOperation, so the fencing rules stay here. Every statement is parameterised and
+ * runs without the caller's Kysely plugins, as the ledger's do. Fencing tokens are bigints: they
+ * travel as decimal strings.
  */
 import { type Kysely, sql } from 'kysely';
 import { LedgerSchemaError } from '../index.ts';

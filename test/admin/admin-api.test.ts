@@ -1,17 +1,19 @@
 // idempotency-ledger/admin as a program calls it: what it reads, what releaseKey changes (and the
 // fencing that keeps a running attempt from writing into a released operation), and bad input.
 
-import { sql } from 'kysely';
-import { describe, expect, it } from 'vitest';
+import { setTimeout } from 'node:timers/promises';
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import {
   inspectKey,
   ledgerStats,
   listEntries,
   listStuckOperations,
   releaseKey,
-  scopeRange,
 } from '../../src/admin/index.ts';
+import { scopeRange } from '../../src/admin/scope-range.ts';
 import {
+  cleanupExpired,
   fingerprintRequest,
   InvalidIdempotencyOptionsError,
   LedgerSchemaError,
@@ -23,8 +25,6 @@ import {
   OperationLeaseLostError,
   runOperation,
 } from '../../src/operations/index.ts';
-import { deferred } from '../support/barrier.ts';
-import { createPayment, type Database } from '../support/ledger-fixture.ts';
 import {
   ABANDONED,
   EXPIRED_KEY,
@@ -33,9 +33,12 @@ import {
   LIVE,
   OPS,
   SHOP1,
+  SHOP2,
   useAdminFixture,
   WILD,
-} from './admin-fixture.ts';
+} from '../support/admin-fixture.ts';
+import { deferred } from '../support/barrier.ts';
+import { createPayment, type Database } from '../support/ledger-fixture.ts';
 
 const admin = useAdminFixture();
 
@@ -106,57 +109,75 @@ describe('inspectKey', () => {
 });
 
 describe('releaseKey', () => {
-  it('keeps an attempt still running from writing into the operation it released', async () => {
+  it('keeps a released operation in progress, so an attempt still running can never write into its next run', async () => {
     const key = 'op-running';
-    const inStep = deferred();
-    const carryOn = deferred();
+    // Each run of the step 'second' waits at its own gate before its business write.
+    const gates = [
+      { entered: deferred(), carryOn: deferred() },
+      { entered: deferred(), carryOn: deferred() },
+    ];
+    let runs = 0;
     const blocking = defineOperation({
       name: 'admin-blocking',
       async run(op: OperationContext<Database>) {
         await op.step('first', async () => ({ ok: true }));
         await op.step('second', async (trx) => {
-          inStep.resolve();
-          await carryOn.promise;
+          const gate = gates[runs++];
+          gate?.entered.resolve();
+          await gate?.carryOn.promise;
           await createPayment(op.scope, op.key)(trx);
           return null;
         });
         return op.finish(async () => null);
       },
     });
-    const attempt = runOperation(admin.fx.db, blocking, {
-      scope: OPS,
-      key,
-      request: null,
-      leaseMs: 600_000,
-    }).catch((error: unknown) => error);
-    await inStep.promise;
+    const options = { scope: OPS, key, request: null, leaseMs: 600_000 };
+    const stale = runOperation(admin.fx.db, blocking, options).catch((error: unknown) => error);
+    // However the test ends, no attempt is left waiting with a connection.
+    onTestFinished(() => {
+      for (const gate of gates) gate.carryOn.resolve();
+    });
+    await gates[0]?.entered.promise;
 
     expect(await releaseKey(admin.fx.db, { scope: OPS, key })).toMatchObject({
       outcome: 'refused',
       reason: 'live_lease',
     });
-    expect(await releaseKey(admin.fx.db, { scope: OPS, key, force: true })).toEqual({
+    expect(await releaseKey(admin.fx.db, { scope: OPS, key, force: true })).toMatchObject({
       outcome: 'released',
       entryDeleted: false,
-      operationReleased: { previousState: 'in_progress', leaseWasLive: true },
+      operationReleased: { leaseWasLive: true },
     });
-    carryOn.resolve();
-    expect(await attempt).toBeInstanceOf(OperationLeaseLostError);
-    expect(await admin.fx.countPayments(key)).toBe(0);
+    // Released, not retired: still in progress with its steps, so cleanup leaves it alone.
+    await cleanupExpired(admin.fx.db);
+    expect(await admin.operationRow(key)).toMatchObject({
+      state: 'in_progress',
+      fencing_token: '2',
+      lease_expires_at: null,
+    });
 
-    // The key is new again, and its next holder's token is above every earlier one.
-    const again = await runOperation(admin.fx.db, blocking, { scope: OPS, key, request: null });
-    expect(again.replayed).toBe(false);
+    // The client's retry resumes it from its last recorded step, while the stale attempt still
+    // waits inside 'second'.
+    const retry = runOperation(admin.fx.db, blocking, options);
+    await gates[1]?.entered.promise;
+    gates[0]?.carryOn.resolve();
+    expect(await stale).toBeInstanceOf(OperationLeaseLostError);
+    expect(await admin.fx.countPayments(key)).toBe(0);
+    gates[1]?.carryOn.resolve();
+    expect(await retry).toMatchObject({ replayed: false, resumed: true });
     expect(await admin.fx.countPayments(key)).toBe(1);
-    expect(Number((await admin.operationRow(key))?.fencing_token)).toBeGreaterThan(2);
+    expect(Number((await admin.operationRow(key))?.fencing_token)).toBe(3);
   });
 
   it('deletes the entry and nothing else; a retry then executes again', async () => {
     const before = await admin.counts();
     const [scope, key] = LIVE[0] ?? ['', ''];
+    const shown = await inspectKey(admin.fx.db, { scope, key });
     expect(await releaseKey(admin.fx.db, { scope, key })).toEqual({
       outcome: 'released',
       entryDeleted: true,
+      // The entry it deleted, to compare with what inspectKey showed.
+      entryCreatedAt: shown.entry.state === 'live' ? shown.entry.createdAt : 'not live',
       operationReleased: null,
     });
     expect(await admin.counts()).toEqual({ ...before, ledger: (before?.ledger ?? 0) - 1 });
@@ -172,7 +193,67 @@ describe('releaseKey', () => {
     });
   });
 
-  it('waits at most 5 s for a row a call in flight holds, then refuses', async () => {
+  it('refuses at once an entry a call is taking over, which keeps it: its effect happens once', async () => {
+    const taking = deferred();
+    const carryOn = deferred();
+    const takeover = withIdempotency(
+      admin.fx.db,
+      { scope: SHOP1, key: EXPIRED_KEY },
+      async (trx) => {
+        const response = await createPayment(SHOP1, EXPIRED_KEY)(trx);
+        taking.resolve();
+        await carryOn.promise;
+        return response;
+      },
+    );
+    onTestFinished(() => carryOn.resolve());
+    await taking.promise;
+
+    // The release must decide while the takeover holds the row: it is let go only once the
+    // release has answered, or is waiting for the row's lock.
+    let answered = false;
+    const releasing = releaseKey(admin.fx.db, { scope: SHOP1, key: EXPIRED_KEY }).finally(() => {
+      answered = true;
+    });
+    while (!answered && (await lockWaiters()) === 0) await setTimeout(5);
+    carryOn.resolve();
+    await takeover;
+    expect(await releasing).toEqual({ outcome: 'refused', reason: 'locked' });
+
+    expect((await inspectKey(admin.fx.db, { scope: SHOP1, key: EXPIRED_KEY })).entry.state).toBe(
+      'live',
+    );
+    const retry = await withIdempotency(
+      admin.fx.db,
+      { scope: SHOP1, key: EXPIRED_KEY },
+      createPayment(SHOP1, EXPIRED_KEY),
+    );
+    expect(retry.replayed).toBe(true);
+    expect(await admin.fx.countPayments(EXPIRED_KEY, SHOP1)).toBe(1);
+  });
+
+  it('cannot see a first claim before it commits: nothing to release, and the call commits', async () => {
+    const key = 'first-claim';
+    const claimed = deferred();
+    const carryOn = deferred();
+    const call = withIdempotency(admin.fx.db, { scope: SHOP1, key }, async (trx) => {
+      const response = await createPayment(SHOP1, key)(trx);
+      claimed.resolve();
+      await carryOn.promise;
+      return response;
+    });
+    onTestFinished(() => carryOn.resolve());
+    await claimed.promise;
+    expect(await releaseKey(admin.fx.db, { scope: SHOP1, key })).toEqual({
+      outcome: 'nothing_to_release',
+    });
+    carryOn.resolve();
+    await call;
+    expect(await admin.fx.countEntries(key, SHOP1)).toBe(1);
+    expect(await admin.fx.countPayments(key, SHOP1)).toBe(1);
+  });
+
+  it('refuses at once an operation whose row a call holds, changing nothing', async () => {
     const client = await admin.fx.pool.connect();
     try {
       await client.query('begin');
@@ -187,9 +268,73 @@ describe('releaseKey', () => {
       await client.query('rollback');
       client.release();
     }
-    expect((await admin.operationRow(ABANDONED))?.state).toBe('in_progress');
+    expect(await admin.operationRow(ABANDONED)).toMatchObject({
+      state: 'in_progress',
+      fencing_token: '1',
+    });
   });
 });
+
+/** The statements `work` sends as they reach Postgres, with their parameters. */
+async function statementsOf(
+  work: (db: Kysely<Database>) => Promise<unknown>,
+): Promise<{ sql: string; parameters: readonly unknown[] }[]> {
+  const sent: { sql: string; parameters: readonly unknown[] }[] = [];
+  // Never destroyed: the pool is the fixture's.
+  const logged = new Kysely<Database>({
+    dialect: new PostgresDialect({ pool: admin.fx.pool }),
+    log: (event) => {
+      if (event.level === 'query') sent.push(event.query);
+    },
+  });
+  await work(logged);
+  return sent;
+}
+
+/**
+ * The index conditions of the plans of `statements`, as "index name: condition". A table this
+ * small is read sequentially; without that way out (enable_seqscan off), a comparison an index can
+ * serve becomes an index condition, and one it cannot (with a volatile function's result) a filter
+ * over every entry of the index.
+ */
+async function indexConditionsOf(
+  statements: { sql: string; parameters: readonly unknown[] }[],
+): Promise<string[]> {
+  const found: string[] = [];
+  const client = await admin.fx.pool.connect();
+  try {
+    await client.query('begin');
+    await client.query('set local enable_seqscan = off');
+    for (const statement of statements) {
+      const { rows } = await client.query(`explain (format json) ${statement.sql}`, [
+        ...statement.parameters,
+      ]);
+      collectIndexConditions(rows[0]['QUERY PLAN'][0].Plan, found);
+    }
+  } finally {
+    await client.query('rollback');
+    client.release();
+  }
+  return found;
+}
+
+/** Each plan node's index condition, as "index name: condition", this node's and below. */
+function collectIndexConditions(plan: Record<string, unknown>, found: string[]): void {
+  if (typeof plan['Index Cond'] === 'string') {
+    found.push(`${String(plan['Index Name'])}: ${plan['Index Cond']}`);
+  }
+  for (const child of (plan.Plans as Record<string, unknown>[] | undefined) ?? []) {
+    collectIndexConditions(child, found);
+  }
+}
+
+/** Sessions of the test database waiting for a lock, as Postgres reports them. */
+async function lockWaiters(): Promise<number> {
+  const { rows } = await sql<{ waiting: number }>`
+    select count(*)::int as waiting from pg_stat_activity
+     where datname = current_database() and wait_event_type = 'Lock'`.execute(admin.fx.db);
+  return rows[0]?.waiting ?? 0;
+}
 
 describe('listings and stats', () => {
   it('takes a scope prefix literally', async () => {
@@ -219,6 +364,33 @@ describe('listings and stats', () => {
       entries: exact.entries,
       topScopesByEntries: null,
     });
+  });
+
+  it('counts expired rows through the expires_at indexes, not by reading every index entry', async () => {
+    const sent = await statementsOf((db) => ledgerStats(db, { estimate: true }));
+    const counting = sent.filter((query) => /expires_at\s*<=/.test(query.sql));
+    expect(counting).toHaveLength(2);
+    expect(await indexConditionsOf(counting)).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^ledger_expires_at_idx: \(expires_at <= /),
+        expect.stringMatching(/^operations_expires_at_idx: \(expires_at <= /),
+      ]),
+    );
+  });
+
+  it('lists expired entries without a prefix through ledger_expires_at_idx, oldest expiry first', async () => {
+    await sql`update idempotency.ledger set expires_at = clock_timestamp() - interval '2 hours'
+               where scope = ${SHOP2} and key = 'k-1'`.execute(admin.fx.db);
+    const sent = await statementsOf((db) => listEntries(db, { state: 'expired' }));
+    expect(sent).toHaveLength(1);
+    expect(await indexConditionsOf(sent)).toEqual([
+      expect.stringMatching(/^ledger_expires_at_idx: \(expires_at <= /),
+    ]);
+    const expired = await listEntries(admin.fx.db, { state: 'expired' });
+    expect(expired.map((entry) => [entry.scope, entry.key])).toEqual([
+      [SHOP2, 'k-1'],
+      [SHOP1, EXPIRED_KEY],
+    ]);
   });
 
   it('refuses bad options by name, never quoting a key, and a schema without the ledger', async () => {

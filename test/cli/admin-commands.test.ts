@@ -2,10 +2,12 @@
 // tables and JSON, their exit codes, what release changes and what it leaves alone, and every way
 // their command lines can be wrong.
 
+import { setTimeout } from 'node:timers/promises';
 import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/run-cli.ts';
 import { startProgress } from '../../src/cli/shared/progress.ts';
+import { withIdempotency } from '../../src/index.ts';
 import {
   ABANDONED,
   EXPIRED_KEY,
@@ -18,7 +20,8 @@ import {
   SHOP2,
   useAdminFixture,
   WILD,
-} from '../admin/admin-fixture.ts';
+} from '../support/admin-fixture.ts';
+import { createPayment } from '../support/ledger-fixture.ts';
 import { runInProcess, startBinary, startSilentServer } from './support.ts';
 
 const admin = useAdminFixture();
@@ -136,7 +139,7 @@ describe('release', () => {
     expect(run.code).toBe(4);
     expect(run.stdout).toBe('');
     expect(run.stderr).toMatch(
-      /^idempotency-ledger release: refused: an attempt holds the operation's lease for 9m5\ds more; --force retires it all the same\n$/,
+      /^idempotency-ledger release: refused: an attempt holds the operation's lease for 9m5\ds more; --force releases it all the same\n$/,
     );
     expect(run.stderr).not.toContain(HELD);
     const json = await release(HELD, '--json');
@@ -146,60 +149,70 @@ describe('release', () => {
     expect(await admin.operationRow(HELD)).toEqual(row);
   });
 
-  it('retires a held operation with --force: token raised, lease cleared, nothing else', async () => {
+  it('releases a held operation with --force: token raised, lease cleared, still in progress', async () => {
     const before = await admin.counts();
     const run = await release(HELD, '--force');
     expect(run).toEqual({
       code: 0,
       stdout:
-        'released: retired its operation (in progress, held: its attempt can commit nothing ' +
-        'more); the next request with the key executes afresh\n',
+        "released: took its operation's lease away from the attempt holding it, which can " +
+        'commit nothing more: the next retry or completer pass resumes it from its last ' +
+        'recorded step\n',
       stderr: '',
     });
     expect(await admin.operationRow(HELD)).toMatchObject({
-      state: 'finished',
+      state: 'in_progress',
       fencing_token: '2',
       lease_expires_at: null,
-      expired: true,
+      expired: false,
     });
     expect(await admin.counts()).toEqual(before);
     expect((await admin.operationRow(ABANDONED))?.fencing_token).toBe('1');
-    // Retired: nothing left to release.
+    // Released again: no lease to take, but the token still rises, fencing off any holder.
     const again = await release(HELD, '--json');
-    expect(again.code).toBe(3);
-    expect(JSON.parse(again.stdout)).toEqual({ outcome: 'nothing_to_release' });
+    expect(again.code).toBe(0);
+    expect((await admin.operationRow(HELD))?.fencing_token).toBe('3');
   });
 
-  it('retires an abandoned operation and deletes its steps, and nothing else', async () => {
+  it('releases an abandoned operation, keeping its steps, and changes nothing else', async () => {
     const before = await admin.counts();
     const run = await release(ABANDONED, '--json');
     expect(run).toMatchObject({ code: 0, stderr: '' });
     expect(JSON.parse(run.stdout)).toEqual({
       outcome: 'released',
       entryDeleted: false,
-      operationReleased: { previousState: 'in_progress', leaseWasLive: false },
+      entryCreatedAt: null,
+      operationReleased: { leaseWasLive: false },
     });
-    expect(await admin.counts()).toEqual({ ...before, steps: (before?.steps ?? 0) - 1 });
-    expect(await admin.operationRow(ABANDONED)).toMatchObject({ state: 'finished', expired: true });
+    expect(await admin.counts()).toEqual(before);
+    expect(await admin.operationRow(ABANDONED)).toMatchObject({
+      state: 'in_progress',
+      fencing_token: '2',
+      expired: false,
+    });
   });
 
-  it('retires a finished operation: it stops replaying', async () => {
+  it('leaves a finished operation alone: it replays until it expires', async () => {
     const before = await admin.counts();
+    const row = await admin.operationRow(FINISHED);
     const run = await release(FINISHED, '--json');
-    expect(run.code).toBe(0);
-    expect(JSON.parse(run.stdout)).toMatchObject({
-      operationReleased: { previousState: 'finished', leaseWasLive: false },
-    });
-    expect(await admin.counts()).toEqual({ ...before, steps: (before?.steps ?? 0) - 2 });
-    expect(await admin.operationRow(FINISHED)).toMatchObject({ state: 'finished', expired: true });
+    expect(run.code).toBe(3);
+    expect(JSON.parse(run.stdout)).toEqual({ outcome: 'nothing_to_release' });
+    expect(await admin.counts()).toEqual(before);
+    expect(await admin.operationRow(FINISHED)).toEqual(row);
   });
 
   it('deletes one entry and leaves every other row alone', async () => {
     const before = await admin.counts();
+    const shown = await runInProcess(
+      ['inspect', '--scope', SHOP1, '--key', 'k-2', '--json'],
+      admin.env(),
+    );
+    const { createdAt } = JSON.parse(shown.stdout).entry;
     const run = await release('k-2');
     expect(run).toEqual({
       code: 0,
-      stdout: 'released: deleted its ledger entry; the next request with the key executes afresh\n',
+      stdout: `released: deleted its ledger entry (created ${createdAt}): the next request with the key executes afresh\n`,
       stderr: '',
     });
     expect(await admin.counts()).toEqual({ ...before, ledger: (before?.ledger ?? 0) - 1 });
@@ -376,6 +389,19 @@ describe('stats', () => {
     expect(stdout).toBe('deleted 1 expired entries\n');
   });
 
+  it('draws nothing before its first stage, however long that takes to come', async () => {
+    for (const stderrIsTTY of [true, false]) {
+      let stderr = '';
+      const progress = startProgress({ stderr: (text) => (stderr += text), stderrIsTTY }, 'stats', {
+        plainEveryMs: 1,
+      });
+      // Longer than a terminal's redraw (250 ms) and than many plain intervals.
+      await setTimeout(300);
+      progress.done();
+      expect(stderr).toBe('');
+    }
+  });
+
   it('writes plain lines, without control characters, where standard error is no terminal', () => {
     let stderr = '';
     const progress = startProgress(
@@ -406,6 +432,10 @@ describe('usage errors: exit code 2, named, before a connection is opened', () =
     [['inspect', '--scope', SHOP1, '--key', ''], '--key must not be empty'],
     [['release', '--key', 'k'], 'release: --scope is required'],
     [['release', '--scope', SHOP1, '--key'], '--key needs a value'],
+    [
+      ['release', '--scope', SHOP1, '--key', '-abc'],
+      'release: --key needs a value (one that starts with "-" is given as --key=VALUE)',
+    ],
     [['release', '--scope', SHOP1, '--key', 'k', '--force=yes'], '--force takes no value'],
     [['list', '--limit', '0'], 'list: --limit must be a positive integer'],
     [['list', '--limit', 'all'], 'list: --limit must be a positive integer'],
@@ -413,7 +443,10 @@ describe('usage errors: exit code 2, named, before a connection is opened', () =
     [['list', '--live', '--expired'], '--live and --expired exclude each other'],
     [['list', '--stuck', '--expired'], '--stuck lists operations'],
     [['list', '--min-attempts', '3'], '--min-attempts applies only with --stuck'],
-    [['list', 'everything'], 'list: unexpected argument "everything"'],
+    [
+      ['list', 'everything'],
+      'list: unexpected argument #1 (not shown: it may be a key; every value follows its flag)',
+    ],
     [['stats', '--top', '-1'], 'stats: --top must be a non-negative integer, at most 1000'],
     [['stats', '--top', '1001'], '(got "1001")'],
     [['stats', '--key', 'k'], 'stats: unknown option --key'],
@@ -431,6 +464,33 @@ describe('usage errors: exit code 2, named, before a connection is opened', () =
       expect(await admin.counts()).toEqual(before);
     });
   }
+
+  it('never echoes a stray argument: it may be a key given without --key', async () => {
+    const secret = 'sk_live_never-print-me';
+    const run = await runInProcess(['release', '--scope', SHOP1, '--force', secret], admin.env());
+    expect(run).toMatchObject({ code: 2, stdout: '' });
+    expect(run.stderr).toContain('release: unexpected argument #4 (not shown: it may be a key;');
+    expect(run.stderr).not.toContain('never-print-me');
+    const second = await runInProcess(['inspect', '--scope', SHOP1, 'x', secret], admin.env());
+    expect(second.stderr).toContain('inspect: unexpected argument #3');
+    expect(second.stderr).not.toContain('never-print-me');
+  });
+
+  it('takes a key that starts with "-" as --key=-abc, and says in --help that keys show in ps', async () => {
+    await withIdempotency(admin.fx.db, { scope: SHOP1, key: '-abc' }, createPayment(SHOP1, '-abc'));
+    const run = await runInProcess(
+      ['release', '--scope', SHOP1, '--key=-abc', '--json'],
+      admin.env(),
+    );
+    expect(run.code).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({ outcome: 'released', entryDeleted: true });
+    expect(await admin.fx.countEntries('-abc', SHOP1)).toBe(0);
+    for (const command of ['inspect', 'release']) {
+      const usage = await runInProcess(['help', command]);
+      expect(usage.stdout).toContain('A key that starts with "-" is given as --key=-abc');
+      expect(usage.stdout).toContain("shows in the process list (ps) and in the shell's history");
+    }
+  });
 
   it('lists the new commands and exit code 4 in --help', async () => {
     const run = await runInProcess(['--help']);

@@ -100,6 +100,26 @@ describe('a stop signal while connecting', () => {
   });
 });
 
+describe('a stop signal while release connects', () => {
+  it('stops it at once, with exit code 1: a script can tell it from a release', async () => {
+    const server = await startSilentServer();
+    const stopping = new AbortController();
+    const run = runInProcess(
+      ['release', '--scope', 's', '--key', 'k', '--connect-timeout-ms', '600000'],
+      { DATABASE_URL: server.url },
+      stopping.signal,
+    );
+    await server.firstConnection;
+    stopping.abort();
+    expect(await run).toEqual({
+      code: 1,
+      stdout: '',
+      stderr:
+        'idempotency-ledger release: stopped by a signal before it connected: nothing was released\n',
+    });
+  });
+});
+
 describe('forms of DATABASE_URL', () => {
   it('accepts the Unix socket form postgres://user@/db?host=/directory', async () => {
     const server = await startSilentServer({ unixSocket: true });

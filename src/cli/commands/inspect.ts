@@ -9,6 +9,7 @@ import { readDatabaseUrl } from '../shared/database-url.ts';
 import { defineCommand } from '../shared/define-command.ts';
 import { formatBytes } from '../shared/format-bytes.ts';
 import { formatDurationMs, formatTable, tableCell } from '../shared/format-table.ts';
+import { KEY_FLAG_NOTE } from '../shared/key-flag-note.ts';
 import { requiredText } from '../shared/required-text.ts';
 import { withDatabase } from '../shared/with-database.ts';
 
@@ -43,6 +44,8 @@ lease left and the steps it recorded. Never prints a response, request or step r
   --key K                  the idempotency key
   --json                   one JSON document: {"scope", "key", "entry", "operation"}
 ${CONNECTION_FLAGS_USAGE}
+
+${KEY_FLAG_NOTE}
 
 SIGINT/SIGTERM while it connects stop it (exit code 0).
 `,

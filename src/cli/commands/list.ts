@@ -50,7 +50,8 @@ export const listCommand = defineCommand({
                                [--schema NAME] [--connect-timeout-ms N]
 
 Lists ledger entries in key order (scope, then key, byte by byte): state, time to expiry,
-creation, response size. With --stuck, lists the operations in progress, oldest first, that no
+creation, response size. --expired without --scope-prefix lists cleanup's backlog oldest expiry
+first instead, read through the expiry index (it reads only expired entries). With --stuck, lists the operations in progress, oldest first, that no
 attempt holds (their lease ran out or was released: a completer should resume them) or whose
 attempts reached --min-attempts (they fail on every resume). The output holds idempotency keys:
 keep it out of logs.

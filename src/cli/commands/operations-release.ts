@@ -7,6 +7,7 @@ import {
 } from '../shared/connection-flags.ts';
 import { readDatabaseUrl } from '../shared/database-url.ts';
 import { defineCommand } from '../shared/define-command.ts';
+import { KEY_FLAG_NOTE } from '../shared/key-flag-note.ts';
 import { requiredText } from '../shared/required-text.ts';
 import { withDatabase } from '../shared/with-database.ts';
 
@@ -41,6 +42,8 @@ pass resumes the operation from its last recorded step. A finished operation is 
   --key K                  the operation's idempotency key
   --json                   print {"released": true} or {"released": false}
 ${CONNECTION_FLAGS_USAGE}
+
+${KEY_FLAG_NOTE}
 
 Exit codes: 0 released; 3 no operation in progress with that scope and key (none, or
 finished); 1 failed; 2 wrong arguments. SIGINT/SIGTERM while it connects stop it (exit code 0).

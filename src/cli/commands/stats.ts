@@ -12,7 +12,8 @@ import {
 } from '../shared/connection-flags.ts';
 import { readDatabaseUrl } from '../shared/database-url.ts';
 import { defineCommand } from '../shared/define-command.ts';
-import { formatBytes, formatCount } from '../shared/format-bytes.ts';
+import { formatBytes } from '../shared/format-bytes.ts';
+import { formatCount } from '../shared/format-count.ts';
 import { formatDurationMs, formatTable, tableCell } from '../shared/format-table.ts';
 import { integerFlag } from '../shared/integer-flag.ts';
 import { startProgress } from '../shared/progress.ts';

@@ -18,15 +18,3 @@ export function formatBytes(bytes: number): string {
   }
   return `${value < 10 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
 }
-
-/**
- * A count with thousands separated, the same in every locale: `1,000,000`.
- *
- * @example
- * ```ts
- * formatCount(1234567); // '1,234,567'
- * ```
- */
-export function formatCount(count: number): string {
-  return String(count).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
-}

@@ -17,7 +17,8 @@ export type ParsedFlags<S extends FlagSpec> =
 /**
  * Parses a command's arguments against its own flags. `-h`/`--help` anywhere wins. Any other
  * flag the command does not take, a missing or extra value, a flag given twice, or a positional
- * argument is a usage error that names it, so nothing runs on a misread command line.
+ * argument is a usage error that names it (a positional argument by its position only: its value
+ * may be a secret), so nothing runs on a misread command line.
  *
  * @example
  * ```ts
@@ -42,7 +43,11 @@ export function parseFlags<S extends FlagSpec>(argv: readonly string[], spec: S)
   const values: Record<string, string | boolean> = {};
   for (const token of tokens) {
     if (token.kind === 'positional') {
-      throw usageError(`unexpected argument ${JSON.stringify(token.value)}`);
+      // Named by its position among the command's arguments, never quoted: a stray argument is
+      // often a key given without --key, and an error message ends up in logs.
+      throw usageError(
+        `unexpected argument #${token.index + 1} (not shown: it may be a key; every value follows its flag)`,
+      );
     }
     if (token.kind !== 'option') continue;
     const flag = Object.hasOwn(spec, token.name) ? spec[token.name] : undefined;
@@ -57,8 +62,12 @@ export function parseFlags<S extends FlagSpec>(argv: readonly string[], spec: S)
       // `--schema --loop` would otherwise take "--loop" as the schema's name; `--batch-size -5`
       // is a negative number, refused with the flag's own message.
       const flagLike = !token.inlineValue && /^-(?!\d)/.test(token.value ?? '');
-      if (token.value === undefined || flagLike) {
-        throw usageError(`${token.rawName} needs a value`);
+      if (token.value === undefined) throw usageError(`${token.rawName} needs a value`);
+      if (flagLike) {
+        // The value is not quoted: it may be a key that starts with "-".
+        throw usageError(
+          `${token.rawName} needs a value (one that starts with "-" is given as ${token.rawName}=VALUE)`,
+        );
       }
       values[token.name] = token.value;
     }

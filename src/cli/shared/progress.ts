@@ -20,7 +20,8 @@ const PLAIN_EVERY_MS = 10_000;
  * Shows progress on standard error. On a terminal (`context.stderrIsTTY`), one line redrawn in
  * place with the stage and its time so far, cleared at the end. Elsewhere (a script, a log), plain
  * lines, and only for a stage that lasts: one after `plainEveryMs` and one more each `plainEveryMs`,
- * so that a quick run writes nothing and a log of a slow one says what it was doing.
+ * so that a quick run writes nothing and a log of a slow one says what it was doing. Nothing is
+ * shown before the first `stage()`: the display starts with it.
  *
  * @example
  * ```ts
@@ -50,14 +51,18 @@ export function startProgress(
       lastPlainAt = performance.now();
     }
   };
-  const timer = setInterval(draw, tty ? REDRAW_MS : Math.min(plainEveryMs, 1000));
-  // The display must never keep the process alive.
-  timer.unref();
+  // Started by the first stage: before it there is nothing to show (a connection being opened).
+  let timer: ReturnType<typeof setInterval> | undefined;
   return {
     stage(next) {
       text = next;
       startedAt = performance.now();
       lastPlainAt = startedAt;
+      if (timer === undefined) {
+        timer = setInterval(draw, tty ? REDRAW_MS : Math.min(plainEveryMs, 1000));
+        // The display must never keep the process alive.
+        timer.unref();
+      }
       if (tty || plainEveryMs === 0) draw();
     },
     update(next) {

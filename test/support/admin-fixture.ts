@@ -16,7 +16,7 @@ import {
   type Database,
   type LedgerFixture,
   useLedgerFixture,
-} from '../support/ledger-fixture.ts';
+} from './ledger-fixture.ts';
 
 export const SHOP1 = 'shop:1:pay';
 export const SHOP2 = 'shop:2:pay';
