@@ -112,8 +112,11 @@ it('answers an encrypted entry read without the key with a 500, running nothing'
   expect(await fx.countPayments(key)).toBe(1);
 });
 
-it('refuses an encryption option not built by responseEncryption() at setup', () => {
-  expect(() =>
-    idempotent({ db: fx.db, scope: () => 's', encryption: { keys: [] } as never }, async () => {}),
-  ).toThrow(InvalidIdempotencyOptionsError);
+it('refuses an encryption option not built by responseEncryption() at setup, even with seal and open', () => {
+  // Duck-typed: a fake would store what its seal() returns and replay what its open() returns.
+  const fake = { seal() {}, open() {} };
+  const setUp = () =>
+    idempotent({ db: fx.db, scope: () => 's', encryption: fake as never }, async () => {});
+  expect(setUp).toThrow(InvalidIdempotencyOptionsError);
+  expect(setUp).toThrow('encryption: must be built by responseEncryption()');
 });

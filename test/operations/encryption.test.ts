@@ -6,7 +6,11 @@
 import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { expect, it } from 'vitest';
-import { ResponseDecryptionError, responseEncryption } from '../../src/index.ts';
+import {
+  InvalidIdempotencyOptionsError,
+  ResponseDecryptionError,
+  responseEncryption,
+} from '../../src/index.ts';
 import {
   defineOperation,
   type OperationContext,
@@ -169,4 +173,16 @@ it('resumes and replays operations stored in clear before encryption was turned 
   expect(JSON.stringify(replay.response)).toBe(JSON.stringify(resumed.response));
   expect(orderRuns.get(key)).toBe(1);
   expect(await fx.countPayments(key, SCOPE)).toBe(1);
+});
+
+it('refuses an encryption option not built by responseEncryption(), before writing anything', async () => {
+  const key = uniqueKey();
+  const fake = { seal() {}, open() {} } as never;
+  const refused = runOperation(fx.db, operation, { scope: SCOPE, key, request, encryption: fake });
+  await expect(refused).rejects.toBeInstanceOf(InvalidIdempotencyOptionsError);
+  await expect(refused).rejects.toThrow('encryption: must be built by responseEncryption()');
+  const resume = resumeAbandonedOperations(fx.db, { operations: [operation], encryption: fake });
+  await expect(resume).rejects.toBeInstanceOf(InvalidIdempotencyOptionsError);
+  expect(await storedText(key)).toBe('');
+  expect(orderRuns.get(key)).toBeUndefined();
 });
