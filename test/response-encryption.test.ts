@@ -184,6 +184,24 @@ describe('encryption at rest', () => {
         },
       ],
       [
+        'a truncated tag',
+        'authentication_failed',
+        async ({ scope, key }) => {
+          const envelope = JSON.parse((await rawResponse(scope, key)) ?? '');
+          // Four base64url characters: the last three bytes of the tag are gone.
+          const ct: string = envelope.ct.slice(0, -4);
+          await setRawResponse(scope, key, ` ${JSON.stringify({ ...envelope, ct })}`);
+        },
+      ],
+      [
+        'a key id relabelled to another configured key',
+        'authentication_failed',
+        async ({ scope, key }) => {
+          const envelope = JSON.parse((await rawResponse(scope, key)) ?? '');
+          await setRawResponse(scope, key, ` ${JSON.stringify({ ...envelope, kid: 'k2' })}`);
+        },
+      ],
+      [
         'a malformed envelope',
         'malformed',
         async ({ scope, key }) => setRawResponse(scope, key, ' {"alg":"A256GCM","kid":"k1"}'),
@@ -199,7 +217,8 @@ describe('encryption at rest', () => {
           ? undefined
           : reason === 'unknown_key'
             ? responseEncryption({ keys: [{ id: 'k9', key: randomBytes(32) }] })
-            : k1;
+            : // k2 is configured too: a relabelled key id is then tried with the wrong key.
+              k2k1;
       let ran = false;
       const cache = new ReplayCache();
       for (const onConcurrent of ['wait', 'optimistic'] as const) {

@@ -140,26 +140,41 @@ it('refuses to replay a finished operation without the key, running nothing', as
   expect(await fx.countPayments(key, SCOPE)).toBe(1);
 });
 
-it('refuses a step result moved onto another step, and does not run the step again', async () => {
-  const key = uniqueKey();
-  failOnce.add(key);
-  await expect(run(key)).rejects.toBeInstanceOf(OperationPendingError);
-  // A ciphertext of the same operation, but of another place: the request's, as a step result.
-  const { rows } = await sql<{ request: string }>`
-    select request::text as request from idempotency.operations
-     where scope = ${SCOPE} and key = ${key}`.execute(fx.db);
-  await sql`update idempotency.operation_steps set result = ${rows[0]?.request}::json
-             where scope = ${SCOPE} and key = ${key} and step = 'order'`.execute(fx.db);
-  const moved = await stepResult(key, 'order');
+/** Two steps whose results are sealed alike (same kind, same operation): only the step's name tells them apart. */
+const twoSteps = defineOperation({
+  name: 'encrypted-two-steps',
+  async run(op: OperationContext<Database>) {
+    const a = await op.step('a', async () => ({ value: 'result-a' }));
+    const b = await op.step('b', async () => {
+      orderRuns.set(op.key, (orderRuns.get(op.key) ?? 0) + 1);
+      return { value: 'result-b' };
+    });
+    await op.call('notify', async () => {
+      if (failOnce.delete(op.key)) throw new Error('connection reset');
+    });
+    return op.finish(async () => ({ a, b }));
+  },
+});
 
-  const refused = run(key);
+it('refuses a step result copied onto another step, and does not run the step again', async () => {
+  const key = uniqueKey();
+  const runTwoSteps = () =>
+    runOperation(fx.db, twoSteps, { scope: SCOPE, key, request, encryption });
+  failOnce.add(key);
+  await expect(runTwoSteps()).rejects.toBeInstanceOf(OperationPendingError);
+  // Step a's sealed result, a valid ciphertext of this operation's steps, copied onto step b.
+  await sql`update idempotency.operation_steps set result = ${await stepResult(key, 'a')}::json
+             where scope = ${SCOPE} and key = ${key} and step = 'b'`.execute(fx.db);
+  const copied = await stepResult(key, 'b');
+  expect(copied).toBe(await stepResult(key, 'a'));
+
+  const refused = runTwoSteps();
   await expect(refused).rejects.toMatchObject({
     reason: 'authentication_failed',
     stored: 'operation_step',
   });
   expect(orderRuns.get(key)).toBe(1);
-  expect(await fx.countPayments(key, SCOPE)).toBe(1);
-  expect(await stepResult(key, 'order')).toBe(moved);
+  expect(await stepResult(key, 'b')).toBe(copied);
 });
 
 it('resumes and replays operations stored in clear before encryption was turned on', async () => {
