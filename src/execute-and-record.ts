@@ -5,9 +5,9 @@
  */
 import type { Transaction } from 'kysely';
 import { type CallEvent, timed } from './call-events.ts';
+import { sealLedgerResponse } from './ledger-response-sealing.ts';
 import type { ResolvedOptions } from './options.ts';
 import { encodeResponse } from './response-codec.ts';
-import { sealResponse } from './response-encryption.ts';
 
 /** What a transaction that ran `fn` and recorded its response stored. */
 export interface Recorded {
@@ -33,7 +33,7 @@ export async function executeAndRecord(
   const value = await timed(event, 'fnMs', () => fn(trx));
   const encoded = encodeResponse(value, options);
   const recordedAtMs = performance.now();
-  const stored = sealResponse(encoded.json, options);
+  const stored = sealLedgerResponse(encoded.json, options.fingerprint, options);
   await timed(event, 'recordMs', () => record(stored));
   return { response: encoded.response, json: encoded.json, recordedAtMs };
 }

@@ -48,10 +48,17 @@ export interface ResponseEncryptionOptions {
 /** The place a sealed value belongs to (its {@link SealedKind} is part of it): a ciphertext copied to another one fails to decrypt. */
 export interface SealBinding {
   kind: SealedKind;
+  /** The Postgres schema of the table that stores it. */
+  schema: string;
   scope: string;
   key: string;
   /** The step's name, for `'operation_step'`. */
   step?: string | undefined;
+  /**
+   * The hex fingerprint of the request the value answers, when the fingerprint is stored beside
+   * it (a ledger entry's): a fingerprint rewritten in the table then no longer opens the value.
+   */
+  fingerprint?: string | null | undefined;
 }
 
 /** One leading space: what `JSON.stringify()` never writes, so what marks a sealed value. */
@@ -171,7 +178,8 @@ export class ResponseEncryption {
 /**
  * Builds the `encryption` option: stored responses are encrypted with AES-256-GCM under the first
  * key, and read with whichever key encrypted them. Each value gets a random 12-byte IV and is bound
- * to its scope and key, so a ciphertext copied onto another entry does not decrypt. The scope, the
+ * to its schema, scope and key (and a ledger response to its request's fingerprint), so a
+ * ciphertext copied onto another entry does not decrypt. The scope, the
  * key, the request's fingerprint and the timestamps stay in clear. Build it once, at startup.
  *
  * @throws {InvalidIdempotencyOptionsError} when there is no key, a key is not 32 bytes, or two
@@ -226,7 +234,7 @@ export function isSealed(stored: string): boolean {
  * @example
  * ```ts
  * const stored = sealStoredJson(JSON.stringify(result), encryption, {
- *   kind: 'operation_step', scope, key, step: 'charge',
+ *   kind: 'operation_step', schema: 'idempotency', scope, key, step: 'charge',
  * });
  * ```
  */
@@ -248,7 +256,7 @@ export function sealStoredJson(
  * @example
  * ```ts
  * const json = openStoredJson(row.result, encryption, {
- *   kind: 'operation_step', scope, key, step: 'charge',
+ *   kind: 'operation_step', schema: 'idempotency', scope, key, step: 'charge',
  * });
  * ```
  */
@@ -263,29 +271,6 @@ export function openStoredJson(
   }
   if (!encryption) throw decryptionError(binding, 'no_key');
   return encryption.open(stored, binding);
-}
-
-/** What {@link sealResponse} and {@link openResponse} need of a ledger call's options. */
-export interface EncryptionContext {
-  scope: string;
-  key: string;
-  encryption?: ResponseEncryption | undefined;
-}
-
-/** The text the ledger stores for a response's JSON. */
-export function sealResponse(json: string | null, context: EncryptionContext): string | null {
-  const { encryption, scope, key } = context;
-  return sealStoredJson(json, encryption, { kind: 'ledger_response', scope, key });
-}
-
-/**
- * The response's JSON text from what the ledger stored.
- *
- * @throws {ResponseDecryptionError} as {@link openStoredJson}.
- */
-export function openResponse(stored: string | null, context: EncryptionContext): string | null {
-  const { encryption, scope, key } = context;
-  return openStoredJson(stored, encryption, { kind: 'ledger_response', scope, key });
 }
 
 function parseEnvelope(stored: string): Envelope | undefined {
@@ -306,13 +291,24 @@ function parseEnvelope(stored: string): Envelope | undefined {
 }
 
 /**
- * The authenticated data of a value: the format, what it is, where it belongs and the key id.
- * A JSON array, so no two bindings share an encoding whatever their strings contain.
+ * The authenticated data of a value: the format, what it is, where it belongs, the request it
+ * answers and the key id. A JSON array, so no two bindings share an encoding whatever their
+ * strings contain.
  */
 function additionalData(binding: SealBinding, keyId: string): Buffer {
-  const { kind, scope, key, step = null } = binding;
+  const { kind, schema, scope, key, step = null, fingerprint = null } = binding;
   return Buffer.from(
-    JSON.stringify(['idempotency-ledger', ALGORITHM, kind, scope, key, step, keyId]),
+    JSON.stringify([
+      'idempotency-ledger',
+      ALGORITHM,
+      kind,
+      schema,
+      scope,
+      key,
+      step,
+      fingerprint,
+      keyId,
+    ]),
   );
 }
 

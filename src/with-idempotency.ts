@@ -22,6 +22,7 @@ import {
   lookupEntry,
   recordResponse,
 } from './ledger.ts';
+import { openLedgerResponse } from './ledger-response-sealing.ts';
 import {
   DEFAULT_MAX_ATTEMPTS,
   type IdempotencyOptions,
@@ -32,7 +33,6 @@ import {
 import { executeThenRecord, KeyTaken, runsOptimisticFn } from './record-last.ts';
 import { replayCacheId } from './replay-cache.ts';
 import { decodeResponse } from './response-codec.ts';
-import { openResponse } from './response-encryption.ts';
 
 /** What {@link withIdempotency} returns. */
 export interface IdempotencyResult<T> {
@@ -326,7 +326,8 @@ function executeOnClaim(
  * @throws {ResponseDecryptionError} when it is encrypted and cannot be decrypted.
  */
 function opened(entry: LedgerEntry, options: ResolvedOptions): LedgerEntry {
-  return { fingerprint: entry.fingerprint, response: openResponse(entry.response, options) };
+  const { fingerprint } = entry;
+  return { fingerprint, response: openLedgerResponse(entry.response, fingerprint, options) };
 }
 
 /** Returns the entry's response; `entry` is in clear ({@link opened}, or the replay cache). */

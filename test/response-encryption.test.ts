@@ -4,6 +4,7 @@ import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import {
   InvalidIdempotencyOptionsError,
+  migrate,
   ReplayCache,
   ResponseDecryptionError,
   type ResponseEncryption,
@@ -145,6 +146,61 @@ describe('encryption at rest', () => {
       withIdempotency(fx.db, { scope, key, encryption: strict }, chargeCard(scope, key)),
     ).rejects.toMatchObject({ code: 'response_decryption', reason: 'plaintext_refused' });
     expect(await fx.countPayments(key)).toBe(1);
+  });
+
+  it("refuses a response whose fingerprint was rewritten to another request's, running nothing", async () => {
+    const entry = await recorded(k1);
+    const { scope } = entry;
+    const otherKey = uniqueKey();
+    const otherRequest = { amount: 1 };
+    await withIdempotency(
+      fx.db,
+      { scope, key: otherKey, request: otherRequest, encryption: k1 },
+      chargeCard(scope, otherKey),
+    );
+    // A database writer gives the entry the fingerprint of another request, hoping that request
+    // replays the entry's response.
+    await sql`update idempotency.ledger
+                 set fingerprint = (select fingerprint from idempotency.ledger
+                                     where scope = ${scope} and key = ${otherKey})
+               where scope = ${scope} and key = ${entry.key}`.execute(fx.db);
+    let ran = false;
+    for (const onConcurrent of ['wait', 'optimistic'] as const) {
+      const call = withIdempotency(
+        fx.db,
+        { scope, key: entry.key, request: otherRequest, encryption: k1, onConcurrent },
+        async (trx) => {
+          ran = true;
+          return chargeCard(scope, entry.key)(trx);
+        },
+      );
+      await expect(call).rejects.toMatchObject({
+        code: 'response_decryption',
+        reason: 'authentication_failed',
+      });
+    }
+    expect(ran).toBe(false);
+    expect(await fx.countPayments(entry.key, scope)).toBe(1);
+    expect(await fx.countPayments(otherKey, scope)).toBe(1);
+  });
+
+  it('refuses a response moved into another schema', async () => {
+    const { scope, key, options } = await recorded(k1);
+    const other = 'idempotency_copy';
+    await sql`drop schema if exists ${sql.id(other)} cascade`.execute(fx.db);
+    await migrate({ connectionString: fx.url, schema: other });
+    try {
+      await sql`insert into ${sql.table(`${other}.ledger`)}
+                select * from idempotency.ledger where scope = ${scope} and key = ${key}`.execute(
+        fx.db,
+      );
+      const call = withIdempotency(fx.db, { ...options, schema: other }, async () => {
+        throw new Error('fn must not run');
+      });
+      await expect(call).rejects.toMatchObject({ reason: 'authentication_failed' });
+    } finally {
+      await sql`drop schema ${sql.id(other)} cascade`.execute(fx.db);
+    }
   });
 
   describe('refuses to replay, with a typed error, writing nothing and running nothing', () => {
