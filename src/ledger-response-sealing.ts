@@ -4,9 +4,15 @@
  * clear beside the response; binding it means that a database writer who rewrites it (to have
  * another request replay this response) makes the response fail authentication instead.
  */
-
-import type { ResponseEncryption } from './response-encryption.ts';
-import { openStoredJson, type SealBinding, sealStoredJson } from './response-encryption.ts';
+import { ResponseDecryptionError } from './errors.ts';
+import type { LedgerEntry } from './ledger.ts';
+import {
+  isSealed,
+  openStoredJson,
+  type ResponseEncryption,
+  type SealBinding,
+  sealStoredJson,
+} from './response-encryption.ts';
 
 /** What sealing and opening a ledger response need of a call's options. */
 export interface LedgerSealContext {
@@ -16,26 +22,50 @@ export interface LedgerSealContext {
   encryption?: ResponseEncryption | undefined;
 }
 
-/** The text the ledger stores for a response's JSON (`null`: none), answering `fingerprint`. */
+/** A ledger entry with its response in clear, and whether the ledger stores it sealed. */
+export interface OpenedEntry extends LedgerEntry {
+  /** The response's JSON text in clear. */
+  response: string | null;
+  /** Whether the ledger holds it encrypted (`plaintext: 'refuse'` refuses the others). */
+  sealed: boolean;
+}
+
+/** What the ledger stores for a response's JSON (`null`: none) that answers `fingerprint`. */
 export function sealLedgerResponse(
   json: string | null,
   fingerprint: Buffer | null,
   context: LedgerSealContext,
-): string | null {
-  return sealStoredJson(json, context.encryption, ledgerBinding(context, fingerprint));
+): { stored: string | null; sealed: boolean } {
+  const stored = sealStoredJson(json, context.encryption, ledgerBinding(context, fingerprint));
+  return { stored, sealed: context.encryption !== undefined };
 }
 
 /**
- * The response's JSON text from what the ledger stored for a request of `fingerprint`.
+ * The entry with its response in clear. Call it once the entry's fingerprint is known to be the
+ * caller's: a reused key is answered as such (422) whether or not the caller can decrypt.
  *
  * @throws {ResponseDecryptionError} as `openStoredJson`.
  */
-export function openLedgerResponse(
-  stored: string | null,
-  fingerprint: Buffer | null,
-  context: LedgerSealContext,
-): string | null {
-  return openStoredJson(stored, context.encryption, ledgerBinding(context, fingerprint));
+export function openLedgerEntry(entry: LedgerEntry, context: LedgerSealContext): OpenedEntry {
+  const { fingerprint, response } = entry;
+  const binding = ledgerBinding(context, fingerprint);
+  return {
+    fingerprint,
+    response: openStoredJson(response, context.encryption, binding),
+    sealed: response !== null && isSealed(response),
+  };
+}
+
+/**
+ * Refuses a response held in clear elsewhere (a `ReplayCache`) when the ledger stores it in
+ * clear and the call refuses plaintext, as reading it from the ledger would.
+ *
+ * @throws {ResponseDecryptionError} (`plaintext_refused`).
+ */
+export function assertOpenable(entry: OpenedEntry, context: LedgerSealContext): void {
+  if (entry.sealed || context.encryption?.plaintext !== 'refuse') return;
+  const { scope, key } = context;
+  throw new ResponseDecryptionError({ scope, key, reason: 'plaintext_refused' });
 }
 
 function ledgerBinding(context: LedgerSealContext, fingerprint: Buffer | null): SealBinding {

@@ -3,6 +3,7 @@ import { inspect } from 'node:util';
 import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import {
+  IdempotencyKeyReusedError,
   InvalidIdempotencyOptionsError,
   migrate,
   ReplayCache,
@@ -201,6 +202,69 @@ describe('encryption at rest', () => {
     } finally {
       await sql`drop schema ${sql.id(other)} cascade`.execute(fx.db);
     }
+  });
+
+  describe('answers a reused key with a 422 even when the call cannot decrypt the entry', () => {
+    const withoutKey: [string, ResponseEncryption | undefined][] = [
+      ['no encryption option', undefined],
+      ['only an unknown key', responseEncryption({ keys: [{ id: 'k9', key: randomBytes(32) }] })],
+    ];
+    it.each(withoutKey)('%s', async (_, encryption) => {
+      const entry = await recorded(k1);
+      const reused = { ...entry.options, request: { amount: 1 }, encryption };
+      const fn = async () => {
+        throw new Error('fn must not run');
+      };
+      for (const onConcurrent of ['wait', 'optimistic'] as const) {
+        const call = withIdempotency(fx.db, { ...reused, onConcurrent }, fn);
+        await expect(call).rejects.toBeInstanceOf(IdempotencyKeyReusedError);
+        await expect(call).rejects.toMatchObject({ status: 422 });
+      }
+      await fx.db.transaction().execute(async (trx) => {
+        await expect(withIdempotency(trx, reused, fn)).rejects.toBeInstanceOf(
+          IdempotencyKeyReusedError,
+        );
+      });
+      expect(await fx.countPayments(entry.key, entry.scope)).toBe(1);
+    });
+  });
+
+  describe('a ReplayCache', () => {
+    const strict = responseEncryption({ keys: [{ id: 'k1', key: key1 }], plaintext: 'refuse' });
+
+    it("does not serve a response stored in clear to a call with plaintext: 'refuse'", async () => {
+      const scope = 's';
+      const key = uniqueKey();
+      const replayCache = new ReplayCache();
+      const request = { amount: 4200 };
+      await withIdempotency(fx.db, { scope, key, request, replayCache }, chargeCard(scope, key));
+      expect(replayCache.size).toBe(1);
+      const call = withIdempotency(
+        fx.db,
+        { scope, key, request, replayCache, encryption: strict },
+        chargeCard(scope, key),
+      );
+      await expect(call).rejects.toMatchObject({
+        code: 'response_decryption',
+        reason: 'plaintext_refused',
+      });
+      expect(await fx.countPayments(key, scope)).toBe(1);
+    });
+
+    it("serves a response it holds from an encrypted entry to a call with plaintext: 'refuse'", async () => {
+      const scope = 's';
+      const key = uniqueKey();
+      const replayCache = new ReplayCache();
+      const options = { scope, key, request: { amount: 4200 }, replayCache, encryption: strict };
+      const first = await withIdempotency(fx.db, options, chargeCard(scope, key));
+      // The entry is gone from the table: only the cache can answer.
+      await sql`delete from idempotency.ledger where scope = ${scope} and key = ${key}`.execute(
+        fx.db,
+      );
+      const again = await withIdempotency(fx.db, options, chargeCard(scope, key));
+      expect(again).toEqual({ response: first.response, replayed: true });
+      expect(await fx.countPayments(key, scope)).toBe(1);
+    });
   });
 
   describe('refuses to replay, with a typed error, writing nothing and running nothing', () => {
