@@ -52,7 +52,7 @@ export function openLedgerEntry(entry: LedgerEntry, context: LedgerSealContext):
   return {
     fingerprint,
     response: openStoredJson(response, context.encryption, binding),
-    sealed: response !== null && isSealed(response),
+    sealed: response !== null && isSealed(response, context.encryption),
   };
 }
 

@@ -7,9 +7,16 @@
  * input verbatim, and the ledger reads it back as `response::text`). A plaintext response is
  * `JSON.stringify()` output, which never has whitespace outside a string, so it never starts
  * with whitespace. A sealed response is a JSON object written after one leading space
- * ({@link ENVELOPE_PREFIX}). Whatever the stored text is, exactly one reading applies: it starts
- * with whitespace and is an envelope (or a malformed one: an error), or it does not and is the
- * response itself. A response can never be mistaken for a ciphertext, whatever it contains.
+ * ({@link ENVELOPE_PREFIX}), so a stored text that starts with whitespace is always read as an
+ * envelope (or a malformed one: an error), never replayed.
+ *
+ * The space is lost when something rewrites the text (a jsonb round trip, a change of the
+ * column's type, an export and import that trims it). So, when the reader has an encryption, a
+ * text without the space that parses to an object whose keys are exactly `alg`, `kid`, `iv` and
+ * `ct`, with `alg` `"A256GCM"`, is read as an envelope that lost its marker: it decrypts and
+ * authenticates as any other, or fails. The price: a response of exactly that shape, stored in
+ * clear, is refused (`authentication_failed`) instead of replayed by a reader with encryption.
+ * A reader without encryption replays such a text as it is.
  *
  * @module
  */
@@ -136,7 +143,8 @@ export class ResponseEncryption {
   }
 
   /**
-   * Decrypts a stored envelope ({@link isSealed}) that was sealed for `binding`.
+   * Decrypts a stored envelope ({@link isSealed}), with or without its leading space, that was
+   * sealed for `binding`.
    *
    * @throws {ResponseDecryptionError} when it is malformed, its key is not configured, or it
    *   fails authentication (altered, or sealed for another place).
@@ -221,9 +229,31 @@ export function isResponseEncryption(value: unknown): value is ResponseEncryptio
   );
 }
 
-/** True when `stored` is meant as a sealed value: it starts with whitespace (see the module doc). */
-export function isSealed(stored: string): boolean {
+/**
+ * True when `stored` is meant as a sealed value: it starts with whitespace, or, for a reader with
+ * `encryption`, it is an envelope that lost its leading space (see the module doc).
+ */
+export function isSealed(stored: string, encryption?: ResponseEncryption | undefined): boolean {
+  return isMarked(stored) || (encryption !== undefined && isUnmarkedEnvelope(stored));
+}
+
+function isMarked(stored: string): boolean {
   return /^[ \t\n\r]/.test(stored);
+}
+
+/** An object with exactly an envelope's keys and algorithm: a sealed value whose text was rewritten. */
+function isUnmarkedEnvelope(stored: string): boolean {
+  // Checked first so that replaying an ordinary response parses nothing more.
+  if (!stored.startsWith('{') || !stored.includes(ALGORITHM)) return false;
+  let value: unknown;
+  try {
+    value = JSON.parse(stored);
+  } catch {
+    return false;
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const keys = Object.keys(value).sort().join();
+  return keys === 'alg,ct,iv,kid' && Reflect.get(value, 'alg') === ALGORITHM;
 }
 
 /**
@@ -265,7 +295,7 @@ export function openStoredJson(
   encryption: ResponseEncryption | undefined,
   binding: SealBinding,
 ): string | null {
-  if (stored === null || !isSealed(stored)) {
+  if (stored === null || !isSealed(stored, encryption)) {
     if (encryption?.plaintext === 'refuse') throw decryptionError(binding, 'plaintext_refused');
     return stored;
   }
@@ -274,7 +304,8 @@ export function openStoredJson(
 }
 
 function parseEnvelope(stored: string): Envelope | undefined {
-  if (!stored.startsWith(ENVELOPE_PREFIX)) return undefined;
+  // Exactly the marker the library writes, or none at all (a rewritten text, see isSealed).
+  if (isMarked(stored) && !stored.startsWith(ENVELOPE_PREFIX)) return undefined;
   let value: unknown;
   try {
     value = JSON.parse(stored);

@@ -81,6 +81,45 @@ describe('encryption at rest', () => {
     },
   );
 
+  it.each([
+    ['wait', undefined],
+    ['optimistic', 'optimistic'],
+  ] as const)(
+    'replays an entry whose stored text lost its leading space (a jsonb round trip) (%s)',
+    async (_, mode) => {
+      const { scope, key, options, first } = await recorded(k1, mode);
+      await sql`update idempotency.ledger set response = response::jsonb::json
+                 where scope = ${scope} and key = ${key}`.execute(fx.db);
+      const raw = (await rawResponse(scope, key)) ?? '';
+      expect(raw.startsWith('{')).toBe(true);
+      expect(JSON.parse(raw)).toMatchObject({ alg: 'A256GCM', kid: 'k1' });
+
+      for (const replayCache of [undefined, new ReplayCache()]) {
+        const again = await withIdempotency(
+          fx.db,
+          { ...options, replayCache },
+          chargeCard(scope, key),
+        );
+        expect(again.replayed).toBe(true);
+        expect(JSON.stringify(again.response)).toBe(JSON.stringify(first.response));
+      }
+      expect(await fx.countPayments(key, scope)).toBe(1);
+    },
+  );
+
+  it('refuses an altered entry that lost its leading space, never replaying the envelope', async () => {
+    const { scope, key, options } = await recorded(k1);
+    const envelope = JSON.parse((await rawResponse(scope, key)) ?? '');
+    const ct: string = envelope.ct;
+    const altered = { ...envelope, ct: (ct[0] === 'A' ? 'B' : 'A') + ct.slice(1) };
+    await setRawResponse(scope, key, JSON.stringify(altered));
+    const call = withIdempotency(fx.db, options, async () => {
+      throw new Error('fn must not run');
+    });
+    await expect(call).rejects.toMatchObject({ reason: 'authentication_failed' });
+    expect(await fx.countPayments(key, scope)).toBe(1);
+  });
+
   it("replays an encrypted entry found by the claim, in the caller's transaction", async () => {
     const { scope, key, options, first } = await recorded(k1);
     const again = await fx.db

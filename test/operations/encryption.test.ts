@@ -98,6 +98,27 @@ it('stores request, step results and response encrypted; resumes and replays byt
   expect(await fx.countPayments(key, SCOPE)).toBe(1);
 });
 
+it('resumes an operation whose stored values lost their leading space (a jsonb round trip)', async () => {
+  const key = uniqueKey();
+  failOnce.add(key);
+  await expect(run(key)).rejects.toBeInstanceOf(OperationPendingError);
+  await sql`update idempotency.operations set request = request::jsonb::json
+             where scope = ${SCOPE} and key = ${key}`.execute(fx.db);
+  await sql`update idempotency.operation_steps set result = result::jsonb::json
+             where scope = ${SCOPE} and key = ${key}`.execute(fx.db);
+  expect(await stepResult(key, 'order')).toMatch(/^\{/);
+
+  const resumed = await run(key);
+  expect(resumed).toMatchObject({ resumed: true, response: { status: 201 } });
+  expect(resumed.response.order.memo).toBe('order-memo-Secretname');
+  await sql`update idempotency.operations set response = response::jsonb::json
+             where scope = ${SCOPE} and key = ${key}`.execute(fx.db);
+  const replay = await run(key);
+  expect(JSON.stringify(replay.response)).toBe(JSON.stringify(resumed.response));
+  expect(orderRuns.get(key)).toBe(1);
+  expect(await fx.countPayments(key, SCOPE)).toBe(1);
+});
+
 it('the completer reads the encrypted request with the key, and reports it without', async () => {
   const key = uniqueKey();
   failOnce.add(key);
