@@ -12,6 +12,7 @@ import {
   type ResponseEncryption,
   type SealBinding,
   sealStoredJson,
+  sealsNewValues,
 } from './response-encryption.ts';
 
 /** What sealing and opening a ledger response need of a call's options. */
@@ -37,7 +38,7 @@ export function sealLedgerResponse(
   context: LedgerSealContext,
 ): { stored: string | null; sealed: boolean } {
   const stored = sealStoredJson(json, context.encryption, ledgerBinding(context, fingerprint));
-  return { stored, sealed: context.encryption !== undefined };
+  return { stored, sealed: sealsNewValues(context.encryption) };
 }
 
 /**

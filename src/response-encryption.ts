@@ -50,6 +50,19 @@ export interface ResponseEncryptionOptions {
    * key is never replayed.
    */
   plaintext?: 'accept' | 'refuse';
+  /**
+   * How new values are stored: `'encrypted'` (default), or `'plaintext'`, which decrypts what is
+   * stored encrypted but stores new values in clear. The first phase of a rolling deploy that
+   * turns encryption on: once every instance can read encrypted entries, a second deploy lets
+   * them write encrypted ones (an instance that cannot read them would fail on them meanwhile).
+   * Not with `plaintext: 'refuse'`.
+   *
+   * @example
+   * ```ts
+   * const encryption = responseEncryption({ keys: [{ id: '2026-12', key }], write: 'plaintext' });
+   * ```
+   */
+  write?: 'encrypted' | 'plaintext';
 }
 
 /** The place a sealed value belongs to (its {@link SealedKind} is part of it): a ciphertext copied to another one fails to decrypt. */
@@ -96,6 +109,8 @@ export class ResponseEncryption {
   readonly keyIds: readonly string[];
   /** How a response stored in clear is treated. */
   readonly plaintext: 'accept' | 'refuse';
+  /** How new values are stored: encrypted, or in clear while the keys only decrypt. */
+  readonly write: 'encrypted' | 'plaintext';
   readonly #keys: ReadonlyMap<string, KeyObject>;
   readonly #current: { id: string; key: KeyObject };
 
@@ -103,6 +118,7 @@ export class ResponseEncryption {
   private constructor(
     keys: readonly { id: string; key: KeyObject }[],
     plaintext: 'accept' | 'refuse',
+    write: 'encrypted' | 'plaintext',
   ) {
     const [current] = keys;
     if (!current) throw new Error('no key');
@@ -110,13 +126,14 @@ export class ResponseEncryption {
     this.#keys = new Map(keys.map(({ id, key }) => [id, key]));
     this.keyIds = Object.freeze(keys.map(({ id }) => id));
     this.plaintext = plaintext;
+    this.write = write;
     Object.defineProperty(this, BRAND, { value: true });
   }
 
   /** @internal Validates and builds; see {@link responseEncryption}. */
   static create(options: ResponseEncryptionOptions): ResponseEncryption {
-    const { keys, plaintext } = validateEncryptionKeys(options);
-    return new ResponseEncryption(keys, plaintext);
+    const { keys, plaintext, write } = validateEncryptionKeys(options);
+    return new ResponseEncryption(keys, plaintext, write);
   }
 
   /**
@@ -174,12 +191,13 @@ export class ResponseEncryption {
     return text === UNDEFINED_PLAINTEXT ? null : text;
   }
 
-  toJSON(): { keyIds: readonly string[]; plaintext: 'accept' | 'refuse' } {
-    return { keyIds: this.keyIds, plaintext: this.plaintext };
+  toJSON(): { keyIds: readonly string[]; plaintext: 'accept' | 'refuse'; write: string } {
+    return { keyIds: this.keyIds, plaintext: this.plaintext, write: this.write };
   }
 
   [Symbol.for('nodejs.util.inspect.custom')](): string {
-    return `ResponseEncryption { keyIds: ${JSON.stringify(this.keyIds)}, plaintext: '${this.plaintext}' }`;
+    const { keyIds, plaintext, write } = this;
+    return `ResponseEncryption { keyIds: ${JSON.stringify(keyIds)}, plaintext: '${plaintext}', write: '${write}' }`;
   }
 }
 
@@ -258,7 +276,7 @@ function isUnmarkedEnvelope(stored: string): boolean {
 
 /**
  * The text to store for a JSON value (`null`: none) that belongs to `binding`: sealed when
- * `encryption` is given, as is otherwise. For modules that store values on the caller's behalf,
+ * `encryption` is given (unless its `write` is `'plaintext'`), as is otherwise. For modules that store values on the caller's behalf,
  * as the ledger and operations do; read it back with {@link openStoredJson}.
  *
  * @example
@@ -273,7 +291,14 @@ export function sealStoredJson(
   encryption: ResponseEncryption | undefined,
   binding: SealBinding,
 ): string | null {
-  return encryption ? encryption.seal(json, binding) : json;
+  return sealsNewValues(encryption) ? encryption.seal(json, binding) : json;
+}
+
+/** Whether {@link sealStoredJson} encrypts with `encryption` (not when it only decrypts). */
+export function sealsNewValues(
+  encryption: ResponseEncryption | undefined,
+): encryption is ResponseEncryption {
+  return encryption !== undefined && encryption.write === 'encrypted';
 }
 
 /**

@@ -434,6 +434,75 @@ describe('encryption at rest', () => {
   });
 });
 
+describe("write: 'plaintext', the decrypt-only phase of a rolling deploy", () => {
+  const readOnly = responseEncryption({ keys: [{ id: 'k1', key: key1 }], write: 'plaintext' });
+
+  it('replays entries encrypted by instances already writing encrypted', async () => {
+    const { scope, key, options, first } = await recorded(k1);
+    const again = await withIdempotency(
+      fx.db,
+      { ...options, encryption: readOnly },
+      chargeCard(scope, key),
+    );
+    expect(again.replayed).toBe(true);
+    expect(JSON.stringify(again.response)).toBe(JSON.stringify(first.response));
+    expect(await fx.countPayments(key, scope)).toBe(1);
+  });
+
+  it.each([
+    ['wait', undefined],
+    ['optimistic', 'optimistic'],
+  ] as const)(
+    'stores new responses in clear, readable by instances without encryption (%s)',
+    async (_, mode) => {
+      const { scope, key, first } = await recorded(readOnly, mode);
+      const raw = (await rawResponse(scope, key)) ?? '';
+      expect(raw).toContain('Secretname');
+      expect(raw.startsWith(' ')).toBe(false);
+      const again = await withIdempotency(
+        fx.db,
+        { scope, key, request: { amount: 4200 } },
+        chargeCard(scope, key),
+      );
+      expect(again.replayed).toBe(true);
+      expect(JSON.stringify(again.response)).toBe(JSON.stringify(first.response));
+      expect(await fx.countPayments(key, scope)).toBe(1);
+    },
+  );
+
+  it('reads, during a rotation, entries of a key listed second', async () => {
+    // First deploy of a rotation: [old, new]; an instance already on [new, old] writes with new.
+    const newFirst = await recorded(k2k1);
+    const oldFirst = responseEncryption({
+      keys: [
+        { id: 'k1', key: key1 },
+        { id: 'k2', key: key2 },
+      ],
+    });
+    const again = await withIdempotency(
+      fx.db,
+      { ...newFirst.options, encryption: oldFirst },
+      chargeCard(newFirst.scope, newFirst.key),
+    );
+    expect(JSON.stringify(again.response)).toBe(JSON.stringify(newFirst.first.response));
+  });
+
+  it("shows the mode, and refuses plaintext: 'refuse' with it", () => {
+    expect(readOnly.write).toBe('plaintext');
+    expect(k1.write).toBe('encrypted');
+    expect(inspect(readOnly)).toContain("write: 'plaintext'");
+    expect(JSON.stringify(readOnly)).toContain('"write":"plaintext"');
+    const build = () =>
+      responseEncryption({
+        keys: [{ id: 'a', key: key1 }],
+        write: 'plaintext',
+        plaintext: 'refuse',
+      });
+    expect(build).toThrow(InvalidIdempotencyOptionsError);
+    expect(build).toThrow("write: 'plaintext' stores responses that plaintext: 'refuse' refuses");
+  });
+});
+
 describe('responseEncryption()', () => {
   const badConfigs: [string, unknown, string][] = [
     ['no keys', { keys: [] }, 'keys: must be a non-empty array'],
@@ -450,6 +519,11 @@ describe('responseEncryption()', () => {
     ],
     ['an invalid id', { keys: [{ id: 'a b', key: randomBytes(32) }] }, 'keys[0].id: must be'],
     ['a key as a string', { keys: [{ id: 'a', key: 'x'.repeat(32) }] }, 'keys[0].key: must be'],
+    [
+      'an unknown write mode',
+      { keys: [{ id: 'a', key: randomBytes(32) }], write: 'clear' },
+      "write: must be 'encrypted' or 'plaintext'",
+    ],
     [
       'an unknown plaintext mode',
       { keys: [{ id: 'a', key: randomBytes(32) }], plaintext: 'yes' },

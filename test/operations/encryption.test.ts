@@ -22,7 +22,8 @@ import { type Database, uniqueKey, useLedgerFixture } from '../support/ledger-fi
 
 const fx = useLedgerFixture();
 const SCOPE = 'merchant:m9:encrypted';
-const encryption = responseEncryption({ keys: [{ id: 'ops-1', key: randomBytes(32) }] });
+const opsKey = { id: 'ops-1', key: randomBytes(32) };
+const encryption = responseEncryption({ keys: [opsKey] });
 const request = { amount_cents: 1999, card: '4111-1111-1111-1111' };
 
 /** Keys whose charge fails once (a pending call), so that the next attempt resumes. */
@@ -221,4 +222,28 @@ it('refuses an encryption option not built by responseEncryption(), before writi
   await expect(resume).rejects.toBeInstanceOf(InvalidIdempotencyOptionsError);
   expect(await storedText(key)).toBe('');
   expect(orderRuns.get(key)).toBeUndefined();
+});
+
+it("with write: 'plaintext', resumes an operation stored encrypted and stores the rest in clear", async () => {
+  const key = uniqueKey();
+  failOnce.add(key);
+  await expect(run(key)).rejects.toBeInstanceOf(OperationPendingError);
+  const readOnly = responseEncryption({
+    keys: [opsKey],
+    write: 'plaintext',
+  });
+  const resumed = await runOperation(fx.db, operation, {
+    scope: SCOPE,
+    key,
+    request,
+    encryption: readOnly,
+  });
+  expect(resumed).toMatchObject({ resumed: true, response: { status: 201 } });
+  // The step recorded before stays encrypted; what the resumed attempt stored is in clear.
+  expect(await stepResult(key, 'order')).toMatch(/^ \{"alg":"A256GCM"/);
+  expect(await stepResult(key, 'charge')).toBe('{"chargeId":"ch_Secretcharge"}');
+  expect(await storedText(key)).toContain('Secretholder');
+  const replay = await run(key, false);
+  expect(JSON.stringify(replay.response)).toBe(JSON.stringify(resumed.response));
+  expect(orderRuns.get(key)).toBe(1);
 });
