@@ -6,10 +6,12 @@ import {
   IdempotencyKeyReusedError,
   InvalidIdempotencyOptionsError,
   migrate,
+  openStoredJson,
   ReplayCache,
   ResponseDecryptionError,
   type ResponseEncryption,
   responseEncryption,
+  sealStoredJson,
   withIdempotency,
 } from '../src/index.ts';
 import { uniqueKey, useLedgerFixture } from './support/ledger-fixture.ts';
@@ -569,6 +571,15 @@ describe('responseEncryption()', () => {
     material.fill(0);
     const again = await withIdempotency(fx.db, { scope, key, encryption }, async () => ({ n: 2 }));
     expect(again).toEqual({ response: first.response, replayed: true });
+  });
+
+  it('seals values of a kind another module names, and names it in the error', () => {
+    const binding = { kind: 'invoice_pdf', schema: 'billing', scope: 's', key: 'k' };
+    const stored = sealStoredJson('{"total":1}', k1, binding) ?? '';
+    expect(openStoredJson(stored, k1, binding)).toBe('{"total":1}');
+    const read = () => openStoredJson(stored, k1, { ...binding, kind: 'invoice_xml' });
+    expect(read).toThrow(ResponseDecryptionError);
+    expect(read).toThrow(/^A stored value for this idempotency key failed authentication/);
   });
 
   it('is refused as the encryption option when it is not built by responseEncryption()', async () => {
