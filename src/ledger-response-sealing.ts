@@ -5,15 +5,10 @@
  * another request replay this response) makes the response fail authentication instead.
  */
 import { ResponseDecryptionError } from './errors.ts';
+import { isSealed, type SealBinding } from './internal/sealed-envelope.ts';
 import type { LedgerEntry } from './ledger.ts';
-import {
-  isSealed,
-  openStoredJson,
-  type ResponseEncryption,
-  type SealBinding,
-  sealStoredJson,
-  sealsNewValues,
-} from './response-encryption.ts';
+import type { ResponseEncryption } from './response-encryption.ts';
+import { openStoredJson, sealStoredJson, sealsNewValues } from './seal-stored-json.ts';
 
 /** What sealing and opening a ledger response need of a call's options. */
 export interface LedgerSealContext {
@@ -53,7 +48,7 @@ export function openLedgerEntry(entry: LedgerEntry, context: LedgerSealContext):
   return {
     fingerprint,
     response: openStoredJson(response, context.encryption, binding),
-    sealed: response !== null && isSealed(response, context.encryption),
+    sealed: response !== null && isSealed(response, context.encryption !== undefined),
   };
 }
 

@@ -1,28 +1,26 @@
 /**
  * Encryption at rest of stored responses: AES-256-GCM with a key of the caller's, so that a dump
- * of the ledger does not expose what responses contain.
- *
- * How a ciphertext is told from a plaintext response, with no schema change: both live in the
- * same `json` column, which keeps the exact text it was given (json, unlike jsonb, stores its
- * input verbatim, and the ledger reads it back as `response::text`). A plaintext response is
- * `JSON.stringify()` output, which never has whitespace outside a string, so it never starts
- * with whitespace. A sealed response is a JSON object written after one leading space
- * ({@link ENVELOPE_PREFIX}), so a stored text that starts with whitespace is always read as an
- * envelope (or a malformed one: an error), never replayed.
- *
- * The space is lost when something rewrites the text (a jsonb round trip, a change of the
- * column's type, an export and import that trims it). So, when the reader has an encryption, a
- * text without the space that parses to an object whose keys are exactly `alg`, `kid`, `iv` and
- * `ct`, with `alg` `"A256GCM"`, is read as an envelope that lost its marker: it decrypts and
- * authenticates as any other, or fails. The price: a response of exactly that shape, stored in
- * clear, is refused (`authentication_failed`) instead of replayed by a reader with encryption.
- * A reader without encryption replays such a text as it is.
+ * of the ledger does not expose what responses contain. The stored form, and how it is told from
+ * a response in clear, is internal/sealed-envelope.ts's.
  *
  * @module
  */
 import { createCipheriv, createDecipheriv, type KeyObject, randomBytes } from 'node:crypto';
-import { ResponseDecryptionError, type SealedKind } from './errors.ts';
-import { KEY_ID_PATTERN, validateEncryptionKeys } from './internal/encryption-keys.ts';
+import { validateEncryptionKeys } from './internal/encryption-keys.ts';
+import {
+  ALGORITHM,
+  additionalData,
+  decryptionError,
+  ENVELOPE_PREFIX,
+  type Envelope,
+  IV_BYTES,
+  parseEnvelope,
+  type SealBinding,
+  TAG_BYTES,
+  UNDEFINED_PLAINTEXT,
+} from './internal/sealed-envelope.ts';
+
+export type { SealBinding } from './internal/sealed-envelope.ts';
 
 /** One key of a {@link ResponseEncryption}: 32 bytes of secret, and a name stored beside each ciphertext. */
 export interface ResponseEncryptionKey {
@@ -65,39 +63,15 @@ export interface ResponseEncryptionOptions {
   write?: 'encrypted' | 'plaintext';
 }
 
-/** The place a sealed value belongs to (its {@link SealedKind} is part of it): a ciphertext copied to another one fails to decrypt. */
-export interface SealBinding {
-  kind: SealedKind;
-  /** The Postgres schema of the table that stores it. */
-  schema: string;
-  scope: string;
-  key: string;
-  /** The step's name, for `'operation_step'`. */
-  step?: string | undefined;
-  /**
-   * The hex fingerprint of the request the value answers, when the fingerprint is stored beside
-   * it (a ledger entry's): a fingerprint rewritten in the table then no longer opens the value.
-   */
-  fingerprint?: string | null | undefined;
-}
-
-/** One leading space: what `JSON.stringify()` never writes, so what marks a sealed value. */
-const ENVELOPE_PREFIX = ' ';
-const ALGORITHM = 'A256GCM';
-const IV_BYTES = 12;
-const TAG_BYTES = 16;
-// The text a response of `undefined` is sealed as: JSON text is never empty.
-const UNDEFINED_PLAINTEXT = '';
-
-interface Envelope {
-  alg: typeof ALGORITHM;
-  kid: string;
-  iv: string;
-  ct: string;
-}
-
 // Brands an instance across copies of this module (the ESM and CommonJS builds in one process).
 const BRAND = Symbol.for('idempotency-ledger.response-encryption');
+
+// Set by the class's static block: builds an instance from validated keys.
+let construct: (
+  keys: readonly { id: string; key: KeyObject }[],
+  plaintext: 'accept' | 'refuse',
+  write: 'encrypted' | 'plaintext',
+) => ResponseEncryption;
 
 /**
  * Keys that encrypt stored responses, built once with {@link responseEncryption} and passed as the
@@ -130,10 +104,10 @@ export class ResponseEncryption {
     Object.defineProperty(this, BRAND, { value: true });
   }
 
-  /** @internal Validates and builds; see {@link responseEncryption}. */
-  static create(options: ResponseEncryptionOptions): ResponseEncryption {
-    const { keys, plaintext, write } = validateEncryptionKeys(options);
-    return new ResponseEncryption(keys, plaintext, write);
+  static {
+    // The one way in besides the class itself, kept in this module: the constructor is private
+    // (so that every instance has validated keys), and no static method joins the public API.
+    construct = (keys, plaintext, write) => new ResponseEncryption(keys, plaintext, write);
   }
 
   /**
@@ -160,8 +134,7 @@ export class ResponseEncryption {
   }
 
   /**
-   * Decrypts a stored envelope ({@link isSealed}), with or without its leading space, that was
-   * sealed for `binding`.
+   * Decrypts a stored envelope, with or without its leading space, that was sealed for `binding`.
    *
    * @throws {ResponseDecryptionError} when it is malformed, its key is not configured, or it
    *   fails authentication (altered, or sealed for another place).
@@ -225,7 +198,8 @@ export class ResponseEncryption {
  * ```
  */
 export function responseEncryption(options: ResponseEncryptionOptions): ResponseEncryption {
-  return ResponseEncryption.create(options);
+  const { keys, plaintext, write } = validateEncryptionKeys(options);
+  return construct(keys, plaintext, write);
 }
 
 /**
@@ -245,141 +219,4 @@ export function isResponseEncryption(value: unknown): value is ResponseEncryptio
     typeof Reflect.get(value, 'seal') === 'function' &&
     typeof Reflect.get(value, 'open') === 'function'
   );
-}
-
-/**
- * True when `stored` is meant as a sealed value: it starts with whitespace, or, for a reader with
- * `encryption`, it is an envelope that lost its leading space (see the module doc).
- */
-export function isSealed(stored: string, encryption?: ResponseEncryption | undefined): boolean {
-  return isMarked(stored) || (encryption !== undefined && isUnmarkedEnvelope(stored));
-}
-
-function isMarked(stored: string): boolean {
-  return /^[ \t\n\r]/.test(stored);
-}
-
-/** An object with exactly an envelope's keys and algorithm: a sealed value whose text was rewritten. */
-function isUnmarkedEnvelope(stored: string): boolean {
-  // Checked first so that replaying an ordinary response parses nothing more.
-  if (!stored.startsWith('{') || !stored.includes(ALGORITHM)) return false;
-  let value: unknown;
-  try {
-    value = JSON.parse(stored);
-  } catch {
-    return false;
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
-  const keys = Object.keys(value).sort().join();
-  return keys === 'alg,ct,iv,kid' && Reflect.get(value, 'alg') === ALGORITHM;
-}
-
-/**
- * The text to store for a JSON value (`null`: none) that belongs to `binding`: sealed when
- * `encryption` is given (unless its `write` is `'plaintext'`), as is otherwise. For modules that store values on the caller's behalf,
- * as the ledger and operations do; read it back with {@link openStoredJson}.
- *
- * @example
- * ```ts
- * const stored = sealStoredJson(JSON.stringify(result), encryption, {
- *   kind: 'operation_step', schema: 'idempotency', scope, key, step: 'charge',
- * });
- * ```
- */
-export function sealStoredJson(
-  json: string | null,
-  encryption: ResponseEncryption | undefined,
-  binding: SealBinding,
-): string | null {
-  return sealsNewValues(encryption) ? encryption.seal(json, binding) : json;
-}
-
-/** Whether {@link sealStoredJson} encrypts with `encryption` (not when it only decrypts). */
-export function sealsNewValues(
-  encryption: ResponseEncryption | undefined,
-): encryption is ResponseEncryption {
-  return encryption !== undefined && encryption.write === 'encrypted';
-}
-
-/**
- * The JSON text (`null`: none) of what {@link sealStoredJson} stored for `binding`: decrypted when
- * sealed, as is when stored in clear (unless `encryption` refuses plaintext).
- *
- * @throws {ResponseDecryptionError} for a sealed value read without `encryption`, one that cannot
- *   be opened with it, or a clear one when it has `plaintext: 'refuse'`.
- *
- * @example
- * ```ts
- * const json = openStoredJson(row.result, encryption, {
- *   kind: 'operation_step', schema: 'idempotency', scope, key, step: 'charge',
- * });
- * ```
- */
-export function openStoredJson(
-  stored: string | null,
-  encryption: ResponseEncryption | undefined,
-  binding: SealBinding,
-): string | null {
-  if (stored === null || !isSealed(stored, encryption)) {
-    if (encryption?.plaintext === 'refuse') throw decryptionError(binding, 'plaintext_refused');
-    return stored;
-  }
-  if (!encryption) throw decryptionError(binding, 'no_key');
-  return encryption.open(stored, binding);
-}
-
-function parseEnvelope(stored: string): Envelope | undefined {
-  // Exactly the marker the library writes, or none at all (a rewritten text, see isSealed).
-  if (isMarked(stored) && !stored.startsWith(ENVELOPE_PREFIX)) return undefined;
-  let value: unknown;
-  try {
-    value = JSON.parse(stored);
-  } catch {
-    return undefined;
-  }
-  if (typeof value !== 'object' || value === null) return undefined;
-  const { alg, kid, iv, ct } = value as Record<string, unknown>;
-  const base64url = /^[A-Za-z0-9_-]*$/;
-  if (alg !== ALGORITHM || typeof kid !== 'string' || !KEY_ID_PATTERN.test(kid)) return undefined;
-  if (typeof iv !== 'string' || typeof ct !== 'string') return undefined;
-  if (!base64url.test(iv) || !base64url.test(ct)) return undefined;
-  return { alg, kid, iv, ct };
-}
-
-/**
- * The authenticated data of a value: the format, what it is, where it belongs, the request it
- * answers and the key id. A JSON array, so no two bindings share an encoding whatever their
- * strings contain.
- */
-function additionalData(binding: SealBinding, keyId: string): Buffer {
-  const { kind, schema, scope, key, step = null, fingerprint = null } = binding;
-  return Buffer.from(
-    JSON.stringify([
-      'idempotency-ledger',
-      ALGORITHM,
-      kind,
-      schema,
-      scope,
-      key,
-      step,
-      fingerprint,
-      keyId,
-    ]),
-  );
-}
-
-function decryptionError(
-  binding: SealBinding,
-  reason: ResponseDecryptionError['reason'],
-  keyId?: string,
-  cause?: unknown,
-): ResponseDecryptionError {
-  return new ResponseDecryptionError({
-    scope: binding.scope,
-    key: binding.key,
-    stored: binding.kind,
-    reason,
-    keyId,
-    cause,
-  });
 }
