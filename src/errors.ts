@@ -224,7 +224,10 @@ export type SealedKind =
   | 'ledger_response'
   | 'operation_request'
   | 'operation_step'
-  | 'operation_response';
+  | 'operation_response'
+  // Keeps editor completion for the names above while accepting any other string: a module that
+  // stores values on the caller's behalf (sealStoredJson) names its own kinds.
+  | (string & {});
 
 /** Why a {@link ResponseDecryptionError} was raised. */
 export type ResponseDecryptionReason =
@@ -243,12 +246,12 @@ const decryptionMessages: Record<ResponseDecryptionReason, string> = {
   plaintext_refused: "is not encrypted, and the encryption option refuses plaintext ('refuse')",
 };
 
-const storedNames: Record<SealedKind, string> = {
-  ledger_response: 'The stored response',
-  operation_request: "The operation's stored request",
-  operation_step: 'A step result of the operation',
-  operation_response: "The operation's stored response",
-};
+const storedNames = new Map<SealedKind, string>([
+  ['ledger_response', 'The stored response'],
+  ['operation_request', "The operation's stored request"],
+  ['operation_step', 'A step result of the operation'],
+  ['operation_response', "The operation's stored response"],
+]);
 
 /**
  * A stored value could not be read back (HTTP 500): it is encrypted and the call has no key for
@@ -259,8 +262,8 @@ const storedNames: Record<SealedKind, string> = {
 export class ResponseDecryptionError extends IdempotencyError {
   readonly reason: ResponseDecryptionReason;
   /**
-   * What could not be read: `'ledger_response'`, or an operation's `'operation_request'`,
-   * `'operation_step'` or `'operation_response'`.
+   * What could not be read: `'ledger_response'`, an operation's `'operation_request'`,
+   * `'operation_step'` or `'operation_response'`, or the kind another module stored it as.
    */
   readonly stored: SealedKind;
   /** The id of the key the entry names, when it could be read (ids are not secret). */
@@ -275,7 +278,7 @@ export class ResponseDecryptionError extends IdempotencyError {
     cause?: unknown;
   }) {
     const { reason, keyId, stored = 'ledger_response', ...rest } = options;
-    const what = storedNames[stored];
+    const what = storedNames.get(stored) ?? 'A stored value';
     super({
       ...rest,
       code: 'response_decryption',

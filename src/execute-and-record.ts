@@ -5,15 +5,17 @@
  */
 import type { Transaction } from 'kysely';
 import { type CallEvent, timed } from './call-events.ts';
+import { sealLedgerResponse } from './ledger-response-sealing.ts';
 import type { ResolvedOptions } from './options.ts';
 import { encodeResponse } from './response-codec.ts';
-import { sealResponse } from './response-encryption.ts';
 
 /** What a transaction that ran `fn` and recorded its response stored. */
 export interface Recorded {
   response: unknown;
   /** The response's JSON text, in clear. */
   json: string | null;
+  /** Whether it was stored encrypted. */
+  sealed: boolean;
   /** `performance.now()` before the record statement: the entry expires no earlier than ttl after. */
   recordedAtMs: number;
 }
@@ -33,7 +35,7 @@ export async function executeAndRecord(
   const value = await timed(event, 'fnMs', () => fn(trx));
   const encoded = encodeResponse(value, options);
   const recordedAtMs = performance.now();
-  const stored = sealResponse(encoded.json, options);
+  const { stored, sealed } = sealLedgerResponse(encoded.json, options.fingerprint, options);
   await timed(event, 'recordMs', () => record(stored));
-  return { response: encoded.response, json: encoded.json, recordedAtMs };
+  return { response: encoded.response, json: encoded.json, sealed, recordedAtMs };
 }

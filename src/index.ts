@@ -66,13 +66,11 @@ export {
 } from './replay-cache.ts';
 export {
   isResponseEncryption,
-  openStoredJson,
   ResponseEncryption,
   type ResponseEncryptionKey,
   type ResponseEncryptionOptions,
   responseEncryption,
   type SealBinding,
-  sealStoredJson,
 } from './response-encryption.ts';
 export {
   type CleanupSchedule,
@@ -82,6 +80,7 @@ export {
   type ScheduleCleanupOptions,
   scheduleCleanup,
 } from './schedule-cleanup.ts';
+export { openStoredJson, sealStoredJson } from './seal-stored-json.ts';
 export {
   type IdempotencyResult,
   type IdempotentTransaction,

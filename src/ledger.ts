@@ -22,7 +22,7 @@ export interface LedgerEntry {
   fingerprint: Buffer | null;
   /**
    * The stored response as JSON text, or null when `fn` returned undefined; with encryption, the
-   * sealed form (JSON text after one leading space, see response-encryption.ts).
+   * sealed form (JSON text after one leading space, see internal/sealed-envelope.ts).
    */
   response: string | null;
 }
@@ -87,7 +87,7 @@ export async function lookupEntry(
   // response::text: the stored JSON text as it is, independent of any json type parser the
   // application installed on pg, and SQL NULL stays distinguishable from a JSON null. The json
   // type keeps its input verbatim, leading whitespace included, which is how a sealed response is
-  // told from one in clear (response-encryption.ts). An expired row is reported, not filtered
+  // told from one in clear (internal/sealed-envelope.ts). An expired row is reported, not filtered
   // out, for the call's events (a key new again only because its entry expired); its response is
   // left on the server.
   const { rows } = await run(

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { parseOptions } from './internal/parse-options.ts';
-import type { LedgerEntry } from './ledger.ts';
+import type { OpenedEntry } from './ledger-response-sealing.ts';
 
 /** Default number of entries a {@link ReplayCache} keeps. */
 export const DEFAULT_REPLAY_CACHE_ENTRIES = 10_000;
@@ -12,7 +12,7 @@ export interface ReplayCacheOptions {
 }
 
 interface CachedEntry {
-  entry: LedgerEntry;
+  entry: OpenedEntry;
   /** `performance.now()` by which the entry has expired in the database. */
   deadlineMs: number;
 }
@@ -37,7 +37,8 @@ const replayCacheOptionsSchema = z.strictObject({
  *
  * With `encryption`, it holds responses decrypted, in this process's memory: a cached replay
  * costs no decryption, and is served whatever the call's `encryption` option (the entry was read
- * or written with a key already).
+ * or written with a key already), except that a call with `plaintext: 'refuse'` refuses an entry
+ * the ledger stores in clear, as it would refuse it read from the ledger.
  *
  * @example
  * ```ts
@@ -65,7 +66,7 @@ export class ReplayCache {
   }
 
   /** @internal The live entry for `id`, if cached. */
-  find(id: string): LedgerEntry | undefined {
+  find(id: string): OpenedEntry | undefined {
     const cached = this.#entries.get(id);
     if (!cached) return undefined;
     this.#entries.delete(id);
@@ -76,7 +77,7 @@ export class ReplayCache {
   }
 
   /** @internal Keeps `entry` until `deadlineMs` (on the `performance.now()` clock). */
-  remember(id: string, entry: LedgerEntry, deadlineMs: number): void {
+  remember(id: string, entry: OpenedEntry, deadlineMs: number): void {
     this.#entries.delete(id);
     this.#entries.set(id, { entry, deadlineMs });
     if (this.#entries.size > this.maxEntries) {

@@ -1,21 +1,26 @@
 /**
  * Encryption at rest of stored responses: AES-256-GCM with a key of the caller's, so that a dump
- * of the ledger does not expose what responses contain.
- *
- * How a ciphertext is told from a plaintext response, with no schema change: both live in the
- * same `json` column, which keeps the exact text it was given (json, unlike jsonb, stores its
- * input verbatim, and the ledger reads it back as `response::text`). A plaintext response is
- * `JSON.stringify()` output, which never has whitespace outside a string, so it never starts
- * with whitespace. A sealed response is a JSON object written after one leading space
- * ({@link ENVELOPE_PREFIX}). Whatever the stored text is, exactly one reading applies: it starts
- * with whitespace and is an envelope (or a malformed one: an error), or it does not and is the
- * response itself. A response can never be mistaken for a ciphertext, whatever it contains.
+ * of the ledger does not expose what responses contain. The stored form, and how it is told from
+ * a response in clear, is internal/sealed-envelope.ts's.
  *
  * @module
  */
 import { createCipheriv, createDecipheriv, type KeyObject, randomBytes } from 'node:crypto';
-import { ResponseDecryptionError, type SealedKind } from './errors.ts';
-import { KEY_ID_PATTERN, validateEncryptionKeys } from './internal/encryption-keys.ts';
+import { validateEncryptionKeys } from './internal/encryption-keys.ts';
+import {
+  ALGORITHM,
+  additionalData,
+  decryptionError,
+  ENVELOPE_PREFIX,
+  type Envelope,
+  IV_BYTES,
+  parseEnvelope,
+  type SealBinding,
+  TAG_BYTES,
+  UNDEFINED_PLAINTEXT,
+} from './internal/sealed-envelope.ts';
+
+export type { SealBinding } from './internal/sealed-envelope.ts';
 
 /** One key of a {@link ResponseEncryption}: 32 bytes of secret, and a name stored beside each ciphertext. */
 export interface ResponseEncryptionKey {
@@ -43,34 +48,30 @@ export interface ResponseEncryptionOptions {
    * key is never replayed.
    */
   plaintext?: 'accept' | 'refuse';
-}
-
-/** The place a sealed value belongs to (its {@link SealedKind} is part of it): a ciphertext copied to another one fails to decrypt. */
-export interface SealBinding {
-  kind: SealedKind;
-  scope: string;
-  key: string;
-  /** The step's name, for `'operation_step'`. */
-  step?: string | undefined;
-}
-
-/** One leading space: what `JSON.stringify()` never writes, so what marks a sealed value. */
-const ENVELOPE_PREFIX = ' ';
-const ALGORITHM = 'A256GCM';
-const IV_BYTES = 12;
-const TAG_BYTES = 16;
-// The text a response of `undefined` is sealed as: JSON text is never empty.
-const UNDEFINED_PLAINTEXT = '';
-
-interface Envelope {
-  alg: typeof ALGORITHM;
-  kid: string;
-  iv: string;
-  ct: string;
+  /**
+   * How new values are stored: `'encrypted'` (default), or `'plaintext'`, which decrypts what is
+   * stored encrypted but stores new values in clear. The first phase of a rolling deploy that
+   * turns encryption on: once every instance can read encrypted entries, a second deploy lets
+   * them write encrypted ones (an instance that cannot read them would fail on them meanwhile).
+   * Not with `plaintext: 'refuse'`.
+   *
+   * @example
+   * ```ts
+   * const encryption = responseEncryption({ keys: [{ id: '2026-12', key }], write: 'plaintext' });
+   * ```
+   */
+  write?: 'encrypted' | 'plaintext';
 }
 
 // Brands an instance across copies of this module (the ESM and CommonJS builds in one process).
 const BRAND = Symbol.for('idempotency-ledger.response-encryption');
+
+// Set by the class's static block: builds an instance from validated keys.
+let construct: (
+  keys: readonly { id: string; key: KeyObject }[],
+  plaintext: 'accept' | 'refuse',
+  write: 'encrypted' | 'plaintext',
+) => ResponseEncryption;
 
 /**
  * Keys that encrypt stored responses, built once with {@link responseEncryption} and passed as the
@@ -82,6 +83,8 @@ export class ResponseEncryption {
   readonly keyIds: readonly string[];
   /** How a response stored in clear is treated. */
   readonly plaintext: 'accept' | 'refuse';
+  /** How new values are stored: encrypted, or in clear while the keys only decrypt. */
+  readonly write: 'encrypted' | 'plaintext';
   readonly #keys: ReadonlyMap<string, KeyObject>;
   readonly #current: { id: string; key: KeyObject };
 
@@ -89,6 +92,7 @@ export class ResponseEncryption {
   private constructor(
     keys: readonly { id: string; key: KeyObject }[],
     plaintext: 'accept' | 'refuse',
+    write: 'encrypted' | 'plaintext',
   ) {
     const [current] = keys;
     if (!current) throw new Error('no key');
@@ -96,13 +100,14 @@ export class ResponseEncryption {
     this.#keys = new Map(keys.map(({ id, key }) => [id, key]));
     this.keyIds = Object.freeze(keys.map(({ id }) => id));
     this.plaintext = plaintext;
+    this.write = write;
     Object.defineProperty(this, BRAND, { value: true });
   }
 
-  /** @internal Validates and builds; see {@link responseEncryption}. */
-  static create(options: ResponseEncryptionOptions): ResponseEncryption {
-    const { keys, plaintext } = validateEncryptionKeys(options);
-    return new ResponseEncryption(keys, plaintext);
+  static {
+    // The one way in besides the class itself, kept in this module: the constructor is private
+    // (so that every instance has validated keys), and no static method joins the public API.
+    construct = (keys, plaintext, write) => new ResponseEncryption(keys, plaintext, write);
   }
 
   /**
@@ -129,7 +134,7 @@ export class ResponseEncryption {
   }
 
   /**
-   * Decrypts a stored envelope ({@link isSealed}) that was sealed for `binding`.
+   * Decrypts a stored envelope, with or without its leading space, that was sealed for `binding`.
    *
    * @throws {ResponseDecryptionError} when it is malformed, its key is not configured, or it
    *   fails authentication (altered, or sealed for another place).
@@ -159,19 +164,21 @@ export class ResponseEncryption {
     return text === UNDEFINED_PLAINTEXT ? null : text;
   }
 
-  toJSON(): { keyIds: readonly string[]; plaintext: 'accept' | 'refuse' } {
-    return { keyIds: this.keyIds, plaintext: this.plaintext };
+  toJSON(): { keyIds: readonly string[]; plaintext: 'accept' | 'refuse'; write: string } {
+    return { keyIds: this.keyIds, plaintext: this.plaintext, write: this.write };
   }
 
   [Symbol.for('nodejs.util.inspect.custom')](): string {
-    return `ResponseEncryption { keyIds: ${JSON.stringify(this.keyIds)}, plaintext: '${this.plaintext}' }`;
+    const { keyIds, plaintext, write } = this;
+    return `ResponseEncryption { keyIds: ${JSON.stringify(keyIds)}, plaintext: '${plaintext}', write: '${write}' }`;
   }
 }
 
 /**
  * Builds the `encryption` option: stored responses are encrypted with AES-256-GCM under the first
  * key, and read with whichever key encrypted them. Each value gets a random 12-byte IV and is bound
- * to its scope and key, so a ciphertext copied onto another entry does not decrypt. The scope, the
+ * to its schema, scope and key (and a ledger response to its request's fingerprint), so a
+ * ciphertext copied onto another entry does not decrypt. The scope, the
  * key, the request's fingerprint and the timestamps stay in clear. Build it once, at startup.
  *
  * @throws {InvalidIdempotencyOptionsError} when there is no key, a key is not 32 bytes, or two
@@ -191,7 +198,8 @@ export class ResponseEncryption {
  * ```
  */
 export function responseEncryption(options: ResponseEncryptionOptions): ResponseEncryption {
-  return ResponseEncryption.create(options);
+  const { keys, plaintext, write } = validateEncryptionKeys(options);
+  return construct(keys, plaintext, write);
 }
 
 /**
@@ -211,123 +219,4 @@ export function isResponseEncryption(value: unknown): value is ResponseEncryptio
     typeof Reflect.get(value, 'seal') === 'function' &&
     typeof Reflect.get(value, 'open') === 'function'
   );
-}
-
-/** True when `stored` is meant as a sealed value: it starts with whitespace (see the module doc). */
-export function isSealed(stored: string): boolean {
-  return /^[ \t\n\r]/.test(stored);
-}
-
-/**
- * The text to store for a JSON value (`null`: none) that belongs to `binding`: sealed when
- * `encryption` is given, as is otherwise. For modules that store values on the caller's behalf,
- * as the ledger and operations do; read it back with {@link openStoredJson}.
- *
- * @example
- * ```ts
- * const stored = sealStoredJson(JSON.stringify(result), encryption, {
- *   kind: 'operation_step', scope, key, step: 'charge',
- * });
- * ```
- */
-export function sealStoredJson(
-  json: string | null,
-  encryption: ResponseEncryption | undefined,
-  binding: SealBinding,
-): string | null {
-  return encryption ? encryption.seal(json, binding) : json;
-}
-
-/**
- * The JSON text (`null`: none) of what {@link sealStoredJson} stored for `binding`: decrypted when
- * sealed, as is when stored in clear (unless `encryption` refuses plaintext).
- *
- * @throws {ResponseDecryptionError} for a sealed value read without `encryption`, one that cannot
- *   be opened with it, or a clear one when it has `plaintext: 'refuse'`.
- *
- * @example
- * ```ts
- * const json = openStoredJson(row.result, encryption, {
- *   kind: 'operation_step', scope, key, step: 'charge',
- * });
- * ```
- */
-export function openStoredJson(
-  stored: string | null,
-  encryption: ResponseEncryption | undefined,
-  binding: SealBinding,
-): string | null {
-  if (stored === null || !isSealed(stored)) {
-    if (encryption?.plaintext === 'refuse') throw decryptionError(binding, 'plaintext_refused');
-    return stored;
-  }
-  if (!encryption) throw decryptionError(binding, 'no_key');
-  return encryption.open(stored, binding);
-}
-
-/** What {@link sealResponse} and {@link openResponse} need of a ledger call's options. */
-export interface EncryptionContext {
-  scope: string;
-  key: string;
-  encryption?: ResponseEncryption | undefined;
-}
-
-/** The text the ledger stores for a response's JSON. */
-export function sealResponse(json: string | null, context: EncryptionContext): string | null {
-  const { encryption, scope, key } = context;
-  return sealStoredJson(json, encryption, { kind: 'ledger_response', scope, key });
-}
-
-/**
- * The response's JSON text from what the ledger stored.
- *
- * @throws {ResponseDecryptionError} as {@link openStoredJson}.
- */
-export function openResponse(stored: string | null, context: EncryptionContext): string | null {
-  const { encryption, scope, key } = context;
-  return openStoredJson(stored, encryption, { kind: 'ledger_response', scope, key });
-}
-
-function parseEnvelope(stored: string): Envelope | undefined {
-  if (!stored.startsWith(ENVELOPE_PREFIX)) return undefined;
-  let value: unknown;
-  try {
-    value = JSON.parse(stored);
-  } catch {
-    return undefined;
-  }
-  if (typeof value !== 'object' || value === null) return undefined;
-  const { alg, kid, iv, ct } = value as Record<string, unknown>;
-  const base64url = /^[A-Za-z0-9_-]*$/;
-  if (alg !== ALGORITHM || typeof kid !== 'string' || !KEY_ID_PATTERN.test(kid)) return undefined;
-  if (typeof iv !== 'string' || typeof ct !== 'string') return undefined;
-  if (!base64url.test(iv) || !base64url.test(ct)) return undefined;
-  return { alg, kid, iv, ct };
-}
-
-/**
- * The authenticated data of a value: the format, what it is, where it belongs and the key id.
- * A JSON array, so no two bindings share an encoding whatever their strings contain.
- */
-function additionalData(binding: SealBinding, keyId: string): Buffer {
-  const { kind, scope, key, step = null } = binding;
-  return Buffer.from(
-    JSON.stringify(['idempotency-ledger', ALGORITHM, kind, scope, key, step, keyId]),
-  );
-}
-
-function decryptionError(
-  binding: SealBinding,
-  reason: ResponseDecryptionError['reason'],
-  keyId?: string,
-  cause?: unknown,
-): ResponseDecryptionError {
-  return new ResponseDecryptionError({
-    scope: binding.scope,
-    key: binding.key,
-    stored: binding.kind,
-    reason,
-    keyId,
-    cause,
-  });
 }

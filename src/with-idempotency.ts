@@ -22,6 +22,7 @@ import {
   lookupEntry,
   recordResponse,
 } from './ledger.ts';
+import { assertOpenable, type OpenedEntry, openLedgerEntry } from './ledger-response-sealing.ts';
 import {
   DEFAULT_MAX_ATTEMPTS,
   type IdempotencyOptions,
@@ -32,7 +33,6 @@ import {
 import { executeThenRecord, KeyTaken, runsOptimisticFn } from './record-last.ts';
 import { replayCacheId } from './replay-cache.ts';
 import { decodeResponse } from './response-codec.ts';
-import { openResponse } from './response-encryption.ts';
 
 /** What {@link withIdempotency} returns. */
 export interface IdempotencyResult<T> {
@@ -183,7 +183,7 @@ async function runInOwnTransaction(
     let ranTransaction = false;
     try {
       const cached = cacheId && replayCache.find(cacheId);
-      if (cached) return replay(cached, options, event, 'replay_cache');
+      if (cached) return replayCached(cached, options, event);
 
       // A replay is one statement outside any transaction. A miss costs this extra round trip on
       // a first execution, which is the price of cheap replays during a retry storm.
@@ -191,12 +191,13 @@ async function runInOwnTransaction(
       const stored = await lookupEntry(db, options.schema, options.scope, options.key);
       if (event) event.expiredEntry = stored === 'expired';
       if (stored && stored !== 'expired') {
-        // Decrypted before it is cached: the cache holds responses in clear.
-        const existing = opened(stored, options);
         // Counted from before the statement was sent: the cached copy expires no later than the
-        // entry does by the database clock.
-        if (cacheId) replayCache.remember(cacheId, existing, lookedUpAtMs + stored.remainingMs);
-        return replay(existing, options, event);
+        // entry does by the database clock. Decrypted before it is cached: the cache holds
+        // responses in clear.
+        const deadlineMs = lookedUpAtMs + stored.remainingMs;
+        return replay(stored, options, event, (opened) => {
+          if (cacheId) replayCache.remember(cacheId, opened, deadlineMs);
+        });
       }
 
       if (event) {
@@ -215,9 +216,10 @@ async function runInOwnTransaction(
             ? { executed: true, ...(await executeThenRecord(trx, options, fn, event)) }
             : claimAndExecute(trx, options, fn, event),
       );
-      if (!outcome.executed) return replay(opened(outcome.entry, options), options, event);
+      if (!outcome.executed) return replay(outcome.entry, options, event);
       if (cacheId) {
-        const entry = { fingerprint: options.fingerprint, response: outcome.json };
+        const { json: response, sealed } = outcome;
+        const entry = { fingerprint: options.fingerprint, response, sealed };
         replayCache.remember(cacheId, entry, outcome.recordedAtMs + options.ttlMs);
       }
       return { response: outcome.response, replayed: false };
@@ -233,7 +235,7 @@ async function runInOwnTransaction(
         );
         if (winner && winner !== 'expired') {
           if (event) event.metInFlight = true;
-          return replay(opened(winner, options), options, event);
+          return replay(winner, options, event);
         }
         if (error instanceof KeyTaken) {
           // The entry that took the key is gone: it expired or was deleted since, or it was this
@@ -258,7 +260,7 @@ async function runInCallerTransaction(
   event: CallEvent | undefined,
 ): Promise<IdempotencyResult<unknown>> {
   const claim = await timed(event, 'claimMs', () => claimFor(trx, options));
-  if (!claim.claimed) return replay(opened(claim.entry, options), options, event);
+  if (!claim.claimed) return replay(claim.entry, options, event);
   try {
     const { response } = await executeOnClaim(trx, options, claim, fn, event);
     return { response, replayed: false };
@@ -321,26 +323,40 @@ function executeOnClaim(
 }
 
 /**
- * The entry with its response as JSON text in clear, whether the ledger stored it encrypted or not.
+ * Replays an entry of the ledger: the request first (a reused key is a 422 even for a caller who
+ * cannot decrypt the response), then the response opened, handed to `remember`, and decoded.
  *
  * @throws {ResponseDecryptionError} when it is encrypted and cannot be decrypted.
  */
-function opened(entry: LedgerEntry, options: ResolvedOptions): LedgerEntry {
-  return { fingerprint: entry.fingerprint, response: openResponse(entry.response, options) };
-}
-
-/** Returns the entry's response; `entry` is in clear ({@link opened}, or the replay cache). */
 function replay(
   entry: LedgerEntry,
   options: ResolvedOptions,
   event: CallEvent | undefined,
-  from: 'ledger' | 'replay_cache' = 'ledger',
+  remember?: (opened: OpenedEntry) => void,
 ): IdempotencyResult<unknown> {
-  if (event) event.replayedFrom = from;
-  if (!sameFingerprint(entry.fingerprint, options.fingerprint)) {
+  if (event) event.replayedFrom = 'ledger';
+  assertSameRequest(entry.fingerprint, options);
+  const opened = openLedgerEntry(entry, options);
+  remember?.(opened);
+  return { response: decodeResponse(opened.response, options), replayed: true };
+}
+
+/** Replays an entry of the replay cache, which holds it in clear. */
+function replayCached(
+  entry: OpenedEntry,
+  options: ResolvedOptions,
+  event: CallEvent | undefined,
+): IdempotencyResult<unknown> {
+  if (event) event.replayedFrom = 'replay_cache';
+  assertSameRequest(entry.fingerprint, options);
+  assertOpenable(entry, options);
+  return { response: decodeResponse(entry.response, options), replayed: true };
+}
+
+function assertSameRequest(stored: Buffer | null, options: ResolvedOptions): void {
+  if (!sameFingerprint(stored, options.fingerprint)) {
     throw new IdempotencyKeyReusedError({ scope: options.scope, key: options.key });
   }
-  return { response: decodeResponse(entry.response, options), replayed: true };
 }
 
 function sameFingerprint(stored: Buffer | null, given: Buffer | null): boolean {

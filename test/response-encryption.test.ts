@@ -3,11 +3,15 @@ import { inspect } from 'node:util';
 import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import {
+  IdempotencyKeyReusedError,
   InvalidIdempotencyOptionsError,
+  migrate,
+  openStoredJson,
   ReplayCache,
   ResponseDecryptionError,
   type ResponseEncryption,
   responseEncryption,
+  sealStoredJson,
   withIdempotency,
 } from '../src/index.ts';
 import { uniqueKey, useLedgerFixture } from './support/ledger-fixture.ts';
@@ -79,6 +83,45 @@ describe('encryption at rest', () => {
     },
   );
 
+  it.each([
+    ['wait', undefined],
+    ['optimistic', 'optimistic'],
+  ] as const)(
+    'replays an entry whose stored text lost its leading space (a jsonb round trip) (%s)',
+    async (_, mode) => {
+      const { scope, key, options, first } = await recorded(k1, mode);
+      await sql`update idempotency.ledger set response = response::jsonb::json
+                 where scope = ${scope} and key = ${key}`.execute(fx.db);
+      const raw = (await rawResponse(scope, key)) ?? '';
+      expect(raw.startsWith('{')).toBe(true);
+      expect(JSON.parse(raw)).toMatchObject({ alg: 'A256GCM', kid: 'k1' });
+
+      for (const replayCache of [undefined, new ReplayCache()]) {
+        const again = await withIdempotency(
+          fx.db,
+          { ...options, replayCache },
+          chargeCard(scope, key),
+        );
+        expect(again.replayed).toBe(true);
+        expect(JSON.stringify(again.response)).toBe(JSON.stringify(first.response));
+      }
+      expect(await fx.countPayments(key, scope)).toBe(1);
+    },
+  );
+
+  it('refuses an altered entry that lost its leading space, never replaying the envelope', async () => {
+    const { scope, key, options } = await recorded(k1);
+    const envelope = JSON.parse((await rawResponse(scope, key)) ?? '');
+    const ct: string = envelope.ct;
+    const altered = { ...envelope, ct: (ct[0] === 'A' ? 'B' : 'A') + ct.slice(1) };
+    await setRawResponse(scope, key, JSON.stringify(altered));
+    const call = withIdempotency(fx.db, options, async () => {
+      throw new Error('fn must not run');
+    });
+    await expect(call).rejects.toMatchObject({ reason: 'authentication_failed' });
+    expect(await fx.countPayments(key, scope)).toBe(1);
+  });
+
   it("replays an encrypted entry found by the claim, in the caller's transaction", async () => {
     const { scope, key, options, first } = await recorded(k1);
     const again = await fx.db
@@ -147,6 +190,124 @@ describe('encryption at rest', () => {
     expect(await fx.countPayments(key)).toBe(1);
   });
 
+  it("refuses a response whose fingerprint was rewritten to another request's, running nothing", async () => {
+    const entry = await recorded(k1);
+    const { scope } = entry;
+    const otherKey = uniqueKey();
+    const otherRequest = { amount: 1 };
+    await withIdempotency(
+      fx.db,
+      { scope, key: otherKey, request: otherRequest, encryption: k1 },
+      chargeCard(scope, otherKey),
+    );
+    // A database writer gives the entry the fingerprint of another request, hoping that request
+    // replays the entry's response.
+    await sql`update idempotency.ledger
+                 set fingerprint = (select fingerprint from idempotency.ledger
+                                     where scope = ${scope} and key = ${otherKey})
+               where scope = ${scope} and key = ${entry.key}`.execute(fx.db);
+    let ran = false;
+    for (const onConcurrent of ['wait', 'optimistic'] as const) {
+      const call = withIdempotency(
+        fx.db,
+        { scope, key: entry.key, request: otherRequest, encryption: k1, onConcurrent },
+        async (trx) => {
+          ran = true;
+          return chargeCard(scope, entry.key)(trx);
+        },
+      );
+      await expect(call).rejects.toMatchObject({
+        code: 'response_decryption',
+        reason: 'authentication_failed',
+      });
+    }
+    expect(ran).toBe(false);
+    expect(await fx.countPayments(entry.key, scope)).toBe(1);
+    expect(await fx.countPayments(otherKey, scope)).toBe(1);
+  });
+
+  it('refuses a response moved into another schema', async () => {
+    const { scope, key, options } = await recorded(k1);
+    const other = 'idempotency_copy';
+    await sql`drop schema if exists ${sql.id(other)} cascade`.execute(fx.db);
+    await migrate({ connectionString: fx.url, schema: other });
+    try {
+      await sql`insert into ${sql.table(`${other}.ledger`)}
+                select * from idempotency.ledger where scope = ${scope} and key = ${key}`.execute(
+        fx.db,
+      );
+      const call = withIdempotency(fx.db, { ...options, schema: other }, async () => {
+        throw new Error('fn must not run');
+      });
+      await expect(call).rejects.toMatchObject({ reason: 'authentication_failed' });
+    } finally {
+      await sql`drop schema ${sql.id(other)} cascade`.execute(fx.db);
+    }
+  });
+
+  describe('answers a reused key with a 422 even when the call cannot decrypt the entry', () => {
+    const withoutKey: [string, ResponseEncryption | undefined][] = [
+      ['no encryption option', undefined],
+      ['only an unknown key', responseEncryption({ keys: [{ id: 'k9', key: randomBytes(32) }] })],
+    ];
+    it.each(withoutKey)('%s', async (_, encryption) => {
+      const entry = await recorded(k1);
+      const reused = { ...entry.options, request: { amount: 1 }, encryption };
+      const fn = async () => {
+        throw new Error('fn must not run');
+      };
+      for (const onConcurrent of ['wait', 'optimistic'] as const) {
+        const call = withIdempotency(fx.db, { ...reused, onConcurrent }, fn);
+        await expect(call).rejects.toBeInstanceOf(IdempotencyKeyReusedError);
+        await expect(call).rejects.toMatchObject({ status: 422 });
+      }
+      await fx.db.transaction().execute(async (trx) => {
+        await expect(withIdempotency(trx, reused, fn)).rejects.toBeInstanceOf(
+          IdempotencyKeyReusedError,
+        );
+      });
+      expect(await fx.countPayments(entry.key, entry.scope)).toBe(1);
+    });
+  });
+
+  describe('a ReplayCache', () => {
+    const strict = responseEncryption({ keys: [{ id: 'k1', key: key1 }], plaintext: 'refuse' });
+
+    it("does not serve a response stored in clear to a call with plaintext: 'refuse'", async () => {
+      const scope = 's';
+      const key = uniqueKey();
+      const replayCache = new ReplayCache();
+      const request = { amount: 4200 };
+      await withIdempotency(fx.db, { scope, key, request, replayCache }, chargeCard(scope, key));
+      expect(replayCache.size).toBe(1);
+      const call = withIdempotency(
+        fx.db,
+        { scope, key, request, replayCache, encryption: strict },
+        chargeCard(scope, key),
+      );
+      await expect(call).rejects.toMatchObject({
+        code: 'response_decryption',
+        reason: 'plaintext_refused',
+      });
+      expect(await fx.countPayments(key, scope)).toBe(1);
+    });
+
+    it("serves a response it holds from an encrypted entry to a call with plaintext: 'refuse'", async () => {
+      const scope = 's';
+      const key = uniqueKey();
+      const replayCache = new ReplayCache();
+      const options = { scope, key, request: { amount: 4200 }, replayCache, encryption: strict };
+      const first = await withIdempotency(fx.db, options, chargeCard(scope, key));
+      // The entry is gone from the table: only the cache can answer.
+      await sql`delete from idempotency.ledger where scope = ${scope} and key = ${key}`.execute(
+        fx.db,
+      );
+      const again = await withIdempotency(fx.db, options, chargeCard(scope, key));
+      expect(again).toEqual({ response: first.response, replayed: true });
+      expect(await fx.countPayments(key, scope)).toBe(1);
+    });
+  });
+
   describe('refuses to replay, with a typed error, writing nothing and running nothing', () => {
     const cases: [string, string, (entry: { scope: string; key: string }) => Promise<unknown>][] = [
       ['no encryption option', 'no_key', async () => undefined],
@@ -184,6 +345,24 @@ describe('encryption at rest', () => {
         },
       ],
       [
+        'a truncated tag',
+        'authentication_failed',
+        async ({ scope, key }) => {
+          const envelope = JSON.parse((await rawResponse(scope, key)) ?? '');
+          // Four base64url characters: the last three bytes of the tag are gone.
+          const ct: string = envelope.ct.slice(0, -4);
+          await setRawResponse(scope, key, ` ${JSON.stringify({ ...envelope, ct })}`);
+        },
+      ],
+      [
+        'a key id relabelled to another configured key',
+        'authentication_failed',
+        async ({ scope, key }) => {
+          const envelope = JSON.parse((await rawResponse(scope, key)) ?? '');
+          await setRawResponse(scope, key, ` ${JSON.stringify({ ...envelope, kid: 'k2' })}`);
+        },
+      ],
+      [
         'a malformed envelope',
         'malformed',
         async ({ scope, key }) => setRawResponse(scope, key, ' {"alg":"A256GCM","kid":"k1"}'),
@@ -199,7 +378,8 @@ describe('encryption at rest', () => {
           ? undefined
           : reason === 'unknown_key'
             ? responseEncryption({ keys: [{ id: 'k9', key: randomBytes(32) }] })
-            : k1;
+            : // k2 is configured too: a relabelled key id is then tried with the wrong key.
+              k2k1;
       let ran = false;
       const cache = new ReplayCache();
       for (const onConcurrent of ['wait', 'optimistic'] as const) {
@@ -256,6 +436,75 @@ describe('encryption at rest', () => {
   });
 });
 
+describe("write: 'plaintext', the decrypt-only phase of a rolling deploy", () => {
+  const readOnly = responseEncryption({ keys: [{ id: 'k1', key: key1 }], write: 'plaintext' });
+
+  it('replays entries encrypted by instances already writing encrypted', async () => {
+    const { scope, key, options, first } = await recorded(k1);
+    const again = await withIdempotency(
+      fx.db,
+      { ...options, encryption: readOnly },
+      chargeCard(scope, key),
+    );
+    expect(again.replayed).toBe(true);
+    expect(JSON.stringify(again.response)).toBe(JSON.stringify(first.response));
+    expect(await fx.countPayments(key, scope)).toBe(1);
+  });
+
+  it.each([
+    ['wait', undefined],
+    ['optimistic', 'optimistic'],
+  ] as const)(
+    'stores new responses in clear, readable by instances without encryption (%s)',
+    async (_, mode) => {
+      const { scope, key, first } = await recorded(readOnly, mode);
+      const raw = (await rawResponse(scope, key)) ?? '';
+      expect(raw).toContain('Secretname');
+      expect(raw.startsWith(' ')).toBe(false);
+      const again = await withIdempotency(
+        fx.db,
+        { scope, key, request: { amount: 4200 } },
+        chargeCard(scope, key),
+      );
+      expect(again.replayed).toBe(true);
+      expect(JSON.stringify(again.response)).toBe(JSON.stringify(first.response));
+      expect(await fx.countPayments(key, scope)).toBe(1);
+    },
+  );
+
+  it('reads, during a rotation, entries of a key listed second', async () => {
+    // First deploy of a rotation: [old, new]; an instance already on [new, old] writes with new.
+    const newFirst = await recorded(k2k1);
+    const oldFirst = responseEncryption({
+      keys: [
+        { id: 'k1', key: key1 },
+        { id: 'k2', key: key2 },
+      ],
+    });
+    const again = await withIdempotency(
+      fx.db,
+      { ...newFirst.options, encryption: oldFirst },
+      chargeCard(newFirst.scope, newFirst.key),
+    );
+    expect(JSON.stringify(again.response)).toBe(JSON.stringify(newFirst.first.response));
+  });
+
+  it("shows the mode, and refuses plaintext: 'refuse' with it", () => {
+    expect(readOnly.write).toBe('plaintext');
+    expect(k1.write).toBe('encrypted');
+    expect(inspect(readOnly)).toContain("write: 'plaintext'");
+    expect(JSON.stringify(readOnly)).toContain('"write":"plaintext"');
+    const build = () =>
+      responseEncryption({
+        keys: [{ id: 'a', key: key1 }],
+        write: 'plaintext',
+        plaintext: 'refuse',
+      });
+    expect(build).toThrow(InvalidIdempotencyOptionsError);
+    expect(build).toThrow("write: 'plaintext' stores responses that plaintext: 'refuse' refuses");
+  });
+});
+
 describe('responseEncryption()', () => {
   const badConfigs: [string, unknown, string][] = [
     ['no keys', { keys: [] }, 'keys: must be a non-empty array'],
@@ -272,6 +521,11 @@ describe('responseEncryption()', () => {
     ],
     ['an invalid id', { keys: [{ id: 'a b', key: randomBytes(32) }] }, 'keys[0].id: must be'],
     ['a key as a string', { keys: [{ id: 'a', key: 'x'.repeat(32) }] }, 'keys[0].key: must be'],
+    [
+      'an unknown write mode',
+      { keys: [{ id: 'a', key: randomBytes(32) }], write: 'clear' },
+      "write: must be 'encrypted' or 'plaintext'",
+    ],
     [
       'an unknown plaintext mode',
       { keys: [{ id: 'a', key: randomBytes(32) }], plaintext: 'yes' },
@@ -317,6 +571,15 @@ describe('responseEncryption()', () => {
     material.fill(0);
     const again = await withIdempotency(fx.db, { scope, key, encryption }, async () => ({ n: 2 }));
     expect(again).toEqual({ response: first.response, replayed: true });
+  });
+
+  it('seals values of a kind another module names, and names it in the error', () => {
+    const binding = { kind: 'invoice_pdf', schema: 'billing', scope: 's', key: 'k' };
+    const stored = sealStoredJson('{"total":1}', k1, binding) ?? '';
+    expect(openStoredJson(stored, k1, binding)).toBe('{"total":1}');
+    const read = () => openStoredJson(stored, k1, { ...binding, kind: 'invoice_xml' });
+    expect(read).toThrow(ResponseDecryptionError);
+    expect(read).toThrow(/^A stored value for this idempotency key failed authentication/);
   });
 
   it('is refused as the encryption option when it is not built by responseEncryption()', async () => {

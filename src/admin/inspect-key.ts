@@ -14,14 +14,20 @@ export type EntryInspection =
       expiresInMs: number;
       /** SHA-256 of the request's canonical JSON, in hex; null when no request was given. */
       fingerprint: string | null;
-      /** Bytes of the stored response's JSON text; null when `fn` returned nothing. */
+      /**
+       * Bytes of the stored text (with encryption, of the encrypted form); null when `fn`
+       * returned nothing and it is stored in clear.
+       */
       responseBytes: number | null;
     };
 
 /** A step an operation recorded, without its result. */
 export interface StepInspection {
   name: string;
-  /** Bytes of the result's JSON text; null for a step that returned nothing. */
+  /**
+   * Bytes of the stored result (with encryption, of the encrypted form); null for a step that
+   * returned nothing, stored in clear.
+   */
   resultBytes: number | null;
   recordedAt: Date;
   /** The fencing token of the attempt that recorded it. */
@@ -42,7 +48,7 @@ export interface OperationInspection {
   /** When a finished operation stops replaying; null while in progress. */
   expiresAt: Date | null;
   fingerprint: string | null;
-  /** Bytes of the final response's JSON text; null until it finishes. */
+  /** Bytes of the stored final response (with encryption, its encrypted form); null until it finishes. */
   responseBytes: number | null;
   steps: StepInspection[];
 }

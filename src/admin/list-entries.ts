@@ -12,7 +12,10 @@ export interface EntrySummary {
   expiresAt: Date;
   /** Milliseconds until it expires, by the database clock; negative once it has. */
   expiresInMs: number;
-  /** Bytes of the stored response's JSON text; null when `fn` returned nothing. */
+  /**
+   * Bytes of the stored text (with encryption, of the encrypted form); null when `fn` returned
+   * nothing and it is stored in clear.
+   */
   responseBytes: number | null;
 }
 

@@ -6,6 +6,7 @@ import {
   type IdempotencyError,
   type IdempotencyOptions,
   InvalidIdempotencyOptionsError,
+  isResponseEncryption,
   type ResponseEncryption,
 } from '../index.ts';
 import { DEFAULT_PROBLEM_TYPE_BASE } from './problem-details.ts';
@@ -160,15 +161,11 @@ const httpOptionsSchema = z.looseObject({
   schema: z.string().min(1).optional(),
   isolationLevel: z.enum(['read committed', 'repeatable read', 'serializable']).optional(),
   maxAttempts: z.int().min(1).optional(),
+  // Not any object with seal and open: a fake would decide what is stored and what is replayed.
   encryption: z
-    .custom<ResponseEncryption>(
-      (value) =>
-        typeof value === 'object' &&
-        value !== null &&
-        typeof Reflect.get(value, 'seal') === 'function' &&
-        typeof Reflect.get(value, 'open') === 'function',
-      { error: 'must be built by responseEncryption()' },
-    )
+    .custom<ResponseEncryption>(isResponseEncryption, {
+      error: 'must be built by responseEncryption()',
+    })
     .optional(),
 });
 

@@ -15,6 +15,7 @@ export const KEY_ID_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
 interface KeyOptions {
   keys: readonly { id: string; key: unknown }[];
   plaintext?: 'accept' | 'refuse';
+  write?: 'encrypted' | 'plaintext';
 }
 
 /**
@@ -25,6 +26,7 @@ interface KeyOptions {
 export function validateEncryptionKeys(options: KeyOptions): {
   keys: { id: string; key: KeyObject }[];
   plaintext: 'accept' | 'refuse';
+  write: 'encrypted' | 'plaintext';
 } {
   const issues: string[] = [];
   const keys: { id: string; key: KeyObject }[] = [];
@@ -54,13 +56,23 @@ export function validateEncryptionKeys(options: KeyOptions): {
   if (plaintext !== 'accept' && plaintext !== 'refuse') {
     issues.push("plaintext: must be 'accept' or 'refuse'");
   }
+  const write = (options as { write?: unknown } | undefined)?.write ?? 'encrypted';
+  if (write !== 'encrypted' && write !== 'plaintext') {
+    issues.push("write: must be 'encrypted' or 'plaintext'");
+  } else if (write === 'plaintext' && plaintext === 'refuse') {
+    issues.push("write: 'plaintext' stores responses that plaintext: 'refuse' refuses");
+  }
   if (issues.length > 0) {
     throw new InvalidIdempotencyOptionsError({
       message: `Invalid responseEncryption options: ${issues.join('; ')}`,
       issues,
     });
   }
-  return { keys, plaintext: plaintext as 'accept' | 'refuse' };
+  return {
+    keys,
+    plaintext: plaintext as 'accept' | 'refuse',
+    write: write as 'encrypted' | 'plaintext',
+  };
 }
 
 /** Why `key` cannot be an AES-256 key; only its type and length are described, never its bytes. */

@@ -10,6 +10,7 @@ import {
   DEFAULT_WAIT_TIMEOUT_MS,
   InvalidIdempotencyKeyError,
   InvalidIdempotencyOptionsError,
+  isResponseEncryption,
   type ResponseEncryption,
 } from '../index.ts';
 
@@ -43,16 +44,10 @@ const schemaNameSchema = z
   .refine((name) => name !== '$user', 'must not be "$user"')
   .refine((name) => !name.startsWith('pg_'), 'must not start with "pg_"');
 
-// Built by responseEncryption(); withIdempotency's own check is the core's, not part of its API.
+// Built by responseEncryption(), by either build of the package: an object that merely has seal and
+// open methods would store whatever its seal() returns, and replay whatever its open() returns.
 const encryptionSchema = z
-  .custom<ResponseEncryption>(
-    (value) =>
-      typeof value === 'object' &&
-      value !== null &&
-      typeof Reflect.get(value, 'seal') === 'function' &&
-      typeof Reflect.get(value, 'open') === 'function',
-    'must be built by responseEncryption()',
-  )
+  .custom<ResponseEncryption>(isResponseEncryption, 'must be built by responseEncryption()')
   .optional();
 
 const leaseMsSchema = z.int().min(100).max(MAX_TIMEOUT_MS);

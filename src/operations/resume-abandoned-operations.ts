@@ -94,6 +94,7 @@ export async function resumeAbandonedOperations<DB>(
       const { scope, key } = abandoned;
       const requestJson = openStoredJson(abandoned.requestJson, encryption, {
         kind: 'operation_request',
+        schema,
         scope,
         key,
       });

@@ -31,7 +31,7 @@ async function readBody(req: IncomingMessage): Promise<Buffer> {
 }
 
 beforeAll(async () => {
-  // Two routes on one ledger: /encrypted stores with the key, /plain has none.
+  // Two routes on one ledger: 'encrypted' stores with the key, 'plain' has none.
   const route = (withKey: boolean) =>
     idempotent<Database, Buffer>(
       {
@@ -51,9 +51,11 @@ beforeAll(async () => {
         res.end(JSON.stringify({ id: String(row.id), iban: 'DE89 3704 0044 0532 0130 00' }));
       },
     );
-  const routes = { '/encrypted': route(true), '/plain': route(false) };
+  // Chosen by a header, not the path: the path is part of the request's fingerprint, and the same
+  // request must reach both.
+  const routes = { encrypted: route(true), plain: route(false) };
   const server = createServer((req, res) => {
-    const handle = routes[req.url as keyof typeof routes];
+    const handle = routes[req.headers['x-route'] as keyof typeof routes];
     readBody(req)
       .then((body) => handle(req, res, body))
       .catch(() => res.writeHead(500).end());
@@ -65,8 +67,12 @@ beforeAll(async () => {
 });
 afterAll(() => close());
 
-const post = (path: string, key: string) =>
-  fetch(`${baseUrl}${path}`, { method: 'POST', headers: { 'idempotency-key': key }, body: 'pay' });
+const post = (route: 'encrypted' | 'plain', key: string) =>
+  fetch(`${baseUrl}/payments`, {
+    method: 'POST',
+    headers: { 'idempotency-key': key, 'x-route': route },
+    body: 'pay',
+  });
 
 async function rawResponse(key: string): Promise<string | null> {
   const { rows } = await sql<{ response: string | null }>`
@@ -76,7 +82,7 @@ async function rawResponse(key: string): Promise<string | null> {
 
 it('stores the HTTP response encrypted and replays it byte for byte', async () => {
   const key = uniqueKey();
-  const first = await post('/encrypted', key);
+  const first = await post('encrypted', key);
   const firstBody = await first.text();
   expect(first.status).toBe(201);
   expect(firstBody).toContain('DE89');
@@ -86,7 +92,7 @@ it('stores the HTTP response encrypted and replays it byte for byte', async () =
   expect(raw).not.toContain('DE89');
   expect(raw).not.toContain('/p/');
 
-  const replay = await post('/encrypted', key);
+  const replay = await post('encrypted', key);
   expect(replay.status).toBe(201);
   expect(replay.headers.get('idempotent-replayed')).toBe('true');
   expect(replay.headers.get('location')).toBe(first.headers.get('location'));
@@ -96,11 +102,11 @@ it('stores the HTTP response encrypted and replays it byte for byte', async () =
 
 it('answers an encrypted entry read without the key with a 500, running nothing', async () => {
   const key = uniqueKey();
-  await (await post('/encrypted', key)).text();
+  await (await post('encrypted', key)).text();
   const runs = handlerRuns;
   const before = reported.length;
 
-  const refused = await post('/plain', key);
+  const refused = await post('plain', key);
   expect(refused.status).toBe(500);
   expect(refused.headers.get('content-type')).toBe('application/problem+json');
   const problem = await refused.text();
@@ -112,8 +118,11 @@ it('answers an encrypted entry read without the key with a 500, running nothing'
   expect(await fx.countPayments(key)).toBe(1);
 });
 
-it('refuses an encryption option not built by responseEncryption() at setup', () => {
-  expect(() =>
-    idempotent({ db: fx.db, scope: () => 's', encryption: { keys: [] } as never }, async () => {}),
-  ).toThrow(InvalidIdempotencyOptionsError);
+it('refuses an encryption option not built by responseEncryption() at setup, even with seal and open', () => {
+  // Duck-typed: a fake would store what its seal() returns and replay what its open() returns.
+  const fake = { seal() {}, open() {} };
+  const setUp = () =>
+    idempotent({ db: fx.db, scope: () => 's', encryption: fake as never }, async () => {});
+  expect(setUp).toThrow(InvalidIdempotencyOptionsError);
+  expect(setUp).toThrow('encryption: must be built by responseEncryption()');
 });

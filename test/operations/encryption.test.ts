@@ -6,7 +6,11 @@
 import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { expect, it } from 'vitest';
-import { ResponseDecryptionError, responseEncryption } from '../../src/index.ts';
+import {
+  InvalidIdempotencyOptionsError,
+  ResponseDecryptionError,
+  responseEncryption,
+} from '../../src/index.ts';
 import {
   defineOperation,
   type OperationContext,
@@ -18,7 +22,8 @@ import { type Database, uniqueKey, useLedgerFixture } from '../support/ledger-fi
 
 const fx = useLedgerFixture();
 const SCOPE = 'merchant:m9:encrypted';
-const encryption = responseEncryption({ keys: [{ id: 'ops-1', key: randomBytes(32) }] });
+const opsKey = { id: 'ops-1', key: randomBytes(32) };
+const encryption = responseEncryption({ keys: [opsKey] });
 const request = { amount_cents: 1999, card: '4111-1111-1111-1111' };
 
 /** Keys whose charge fails once (a pending call), so that the next attempt resumes. */
@@ -94,6 +99,27 @@ it('stores request, step results and response encrypted; resumes and replays byt
   expect(await fx.countPayments(key, SCOPE)).toBe(1);
 });
 
+it('resumes an operation whose stored values lost their leading space (a jsonb round trip)', async () => {
+  const key = uniqueKey();
+  failOnce.add(key);
+  await expect(run(key)).rejects.toBeInstanceOf(OperationPendingError);
+  await sql`update idempotency.operations set request = request::jsonb::json
+             where scope = ${SCOPE} and key = ${key}`.execute(fx.db);
+  await sql`update idempotency.operation_steps set result = result::jsonb::json
+             where scope = ${SCOPE} and key = ${key}`.execute(fx.db);
+  expect(await stepResult(key, 'order')).toMatch(/^\{/);
+
+  const resumed = await run(key);
+  expect(resumed).toMatchObject({ resumed: true, response: { status: 201 } });
+  expect(resumed.response.order.memo).toBe('order-memo-Secretname');
+  await sql`update idempotency.operations set response = response::jsonb::json
+             where scope = ${SCOPE} and key = ${key}`.execute(fx.db);
+  const replay = await run(key);
+  expect(JSON.stringify(replay.response)).toBe(JSON.stringify(resumed.response));
+  expect(orderRuns.get(key)).toBe(1);
+  expect(await fx.countPayments(key, SCOPE)).toBe(1);
+});
+
 it('the completer reads the encrypted request with the key, and reports it without', async () => {
   const key = uniqueKey();
   failOnce.add(key);
@@ -136,26 +162,41 @@ it('refuses to replay a finished operation without the key, running nothing', as
   expect(await fx.countPayments(key, SCOPE)).toBe(1);
 });
 
-it('refuses a step result moved onto another step, and does not run the step again', async () => {
-  const key = uniqueKey();
-  failOnce.add(key);
-  await expect(run(key)).rejects.toBeInstanceOf(OperationPendingError);
-  // A ciphertext of the same operation, but of another place: the request's, as a step result.
-  const { rows } = await sql<{ request: string }>`
-    select request::text as request from idempotency.operations
-     where scope = ${SCOPE} and key = ${key}`.execute(fx.db);
-  await sql`update idempotency.operation_steps set result = ${rows[0]?.request}::json
-             where scope = ${SCOPE} and key = ${key} and step = 'order'`.execute(fx.db);
-  const moved = await stepResult(key, 'order');
+/** Two steps whose results are sealed alike (same kind, same operation): only the step's name tells them apart. */
+const twoSteps = defineOperation({
+  name: 'encrypted-two-steps',
+  async run(op: OperationContext<Database>) {
+    const a = await op.step('a', async () => ({ value: 'result-a' }));
+    const b = await op.step('b', async () => {
+      orderRuns.set(op.key, (orderRuns.get(op.key) ?? 0) + 1);
+      return { value: 'result-b' };
+    });
+    await op.call('notify', async () => {
+      if (failOnce.delete(op.key)) throw new Error('connection reset');
+    });
+    return op.finish(async () => ({ a, b }));
+  },
+});
 
-  const refused = run(key);
+it('refuses a step result copied onto another step, and does not run the step again', async () => {
+  const key = uniqueKey();
+  const runTwoSteps = () =>
+    runOperation(fx.db, twoSteps, { scope: SCOPE, key, request, encryption });
+  failOnce.add(key);
+  await expect(runTwoSteps()).rejects.toBeInstanceOf(OperationPendingError);
+  // Step a's sealed result, a valid ciphertext of this operation's steps, copied onto step b.
+  await sql`update idempotency.operation_steps set result = ${await stepResult(key, 'a')}::json
+             where scope = ${SCOPE} and key = ${key} and step = 'b'`.execute(fx.db);
+  const copied = await stepResult(key, 'b');
+  expect(copied).toBe(await stepResult(key, 'a'));
+
+  const refused = runTwoSteps();
   await expect(refused).rejects.toMatchObject({
     reason: 'authentication_failed',
     stored: 'operation_step',
   });
   expect(orderRuns.get(key)).toBe(1);
-  expect(await fx.countPayments(key, SCOPE)).toBe(1);
-  expect(await stepResult(key, 'order')).toBe(moved);
+  expect(await stepResult(key, 'b')).toBe(copied);
 });
 
 it('resumes and replays operations stored in clear before encryption was turned on', async () => {
@@ -169,4 +210,40 @@ it('resumes and replays operations stored in clear before encryption was turned 
   expect(JSON.stringify(replay.response)).toBe(JSON.stringify(resumed.response));
   expect(orderRuns.get(key)).toBe(1);
   expect(await fx.countPayments(key, SCOPE)).toBe(1);
+});
+
+it('refuses an encryption option not built by responseEncryption(), before writing anything', async () => {
+  const key = uniqueKey();
+  const fake = { seal() {}, open() {} } as never;
+  const refused = runOperation(fx.db, operation, { scope: SCOPE, key, request, encryption: fake });
+  await expect(refused).rejects.toBeInstanceOf(InvalidIdempotencyOptionsError);
+  await expect(refused).rejects.toThrow('encryption: must be built by responseEncryption()');
+  const resume = resumeAbandonedOperations(fx.db, { operations: [operation], encryption: fake });
+  await expect(resume).rejects.toBeInstanceOf(InvalidIdempotencyOptionsError);
+  expect(await storedText(key)).toBe('');
+  expect(orderRuns.get(key)).toBeUndefined();
+});
+
+it("with write: 'plaintext', resumes an operation stored encrypted and stores the rest in clear", async () => {
+  const key = uniqueKey();
+  failOnce.add(key);
+  await expect(run(key)).rejects.toBeInstanceOf(OperationPendingError);
+  const readOnly = responseEncryption({
+    keys: [opsKey],
+    write: 'plaintext',
+  });
+  const resumed = await runOperation(fx.db, operation, {
+    scope: SCOPE,
+    key,
+    request,
+    encryption: readOnly,
+  });
+  expect(resumed).toMatchObject({ resumed: true, response: { status: 201 } });
+  // The step recorded before stays encrypted; what the resumed attempt stored is in clear.
+  expect(await stepResult(key, 'order')).toMatch(/^ \{"alg":"A256GCM"/);
+  expect(await stepResult(key, 'charge')).toBe('{"chargeId":"ch_Secretcharge"}');
+  expect(await storedText(key)).toContain('Secretholder');
+  const replay = await run(key, false);
+  expect(JSON.stringify(replay.response)).toBe(JSON.stringify(resumed.response));
+  expect(orderRuns.get(key)).toBe(1);
 });
