@@ -1,7 +1,8 @@
 /**
  * `idempotency-ledger/consumer`: idempotent message consumers. A message is processed at most once
  * per (scope, message id), its handler's writes and the ledger entry in one transaction, and
- * acknowledged only after the commit; a redelivery replays. See {@link consumeOnce}.
+ * acknowledged only after the commit; a redelivery replays. See {@link consumeOnce}; the adapters
+ * are `idempotency-ledger/consumer/amqplib` and `idempotency-ledger/consumer/nats`.
  *
  * @module
  */

@@ -12,8 +12,12 @@ import { createHash } from 'node:crypto';
  *
  * @example
  * ```ts
- * const messageId = message.properties.messageId ?? messageBodyId(message.content);
- * await consumeOnce(db, { scope: 'orders', onDeadLetter }, { message, messageId, attempt }, handler);
+ * idempotentAmqpHandler(db, channel, {
+ *   scope: 'orders',
+ *   messageId: (msg) => msg.properties.messageId ?? messageBodyId(msg.content),
+ *   onDeadLetter,
+ *   handler,
+ * });
  * ```
  */
 export function messageBodyId(body: Uint8Array | string): string {
