@@ -49,10 +49,9 @@ const MAX_COUNTED_MESSAGES = 10_000;
  * - the handler failed with attempts left: held `retryDelayMs`, then `nack` with requeue;
  * - no id, an invalid id, or the last attempt failed: `onDeadLetter`, then `ack`.
  *
- * Attempts are the broker's count where it keeps one: a quorum queue's `x-delivery-count` header,
- * which also counts deliveries to a consumer that died. A classic queue keeps no count; the
- * failures are then counted in this process (a consumer that crashes on a message is not
- * counted). Consume with `noAck: false` (the default).
+ * Attempts are the broker's count where it keeps one: a quorum queue's `x-delivery-count` header.
+ * A classic queue keeps no count; the failures are then counted in this process (a consumer that
+ * crashes on a message is not counted). Consume with `noAck: false` (the default).
  *
  * @returns A function that handles one message and resolves, once it is settled, with what became
  *   of it. It rejects only when the channel fails to settle the message, or for invalid options.
