@@ -164,42 +164,36 @@ describe('idempotentAmqpHandler', () => {
     expect(await fx.countPayments(id, queue)).toBe(1);
   });
 
-  it('replays without running the handler when the consumer died after the commit and before the ack', async () => {
-    const queue = await newQueue();
-    const id = uniqueKey('msg');
-    publish(queue, id);
-    await killConsumerAt('before-ack', {
-      transport: 'amqplib',
-      databaseUrl: fx.url,
-      scope: queue,
-      source: queue,
+  const crashes = {
+    'before-ack': 'after the commit and before the ack (the redelivery replays)',
+    'in-handler': 'inside the handler, before the commit (the redelivery runs)',
+  };
+  for (const point of ['before-ack', 'in-handler'] as const) {
+    it(`gives each of three messages its effect once when the consumer died on the first ${crashes[point]}`, async () => {
+      const queue = await newQueue();
+      const ids = [uniqueKey('msg'), uniqueKey('msg'), uniqueKey('msg')];
+      for (const id of ids) publish(queue, id);
+      // The consumer process takes the first message only, and dies with it.
+      await killConsumerAt(point, {
+        transport: 'amqplib',
+        databaseUrl: fx.url,
+        scope: queue,
+        source: queue,
+      });
+      const { results, ran } = await consume(queue, 3);
+      const outcomes = results.map((result) => result.outcome).sort();
+      if (point === 'before-ack') {
+        expect(outcomes).toEqual(['processed', 'processed', 'replayed']);
+        expect(ran.sort()).toEqual(ids.slice(1).sort());
+      } else {
+        expect(outcomes).toEqual(['processed', 'processed', 'processed']);
+        expect(ran.sort()).toEqual([...ids].sort());
+      }
+      for (const id of ids) expect(await fx.countPayments(id, queue)).toBe(1);
+      for (const id of ids) expect(await fx.countEntries(id, queue)).toBe(1);
+      expect(await messagesLeft(queue)).toBe(0);
     });
-    expect(await fx.countPayments(id, queue)).toBe(1);
-    const { results, ran } = await consume(queue, 1);
-    expect(results).toEqual([
-      { outcome: 'replayed', response: expect.objectContaining({ status: 201 }) },
-    ]);
-    expect(ran).toEqual([]);
-    expect(await fx.countPayments(id, queue)).toBe(1);
-    expect(await messagesLeft(queue)).toBe(0);
-  });
-
-  it('processes the redelivery once when the consumer died inside the handler, before the commit', async () => {
-    const queue = await newQueue();
-    const id = uniqueKey('msg');
-    publish(queue, id);
-    await killConsumerAt('in-handler', {
-      transport: 'amqplib',
-      databaseUrl: fx.url,
-      scope: queue,
-      source: queue,
-    });
-    const { results, ran } = await consume(queue, 1);
-    expect(results.map((result) => result.outcome)).toEqual(['processed']);
-    expect(ran).toEqual([id]);
-    expect(await fx.countPayments(id, queue)).toBe(1);
-    expect(await messagesLeft(queue)).toBe(0);
-  });
+  }
 
   for (const type of ['classic', 'quorum'] as const) {
     it(`dead-letters a message whose handler always fails after maxAttempts, then acknowledges it (${type} queue)`, async () => {

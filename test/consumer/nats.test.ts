@@ -169,43 +169,36 @@ describe('idempotentJetStreamHandler', () => {
     await expectAllSettled(stream);
   });
 
-  it('replays without running the handler when the consumer died after the commit and before the ack', async () => {
-    const stream = await newStream();
-    const id = uniqueKey('msg');
-    await publish(stream, id);
-    await killConsumerAt('before-ack', {
-      transport: 'nats',
-      databaseUrl: fx.url,
-      scope: stream,
-      source: stream,
+  const crashes = {
+    'before-ack': 'after the commit and before the ack (the redelivery replays)',
+    'in-handler': 'inside the handler, before the commit (the redelivery runs)',
+  };
+  for (const point of ['before-ack', 'in-handler'] as const) {
+    it(`gives each of three messages its effect once when the consumer died on the first ${crashes[point]}`, async () => {
+      const stream = await newStream();
+      const ids = [uniqueKey('msg'), uniqueKey('msg'), uniqueKey('msg')];
+      for (const id of ids) await publish(stream, id);
+      // The consumer process takes the first message only, and dies with it.
+      await killConsumerAt(point, {
+        transport: 'nats',
+        databaseUrl: fx.url,
+        scope: stream,
+        source: stream,
+      });
+      const { results, ran } = await consume(stream, 3);
+      const outcomes = results.map((result) => result.outcome).sort();
+      if (point === 'before-ack') {
+        expect(outcomes).toEqual(['processed', 'processed', 'replayed']);
+        expect(ran.sort()).toEqual(ids.slice(1).sort());
+      } else {
+        expect(outcomes).toEqual(['processed', 'processed', 'processed']);
+        expect(ran.sort()).toEqual([...ids].sort());
+      }
+      for (const id of ids) expect(await fx.countPayments(id, stream)).toBe(1);
+      for (const id of ids) expect(await fx.countEntries(id, stream)).toBe(1);
+      await expectAllSettled(stream);
     });
-    expect(await fx.countPayments(id, stream)).toBe(1);
-    // Redelivered once ack_wait (1 s) has passed.
-    const { results, ran } = await consume(stream, 1);
-    expect(results).toEqual([
-      { outcome: 'replayed', response: expect.objectContaining({ status: 201 }) },
-    ]);
-    expect(ran).toEqual([]);
-    expect(await fx.countPayments(id, stream)).toBe(1);
-    await expectAllSettled(stream);
-  });
-
-  it('processes the redelivery once when the consumer died inside the handler, before the commit', async () => {
-    const stream = await newStream();
-    const id = uniqueKey('msg');
-    await publish(stream, id);
-    await killConsumerAt('in-handler', {
-      transport: 'nats',
-      databaseUrl: fx.url,
-      scope: stream,
-      source: stream,
-    });
-    const { results, ran } = await consume(stream, 1);
-    expect(results.map((result) => result.outcome)).toEqual(['processed']);
-    expect(ran).toEqual([id]);
-    expect(await fx.countPayments(id, stream)).toBe(1);
-    await expectAllSettled(stream);
-  });
+  }
 
   it('dead-letters a message whose handler always fails after maxAttempts, then terminates it', async () => {
     const stream = await newStream();
