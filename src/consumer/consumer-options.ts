@@ -120,6 +120,26 @@ export function resolveConsumerOptions<M>(
 }
 
 /**
+ * Checks a consumer's options where the consumer is built, so that a mistake fails there and not
+ * on every message. The adapters call it; so can an adapter of your own, before its first
+ * `consumeOnce`.
+ *
+ * @throws {InvalidIdempotencyOptionsError} listing each invalid option; `caller` names the
+ *   function in its message.
+ *
+ * @example
+ * ```ts
+ * export function idempotentSqsHandler(db, options) {
+ *   validateConsumerOptions(options, 'idempotentSqsHandler');
+ *   return (message) => consumeOnce(db, options, deliveryOf(message), options.handler);
+ * }
+ * ```
+ */
+export function validateConsumerOptions<M>(options: ConsumerOptions<M>, caller: string): void {
+  resolveConsumerOptions(options, caller);
+}
+
+/**
  * The default wait before a failed message is redelivered: 1 s after the first attempt, doubling
  * up to 30 s.
  *

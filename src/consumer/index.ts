@@ -20,5 +20,6 @@ export {
   type DeadLetter,
   type DeadLetterReason,
   defaultRetryDelayMs,
+  validateConsumerOptions,
 } from './consumer-options.ts';
 export { messageBodyId } from './message-body-id.ts';

@@ -7,6 +7,7 @@ import {
 } from '../../src/consumer/amqplib/index.ts';
 import type { ConsumeResult, DeadLetter } from '../../src/consumer/index.ts';
 import { MissingMessageIdError } from '../../src/consumer/index.ts';
+import { InvalidIdempotencyOptionsError } from '../../src/index.ts';
 import { openAmqp, uniqueName } from '../support/brokers.ts';
 import { killConsumerAt } from '../support/consumer-crash.ts';
 import {
@@ -234,6 +235,21 @@ describe('idempotentAmqpHandler', () => {
       [['missing_id', '{"no":"id"}']],
     );
     expect(await messagesLeft(queue)).toBe(0);
+  });
+
+  it('refuses invalid options where the handler is built', () => {
+    const build = (options: object) => () =>
+      idempotentAmqpHandler(fx.db, channel, {
+        scope: 'q',
+        onDeadLetter: () => undefined,
+        handler: async () => undefined,
+        ...options,
+      });
+    expect(build({ onDeadLetter: undefined })).toThrow(InvalidIdempotencyOptionsError);
+    expect(build({ maxAttempts: 0 })).toThrow(/maxAttempts/);
+    expect(build({ messageId: { header: '' } })).toThrow(/messageId/);
+    expect(build({ handler: 'insert' })).toThrow(/handler/);
+    expect(build({})).not.toThrow();
   });
 
   it('requeues a dead message whose onDeadLetter fails, and settles it once onDeadLetter succeeds', async () => {

@@ -15,6 +15,7 @@ import {
   idempotentJetStreamHandler,
   type JetStreamConsumerOptions,
 } from '../../src/consumer/nats/index.ts';
+import { InvalidIdempotencyOptionsError } from '../../src/index.ts';
 import { openNats, uniqueName } from '../support/brokers.ts';
 import { killConsumerAt } from '../support/consumer-crash.ts';
 import {
@@ -233,6 +234,21 @@ describe('idempotentJetStreamHandler', () => {
     expect(ran).toEqual([]);
     expect(deadLetters.map((letter) => letter.message.string())).toEqual(['{"no":"id"}']);
     await expectAllSettled(stream);
+  });
+
+  it('refuses invalid options where the handler is built', () => {
+    const build = (options: object) => () =>
+      idempotentJetStreamHandler(fx.db, {
+        scope: 's',
+        onDeadLetter: () => undefined,
+        handler: async () => undefined,
+        ...options,
+      });
+    expect(build({ scope: '' })).toThrow(InvalidIdempotencyOptionsError);
+    expect(build({ ttlMs: -1 })).toThrow(/ttlMs/);
+    expect(build({ messageId: 'sequence' })).toThrow(/messageId/);
+    expect(build({ retryDelayMs: 100 })).toThrow(/retryDelayMs/);
+    expect(build({})).not.toThrow();
   });
 
   it('keys a message by its stream and sequence when told to, and by a header it names', async () => {

@@ -1,13 +1,14 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { Kysely } from 'kysely';
-import type { Jsonified } from '../../index.ts';
+import { InvalidIdempotencyOptionsError, type Jsonified } from '../../index.ts';
 import {
   type ConsumeResult,
   type ConsumerOptions,
   consumeOnce,
   defaultRetryDelayMs,
   type MessageHandler,
+  validateConsumerOptions,
 } from '../index.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: any database type; K carries the caller's.
@@ -54,7 +55,9 @@ const MAX_COUNTED_MESSAGES = 10_000;
  * crashes on a message is not counted). Consume with `noAck: false` (the default).
  *
  * @returns A function that handles one message and resolves, once it is settled, with what became
- *   of it. It rejects only when the channel fails to settle the message, or for invalid options.
+ *   of it. It rejects, leaving the message unsettled, when the channel cannot settle it (it was
+ *   closed), or for a `schema` or `encryption` option the ledger refuses.
+ * @throws {InvalidIdempotencyOptionsError} for invalid options, here rather than on each message.
  *
  * @example
  * ```ts
@@ -79,7 +82,13 @@ export function idempotentAmqpHandler<K extends AnyKysely, R>(
   channel: Pick<Channel, 'ack' | 'nack'>,
   options: AmqpConsumerOptions<K, R>,
 ): (message: ConsumeMessage) => Promise<ConsumeResult<Jsonified<R>>> {
+  validateConsumerOptions(options, 'idempotentAmqpHandler');
   const { handler, messageId = 'messageId', retryDelayMs = defaultRetryDelayMs } = options;
+  assertAdapterOptions('idempotentAmqpHandler', {
+    handler,
+    retryDelayMs,
+    messageId: messageId === 'messageId' || typeof messageId === 'function' || isHeader(messageId),
+  });
   const failures = new Map<string, number>();
   const idOf = messageIdReader(messageId);
   return async (message) => {
@@ -125,5 +134,30 @@ function countFailure(failures: Map<string, number>, id: string, attempt: number
   if (failures.size > MAX_COUNTED_MESSAGES) {
     const oldest = failures.keys().next().value;
     if (oldest !== undefined) failures.delete(oldest);
+  }
+}
+
+function isHeader(source: unknown): boolean {
+  const header: unknown = (source as { header?: unknown } | null)?.header;
+  return typeof header === 'string' && header !== '';
+}
+
+/** The adapter's own options, checked where the handler is built. */
+function assertAdapterOptions(
+  caller: string,
+  options: { handler: unknown; retryDelayMs: unknown; messageId: boolean },
+): void {
+  const issues = [
+    ...(typeof options.handler === 'function' ? [] : ['handler: must be a function']),
+    ...(typeof options.retryDelayMs === 'function' ? [] : ['retryDelayMs: must be a function']),
+    ...(options.messageId
+      ? []
+      : ["messageId: must be 'messageId', { header: string } or a function"]),
+  ];
+  if (issues.length > 0) {
+    throw new InvalidIdempotencyOptionsError({
+      message: `Invalid ${caller} options: ${issues.join('; ')}`,
+      issues,
+    });
   }
 }

@@ -1,12 +1,13 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Kysely } from 'kysely';
-import type { Jsonified } from '../../index.ts';
+import { InvalidIdempotencyOptionsError, type Jsonified } from '../../index.ts';
 import {
   type ConsumeResult,
   type ConsumerOptions,
   consumeOnce,
   defaultRetryDelayMs,
   type MessageHandler,
+  validateConsumerOptions,
 } from '../index.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: any database type; K carries the caller's.
@@ -51,7 +52,9 @@ export interface JetStreamConsumerOptions<K, R> extends ConsumerOptions<JsMsg> {
  * `maxAttempts` (or none), so that the last attempt reaches `onDeadLetter`.
  *
  * @returns A function that handles one message and resolves, once it is settled, with what became
- *   of it. It rejects only for invalid options.
+ *   of it. It rejects, leaving the message unsettled, when the connection cannot send the
+ *   acknowledgement (it was closed), or for a `schema` or `encryption` option the ledger refuses.
+ * @throws {InvalidIdempotencyOptionsError} for invalid options, here rather than on each message.
  *
  * @example
  * ```ts
@@ -74,11 +77,18 @@ export function idempotentJetStreamHandler<K extends AnyKysely, R>(
   db: K,
   options: JetStreamConsumerOptions<K, R>,
 ): (message: JsMsg) => Promise<ConsumeResult<Jsonified<R>>> {
+  validateConsumerOptions(options, 'idempotentJetStreamHandler');
   const {
     handler,
     messageId = { header: 'Nats-Msg-Id' },
     retryDelayMs = defaultRetryDelayMs,
   } = options;
+  assertAdapterOptions('idempotentJetStreamHandler', {
+    handler,
+    retryDelayMs,
+    messageId:
+      messageId === 'stream-sequence' || typeof messageId === 'function' || isHeader(messageId),
+  });
   const idOf = messageIdReader(messageId);
   return async (message) => {
     const attempt = message.info.deliveryCount;
@@ -110,4 +120,29 @@ function messageIdReader(source: JetStreamMessageId): (message: JsMsg) => string
   const { header } = source;
   // MsgHdrs.get() answers '' for a header that is absent.
   return (message) => message.headers?.get(header) || undefined;
+}
+
+function isHeader(source: unknown): boolean {
+  const header: unknown = (source as { header?: unknown } | null)?.header;
+  return typeof header === 'string' && header !== '';
+}
+
+/** The adapter's own options, checked where the handler is built. */
+function assertAdapterOptions(
+  caller: string,
+  options: { handler: unknown; retryDelayMs: unknown; messageId: boolean },
+): void {
+  const issues = [
+    ...(typeof options.handler === 'function' ? [] : ['handler: must be a function']),
+    ...(typeof options.retryDelayMs === 'function' ? [] : ['retryDelayMs: must be a function']),
+    ...(options.messageId
+      ? []
+      : ["messageId: must be { header: string }, 'stream-sequence' or a function"]),
+  ];
+  if (issues.length > 0) {
+    throw new InvalidIdempotencyOptionsError({
+      message: `Invalid ${caller} options: ${issues.join('; ')}`,
+      issues,
+    });
+  }
 }
