@@ -12,6 +12,7 @@ import {
   type ConsumerOptions,
   type DeadLetter,
   type DeadLetterReason,
+  ledgerOptions,
   type ResolvedConsumerOptions,
   resolveConsumerOptions,
 } from './consumer-options.ts';
@@ -116,14 +117,7 @@ async function consumeDelivery<K extends AnyKysely, M, R>(
   try {
     const { response, replayed } = await withIdempotency(
       db,
-      {
-        scope,
-        key,
-        ttlMs: options.ttlMs,
-        ...(options.schema === undefined ? {} : { schema: options.schema }),
-        ...(options.encryption === undefined ? {} : { encryption: options.encryption }),
-        ...(options.waitTimeoutMs === undefined ? {} : { waitTimeoutMs: options.waitTimeoutMs }),
-      },
+      { ...ledgerOptions(options), key },
       (trx) => {
         handlerRan = true;
         // Checked inside the transaction, after the lookup: a redelivery of a message that was

@@ -249,6 +249,9 @@ describe('idempotentAmqpHandler', () => {
     expect(build({ maxAttempts: 0 })).toThrow(/maxAttempts/);
     expect(build({ messageId: { header: '' } })).toThrow(/messageId/);
     expect(build({ handler: 'insert' })).toThrow(/handler/);
+    expect(build({ scope: 'a\0b' })).toThrow(/scope/);
+    expect(build({ scope: 'a\ud800' })).toThrow(/scope/);
+    expect(build({ waitTimeoutMs: 1e12 })).toThrow(/waitTimeoutMs/);
     expect(build({})).not.toThrow();
   });
 

@@ -4,6 +4,7 @@ import {
   type DeadLetter,
   MessageAttemptsExhaustedError,
   messageBodyId,
+  validateConsumerOptions,
 } from '../../src/consumer/index.ts';
 import {
   InvalidIdempotencyKeyError,
@@ -116,6 +117,21 @@ describe('consumeOnce', () => {
     );
     expect(await fx.countPayments(key)).toBe(0);
     expect(await fx.countEntries(key)).toBe(0);
+  });
+
+  // Each of these passed the consumer's own checks and then failed in withIdempotency on every
+  // message, which no adapter settles.
+  it.each([
+    ['a scope with NUL', { scope: 'a\0b' }, /^scope: /],
+    ['a scope with a lone surrogate', { scope: 'a\ud800' }, /^scope: /],
+    ['a waitTimeoutMs beyond what Postgres takes', { waitTimeoutMs: 1e12 }, /^waitTimeoutMs: /],
+    ['a schema name longer than Postgres keeps', { schema: 'x'.repeat(64) }, /^schema: /],
+    ['an encryption not built by responseEncryption()', { encryption: {} }, /^encryption: /],
+  ])('refuses %s as withIdempotency does, before any message', (_, invalid, issue) => {
+    const options = { scope: 's', onDeadLetter: () => undefined, ...invalid };
+    const check = () => validateConsumerOptions(options as never, 'idempotentConsumer');
+    expect(check).toThrow(InvalidIdempotencyOptionsError);
+    expect(check).toThrow(expect.objectContaining({ issues: [expect.stringMatching(issue)] }));
   });
 });
 

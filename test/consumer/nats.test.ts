@@ -248,6 +248,9 @@ describe('idempotentJetStreamHandler', () => {
     expect(build({ ttlMs: -1 })).toThrow(/ttlMs/);
     expect(build({ messageId: 'sequence' })).toThrow(/messageId/);
     expect(build({ retryDelayMs: 100 })).toThrow(/retryDelayMs/);
+    expect(build({ scope: 'a\0b' })).toThrow(/scope/);
+    expect(build({ scope: 'a\ud800' })).toThrow(/scope/);
+    expect(build({ waitTimeoutMs: 1e12 })).toThrow(/waitTimeoutMs/);
     expect(build({})).not.toThrow();
   });
 
