@@ -1,4 +1,3 @@
-import type { Kysely } from 'kysely';
 import {
   IdempotencyConflictError,
   type IdempotentTransaction,
@@ -7,6 +6,7 @@ import {
   type Jsonified,
   withIdempotency,
 } from '../index.ts';
+import type { AnyKysely } from './adapter-options.ts';
 import { MessageAttemptsExhaustedError, MissingMessageIdError } from './consumer-errors.ts';
 import {
   type ConsumerOptions,
@@ -16,9 +16,6 @@ import {
   type ResolvedConsumerOptions,
   resolveConsumerOptions,
 } from './consumer-options.ts';
-
-// biome-ignore lint/suspicious/noExplicitAny: any database type; K carries the caller's.
-type AnyKysely = Kysely<any>;
 
 /** Handles one message: its business writes go through `trx`; its return value (JSON) is stored. */
 export type MessageHandler<K, M, R> = (trx: IdempotentTransaction<K>, message: M) => Promise<R>;
@@ -96,17 +93,33 @@ export async function consumeOnce<K extends AnyKysely, M, R>(
       issues: ['attempt: must be an integer >= 1'],
     });
   }
-  return consumeDelivery(db, resolved, delivery, handler);
+  return consumeResolved(db, resolved, delivery, handler);
 }
 
-async function consumeDelivery<K extends AnyKysely, M, R>(
+/**
+ * A delivery as an adapter read it: `idError` when the user's id function threw on the message.
+ * Internal: not exported from the module's index.
+ */
+export interface AdapterDelivery<M> extends Delivery<M> {
+  idError?: { error: unknown };
+}
+
+/**
+ * {@link consumeOnce} for options an adapter validated once, where it was built: nothing is
+ * parsed again per message. Internal: not exported from the module's index.
+ */
+export async function consumeResolved<K extends AnyKysely, M, R>(
   db: K,
   options: ResolvedConsumerOptions<M>,
-  delivery: Delivery<M>,
+  delivery: AdapterDelivery<M>,
   handler: MessageHandler<K, M, R>,
 ): Promise<ConsumeResult<Jsonified<R>>> {
   const { scope, maxAttempts } = options;
   const { message, messageId: key, attempt } = delivery;
+  if (delivery.idError !== undefined) {
+    const { error } = delivery.idError;
+    return deadLetter(options, { message, attempt, reason: 'invalid_id', error });
+  }
   if (key === undefined || key === '') {
     const error = new MissingMessageIdError({ scope });
     return deadLetter(options, { message, attempt, reason: 'missing_id', error });

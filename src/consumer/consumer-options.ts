@@ -20,13 +20,14 @@ export interface DeadLetter<M> {
   message: M;
   /**
    * `'missing_id'`: no id to deduplicate by; `'invalid_id'`: an id that is not 1 to 255 printable
-   * ASCII characters; `'max_attempts'`: its last allowed delivery failed, or it arrived after
-   * them.
+   * ASCII characters, or an adapter's `messageId` function threw on the message; `'max_attempts'`:
+   * its last allowed delivery failed, or it arrived after them.
    */
   reason: DeadLetterReason;
   /**
-   * The handler's error on the last attempt, or a `MissingMessageIdError`,
-   * `InvalidIdempotencyKeyError` or `MessageAttemptsExhaustedError`.
+   * The handler's error on the last attempt, a `MissingMessageIdError`,
+   * `InvalidIdempotencyKeyError` or `MessageAttemptsExhaustedError`, or what a `messageId`
+   * function threw.
    */
   error: unknown;
   /** The delivery attempt that dead-lettered it (1 is the first delivery). */

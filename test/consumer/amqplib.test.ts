@@ -269,4 +269,40 @@ describe('idempotentAmqpHandler', () => {
     expect(calls).toBe(2);
     expect(await messagesLeft(queue)).toBe(0);
   });
+
+  it('dead-letters a message whose id function throws as invalid_id, with its error, and acknowledges it', async () => {
+    const queue = await newQueue();
+    publish(queue, undefined, 'not json');
+    const { results, ran, deadLetters } = await consume(queue, 1, {
+      messageId: (message) => JSON.parse(message.content.toString()).id,
+    });
+    expect(results).toEqual([
+      { outcome: 'dead_lettered', reason: 'invalid_id', error: expect.any(SyntaxError) },
+    ]);
+    expect(ran).toEqual([]);
+    expect(deadLetters.map((letter) => [letter.reason, letter.attempt])).toEqual([
+      ['invalid_id', 1],
+    ]);
+    expect(await messagesLeft(queue)).toBe(0);
+  });
+
+  it('requeues a failed message with the default delay when retryDelayMs throws', async () => {
+    const queue = await newQueue();
+    const id = uniqueKey();
+    publish(queue, id);
+    let calls = 0;
+    const { results } = await consume(queue, 2, {
+      retryDelayMs: () => {
+        throw new Error('no delay today');
+      },
+      handler: async (trx) => {
+        calls += 1;
+        if (calls === 1) throw new Error('the first attempt fails');
+        return createPayment(queue, id)(trx);
+      },
+    });
+    expect(results.map((result) => result.outcome)).toEqual(['retry', 'processed']);
+    expect(await fx.countPayments(id, queue)).toBe(1);
+    expect(await messagesLeft(queue)).toBe(0);
+  });
 });

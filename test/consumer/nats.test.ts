@@ -278,4 +278,40 @@ describe('idempotentJetStreamHandler', () => {
     expect(await fx.countEntries(eventId, stream)).toBe(1);
     await expectAllSettled(stream);
   });
+
+  it('dead-letters a message whose id function throws as invalid_id, with its error, and terminates it', async () => {
+    const stream = await newStream();
+    await publish(stream, undefined, 'not json');
+    const { results, ran, deadLetters } = await consume(stream, 1, {
+      messageId: (message) => message.json<{ id: string }>().id,
+    });
+    expect(results).toEqual([
+      { outcome: 'dead_lettered', reason: 'invalid_id', error: expect.any(Error) },
+    ]);
+    expect(ran).toEqual([]);
+    expect(deadLetters.map((letter) => [letter.reason, letter.attempt])).toEqual([
+      ['invalid_id', 1],
+    ]);
+    await expectAllSettled(stream);
+  });
+
+  it('asks for the default redelivery delay when retryDelayMs throws', async () => {
+    const stream = await newStream();
+    const id = uniqueKey();
+    await publish(stream, id);
+    let calls = 0;
+    const { results } = await consume(stream, 2, {
+      retryDelayMs: () => {
+        throw new Error('no delay today');
+      },
+      handler: async (trx) => {
+        calls += 1;
+        if (calls === 1) throw new Error('the first attempt fails');
+        return createPayment(stream, id)(trx);
+      },
+    });
+    expect(results.map((result) => result.outcome)).toEqual(['retry', 'processed']);
+    expect(await fx.countPayments(id, stream)).toBe(1);
+    await expectAllSettled(stream);
+  });
 });

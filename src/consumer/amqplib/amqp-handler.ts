@@ -1,18 +1,19 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Channel, ConsumeMessage } from 'amqplib';
-import type { Kysely } from 'kysely';
-import { InvalidIdempotencyOptionsError, type Jsonified } from '../../index.ts';
+import type { Jsonified } from '../../index.ts';
 import {
-  type ConsumeResult,
+  type AnyKysely,
+  assertAdapterOptions,
+  isHeader,
+  readMessageId,
+  retryDelayFor,
+} from '../adapter-options.ts';
+import { type ConsumeResult, consumeResolved, type MessageHandler } from '../consume-once.ts';
+import {
   type ConsumerOptions,
-  consumeOnce,
   defaultRetryDelayMs,
-  type MessageHandler,
-  validateConsumerOptions,
-} from '../index.ts';
-
-// biome-ignore lint/suspicious/noExplicitAny: any database type; K carries the caller's.
-type AnyKysely = Kysely<any>;
+  resolveConsumerOptions,
+} from '../consumer-options.ts';
 
 /**
  * Where the message id comes from: `'messageId'` (default), the AMQP `message-id` property the
@@ -33,7 +34,13 @@ export interface AmqpConsumerOptions<K, R> extends ConsumerOptions<ConsumeMessag
   /**
    * How long a failed message is held before it is requeued (`nack` with requeue), given the
    * attempt that failed. Default 1 s, doubling up to 30 s. The message keeps its prefetch slot
-   * meanwhile.
+   * meanwhile. When it throws, or answers anything but a finite number >= 0, the default is
+   * used: the message is still requeued.
+   *
+   * @example
+   * ```ts
+   * retryDelayMs: (attempt) => Math.min(500 * attempt, 10_000),
+   * ```
    */
   retryDelayMs?: (attempt: number) => number;
 }
@@ -82,23 +89,35 @@ export function idempotentAmqpHandler<K extends AnyKysely, R>(
   channel: Pick<Channel, 'ack' | 'nack'>,
   options: AmqpConsumerOptions<K, R>,
 ): (message: ConsumeMessage) => Promise<ConsumeResult<Jsonified<R>>> {
-  validateConsumerOptions(options, 'idempotentAmqpHandler');
+  const resolved = resolveConsumerOptions(options, 'idempotentAmqpHandler');
   const { handler, messageId = 'messageId', retryDelayMs = defaultRetryDelayMs } = options;
-  assertAdapterOptions('idempotentAmqpHandler', {
-    handler,
-    retryDelayMs,
-    messageId: messageId === 'messageId' || typeof messageId === 'function' || isHeader(messageId),
-  });
+  assertAdapterOptions(
+    'idempotentAmqpHandler',
+    {
+      handler,
+      retryDelayMs,
+      messageId:
+        messageId === 'messageId' || typeof messageId === 'function' || isHeader(messageId),
+    },
+    "'messageId', { header: string } or a function",
+  );
   const failures = new Map<string, number>();
   const idOf = messageIdReader(messageId);
   return async (message) => {
-    const id = idOf(message);
+    const reading = readMessageId(idOf, message);
+    const id = 'messageId' in reading ? reading.messageId : undefined;
     const counted = deliveryCount(message);
     const attempt = counted === undefined ? (id ? (failures.get(id) ?? 0) : 0) + 1 : counted + 1;
-    const result = await consumeOnce(db, options, { message, messageId: id, attempt }, handler);
+    const delivery = {
+      message,
+      messageId: id,
+      attempt,
+      ...('idError' in reading ? { idError: { error: reading.idError } } : {}),
+    };
+    const result = await consumeResolved(db, resolved, delivery, handler);
     if (result.outcome === 'retry') {
       if (id) countFailure(failures, id, attempt);
-      await sleep(retryDelayMs(attempt));
+      await sleep(retryDelayFor(retryDelayMs, attempt));
       channel.nack(message, false, true);
     } else {
       if (id) failures.delete(id);
@@ -134,30 +153,5 @@ function countFailure(failures: Map<string, number>, id: string, attempt: number
   if (failures.size > MAX_COUNTED_MESSAGES) {
     const oldest = failures.keys().next().value;
     if (oldest !== undefined) failures.delete(oldest);
-  }
-}
-
-function isHeader(source: unknown): boolean {
-  const header: unknown = (source as { header?: unknown } | null)?.header;
-  return typeof header === 'string' && header !== '';
-}
-
-/** The adapter's own options, checked where the handler is built. */
-function assertAdapterOptions(
-  caller: string,
-  options: { handler: unknown; retryDelayMs: unknown; messageId: boolean },
-): void {
-  const issues = [
-    ...(typeof options.handler === 'function' ? [] : ['handler: must be a function']),
-    ...(typeof options.retryDelayMs === 'function' ? [] : ['retryDelayMs: must be a function']),
-    ...(options.messageId
-      ? []
-      : ["messageId: must be 'messageId', { header: string } or a function"]),
-  ];
-  if (issues.length > 0) {
-    throw new InvalidIdempotencyOptionsError({
-      message: `Invalid ${caller} options: ${issues.join('; ')}`,
-      issues,
-    });
   }
 }

@@ -1,17 +1,18 @@
 import type { JsMsg } from '@nats-io/jetstream';
-import type { Kysely } from 'kysely';
-import { InvalidIdempotencyOptionsError, type Jsonified } from '../../index.ts';
+import type { Jsonified } from '../../index.ts';
 import {
-  type ConsumeResult,
+  type AnyKysely,
+  assertAdapterOptions,
+  isHeader,
+  readMessageId,
+  retryDelayFor,
+} from '../adapter-options.ts';
+import { type ConsumeResult, consumeResolved, type MessageHandler } from '../consume-once.ts';
+import {
   type ConsumerOptions,
-  consumeOnce,
   defaultRetryDelayMs,
-  type MessageHandler,
-  validateConsumerOptions,
-} from '../index.ts';
-
-// biome-ignore lint/suspicious/noExplicitAny: any database type; K carries the caller's.
-type AnyKysely = Kysely<any>;
+  resolveConsumerOptions,
+} from '../consumer-options.ts';
 
 /**
  * Where the message id comes from: `{ header }` (default `{ header: 'Nats-Msg-Id' }`, the id
@@ -32,7 +33,13 @@ export interface JetStreamConsumerOptions<K, R> extends ConsumerOptions<JsMsg> {
   messageId?: JetStreamMessageId;
   /**
    * The redelivery delay asked of the server (`nak(delay)`) after a failed attempt. Default 1 s,
-   * doubling up to 30 s.
+   * doubling up to 30 s. When it throws, or answers anything but a finite number >= 0, the
+   * default is used: the message is still redelivered.
+   *
+   * @example
+   * ```ts
+   * retryDelayMs: (attempt) => Math.min(500 * attempt, 10_000),
+   * ```
    */
   retryDelayMs?: (attempt: number) => number;
 }
@@ -77,23 +84,31 @@ export function idempotentJetStreamHandler<K extends AnyKysely, R>(
   db: K,
   options: JetStreamConsumerOptions<K, R>,
 ): (message: JsMsg) => Promise<ConsumeResult<Jsonified<R>>> {
-  validateConsumerOptions(options, 'idempotentJetStreamHandler');
+  const resolved = resolveConsumerOptions(options, 'idempotentJetStreamHandler');
   const {
     handler,
     messageId = { header: 'Nats-Msg-Id' },
     retryDelayMs = defaultRetryDelayMs,
   } = options;
-  assertAdapterOptions('idempotentJetStreamHandler', {
-    handler,
-    retryDelayMs,
-    messageId:
-      messageId === 'stream-sequence' || typeof messageId === 'function' || isHeader(messageId),
-  });
+  assertAdapterOptions(
+    'idempotentJetStreamHandler',
+    {
+      handler,
+      retryDelayMs,
+      messageId:
+        messageId === 'stream-sequence' || typeof messageId === 'function' || isHeader(messageId),
+    },
+    "{ header: string }, 'stream-sequence' or a function",
+  );
   const idOf = messageIdReader(messageId);
   return async (message) => {
     const attempt = message.info.deliveryCount;
-    const delivery = { message, messageId: idOf(message), attempt };
-    const result = await consumeOnce(db, options, delivery, handler);
+    const reading = readMessageId(idOf, message);
+    const delivery =
+      'idError' in reading
+        ? { message, messageId: undefined, attempt, idError: { error: reading.idError } }
+        : { message, messageId: reading.messageId, attempt };
+    const result = await consumeResolved(db, resolved, delivery, handler);
     switch (result.outcome) {
       case 'processed':
       case 'replayed':
@@ -105,7 +120,7 @@ export function idempotentJetStreamHandler<K extends AnyKysely, R>(
         message.term();
         break;
       case 'retry':
-        message.nak(retryDelayMs(attempt));
+        message.nak(retryDelayFor(retryDelayMs, attempt));
         break;
     }
     return result;
@@ -120,29 +135,4 @@ function messageIdReader(source: JetStreamMessageId): (message: JsMsg) => string
   const { header } = source;
   // MsgHdrs.get() answers '' for a header that is absent.
   return (message) => message.headers?.get(header) || undefined;
-}
-
-function isHeader(source: unknown): boolean {
-  const header: unknown = (source as { header?: unknown } | null)?.header;
-  return typeof header === 'string' && header !== '';
-}
-
-/** The adapter's own options, checked where the handler is built. */
-function assertAdapterOptions(
-  caller: string,
-  options: { handler: unknown; retryDelayMs: unknown; messageId: boolean },
-): void {
-  const issues = [
-    ...(typeof options.handler === 'function' ? [] : ['handler: must be a function']),
-    ...(typeof options.retryDelayMs === 'function' ? [] : ['retryDelayMs: must be a function']),
-    ...(options.messageId
-      ? []
-      : ["messageId: must be { header: string }, 'stream-sequence' or a function"]),
-  ];
-  if (issues.length > 0) {
-    throw new InvalidIdempotencyOptionsError({
-      message: `Invalid ${caller} options: ${issues.join('; ')}`,
-      issues,
-    });
-  }
 }
