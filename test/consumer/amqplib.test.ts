@@ -305,4 +305,19 @@ describe('idempotentAmqpHandler', () => {
     expect(await fx.countPayments(id, queue)).toBe(1);
     expect(await messagesLeft(queue)).toBe(0);
   });
+
+  it('processes a classic-queue message whose publisher set x-delivery-count, rather than dead-lettering it', async () => {
+    const queue = await newQueue();
+    const id = uniqueKey();
+    channel.sendToQueue(queue, Buffer.from('{}'), {
+      messageId: id,
+      headers: { 'x-delivery-count': 99 },
+    });
+    const { results, ran, deadLetters } = await consume(queue, 1, { maxAttempts: 3 });
+    expect(results.map((result) => result.outcome)).toEqual(['processed']);
+    expect(ran).toEqual([id]);
+    expect(deadLetters).toEqual([]);
+    expect(await fx.countPayments(id, queue)).toBe(1);
+    expect(await messagesLeft(queue)).toBe(0);
+  });
 });

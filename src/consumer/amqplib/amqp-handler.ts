@@ -57,9 +57,11 @@ const MAX_COUNTED_MESSAGES = 10_000;
  * - the handler failed with attempts left: held `retryDelayMs`, then `nack` with requeue;
  * - no id, an invalid id, or the last attempt failed: `onDeadLetter`, then `ack`.
  *
- * Attempts are the broker's count where it keeps one: a quorum queue's `x-delivery-count` header.
- * A classic queue keeps no count; the failures are then counted in this process (a consumer that
- * crashes on a message is not counted). Consume with `noAck: false` (the default).
+ * Attempts are the broker's count where it keeps one: a quorum queue's `x-delivery-count` header,
+ * read only on a redelivery (`fields.redelivered`), since on a first delivery the header can only
+ * be the publisher's. A classic queue keeps no count; the failures are then counted in this
+ * process (a consumer that crashes on a message is not counted). Consume with `noAck: false` (the
+ * default).
  *
  * @returns A function that handles one message and resolves, once it is settled, with what became
  *   of it. It rejects, leaving the message unsettled, when the channel cannot settle it (it was
@@ -140,8 +142,14 @@ function messageIdReader(source: AmqpMessageId): (message: ConsumeMessage) => st
   };
 }
 
-/** Deliveries before this one, as a quorum queue counts them; `undefined` for a classic queue. */
+/**
+ * Deliveries before this one, as a quorum queue counts them; `undefined` when the broker kept no
+ * count. Read only on a redelivery: on a first delivery the header can only be the publisher's
+ * (a classic queue passes any header through), and a message published with a high count would
+ * otherwise be dead-lettered unprocessed. On a quorum queue's redelivery the broker sets it.
+ */
 function deliveryCount(message: ConsumeMessage): number | undefined {
+  if (!message.fields.redelivered) return undefined;
   const count: unknown = message.properties.headers?.['x-delivery-count'];
   return typeof count === 'number' && Number.isInteger(count) && count >= 0 ? count : undefined;
 }
