@@ -37,8 +37,8 @@ export interface Delivery<M> {
  * - `'replayed'`: the message was processed before (a redelivery, a duplicate publish): the
  *   handler did not run; acknowledge. `response` is what the first run returned.
  * - `'dead_lettered'`: `onDeadLetter` took it: settle it (acknowledge, or `term` on JetStream).
- * - `'retry'`: this attempt failed and more remain, or `onDeadLetter` failed: nothing was
- *   committed; have it redelivered.
+ * - `'retry'`: this attempt failed and more remain, it failed before the handler ran (the
+ *   database, a replay), or `onDeadLetter` failed: nothing was committed; have it redelivered.
  */
 export type ConsumeResult<R> =
   | { outcome: 'processed'; response: R }
@@ -56,6 +56,8 @@ export type ConsumeResult<R> =
  *
  * A message without an id, or with an invalid one, is never processed: it goes to
  * `onDeadLetter`. A failing handler is retried up to `maxAttempts` deliveries, then dead-lettered.
+ * A failure before the handler ran (the database unreachable, a stored result that cannot be
+ * decrypted on replay) is always `'retry'`: it is no failure of the message.
  *
  * @throws {InvalidIdempotencyOptionsError} for invalid options (a programming error: the message
  *   is left unsettled).
@@ -153,6 +155,11 @@ export async function consumeResolved<K extends AnyKysely, M, R>(
     // A duplicate of this message is in flight elsewhere: it commits (and this one then replays)
     // or rolls back (and this one runs); neither is this message's failure.
     if (error instanceof IdempotencyConflictError) return { outcome: 'retry', error };
+    // Only an attempt that reached the handler is the message's failure. One that failed before
+    // it (the pool, the connection, the replay of a processed message) says nothing about the
+    // message: it is retried, so that a processed message never becomes a dead one and an outage
+    // is ridden out with backoff.
+    if (!handlerRan) return { outcome: 'retry', error };
     if (error instanceof MessageAttemptsExhaustedError || attempt >= maxAttempts) {
       return deadLetter(options, { message, attempt, reason: 'max_attempts', error });
     }

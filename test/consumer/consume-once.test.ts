@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   consumeOnce,
@@ -9,6 +10,8 @@ import {
 import {
   InvalidIdempotencyKeyError,
   InvalidIdempotencyOptionsError,
+  ResponseDecryptionError,
+  responseEncryption,
   withIdempotency,
 } from '../../src/index.ts';
 import { createPayment, uniqueKey, useLedgerFixture } from '../support/ledger-fixture.ts';
@@ -66,6 +69,34 @@ describe('consumeOnce', () => {
     );
     expect(first.outcome).toBe('processed');
     expect(late).toEqual({ ...first, outcome: 'replayed' });
+    expect(deadLetters).toEqual([]);
+    expect(await fx.countPayments(key)).toBe(1);
+  });
+
+  it('retries, never dead-letters, a processed message whose replay fails before the handler, however many deliveries', async () => {
+    const key = uniqueKey();
+    const { deadLetters, onDeadLetter } = collector();
+    const written = { scope: 's', maxAttempts: 2, onDeadLetter };
+    const encryption = responseEncryption({ keys: [{ id: 'old', key: randomBytes(32) }] });
+    const first = await consumeOnce(
+      fx.db,
+      { ...written, encryption },
+      { message: 'm', messageId: key, attempt: 1 },
+      createPayment('s', key),
+    );
+    expect(first.outcome).toBe('processed');
+    // A consumer deployed without the key the entry was sealed with cannot replay it: its
+    // deliveries fail before the handler, and the processed message must not become a dead one.
+    const withoutKey = responseEncryption({ keys: [{ id: 'new', key: randomBytes(32) }] });
+    for (const attempt of [2, 3, 4]) {
+      const late = await consumeOnce(
+        fx.db,
+        { ...written, encryption: withoutKey },
+        { message: 'm', messageId: key, attempt },
+        createPayment('s', key),
+      );
+      expect(late).toMatchObject({ outcome: 'retry', error: expect.any(ResponseDecryptionError) });
+    }
     expect(deadLetters).toEqual([]);
     expect(await fx.countPayments(key)).toBe(1);
   });
