@@ -104,6 +104,8 @@ export async function consumeOnce<K extends AnyKysely, M, R>(
  */
 export interface AdapterDelivery<M> extends Delivery<M> {
   idError?: { error: unknown };
+  /** Set by {@link consumeResolved} once the attempt reached the handler (or the attempts check). */
+  reachedHandler?: boolean;
 }
 
 /**
@@ -135,6 +137,7 @@ export async function consumeResolved<K extends AnyKysely, M, R>(
       { ...ledgerOptions(options), key },
       (trx) => {
         handlerRan = true;
+        delivery.reachedHandler = true;
         // Checked inside the transaction, after the lookup: a redelivery of a message that was
         // processed replays whatever its count, and only an unprocessed one is given up.
         if (attempt > maxAttempts) {

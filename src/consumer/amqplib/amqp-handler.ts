@@ -8,12 +8,18 @@ import {
   readMessageId,
   retryDelayFor,
 } from '../adapter-options.ts';
-import { type ConsumeResult, consumeResolved, type MessageHandler } from '../consume-once.ts';
+import {
+  type AdapterDelivery,
+  type ConsumeResult,
+  consumeResolved,
+  type MessageHandler,
+} from '../consume-once.ts';
 import {
   type ConsumerOptions,
   defaultRetryDelayMs,
   resolveConsumerOptions,
 } from '../consumer-options.ts';
+import { FailureCounts } from './failure-counts.ts';
 
 /**
  * Where the message id comes from: `'messageId'` (default), the AMQP `message-id` property the
@@ -45,9 +51,6 @@ export interface AmqpConsumerOptions<K, R> extends ConsumerOptions<ConsumeMessag
   retryDelayMs?: (attempt: number) => number;
 }
 
-// Failures counted in this process, for queues whose broker does not count deliveries.
-const MAX_COUNTED_MESSAGES = 10_000;
-
 /**
  * A message listener for `channel.consume()` that processes each message at most once per
  * (scope, message id), and acknowledges it only after its transaction committed:
@@ -59,8 +62,9 @@ const MAX_COUNTED_MESSAGES = 10_000;
  *
  * Attempts are the broker's count where it keeps one: a quorum queue's `x-delivery-count` header,
  * read only on a redelivery (`fields.redelivered`), since on a first delivery the header can only
- * be the publisher's. A classic queue keeps no count; the failures are then counted in this
- * process (a consumer that crashes on a message is not counted). Consume with `noAck: false` (the
+ * be the publisher's. A classic queue keeps no count; the failures that reached the handler are
+ * then counted in this process, per handler, for the 10,000 messages that failed last (a consumer
+ * that crashes on a message is not counted, and N consumers allow up to N × `maxAttempts`). Consume with `noAck: false` (the
  * default).
  *
  * @returns A function that handles one message and resolves, once it is settled, with what became
@@ -103,14 +107,14 @@ export function idempotentAmqpHandler<K extends AnyKysely, R>(
     },
     "'messageId', { header: string } or a function",
   );
-  const failures = new Map<string, number>();
+  const failures = new FailureCounts(resolved.scope);
   const idOf = messageIdReader(messageId);
   return async (message) => {
     const reading = readMessageId(idOf, message);
     const id = 'messageId' in reading ? reading.messageId : undefined;
     const counted = deliveryCount(message);
-    const attempt = counted === undefined ? (id ? (failures.get(id) ?? 0) : 0) + 1 : counted + 1;
-    const delivery = {
+    const attempt = counted === undefined ? (id ? failures.failures(id) : 0) + 1 : counted + 1;
+    const delivery: AdapterDelivery<ConsumeMessage> = {
       message,
       messageId: id,
       attempt,
@@ -118,12 +122,14 @@ export function idempotentAmqpHandler<K extends AnyKysely, R>(
     };
     const result = await consumeResolved(db, resolved, delivery, handler);
     if (result.outcome === 'retry') {
-      if (id) countFailure(failures, id, attempt);
+      // A failure before the handler (the database, a replay) is no attempt of the message's.
+      if (id && delivery.reachedHandler) failures.record(id, attempt);
       await sleep(retryDelayFor(retryDelayMs, attempt));
       channel.nack(message, false, true);
     } else {
-      if (id) failures.delete(id);
       channel.ack(message);
+      // After the ack: when it throws (the channel closed), the redelivery keeps the count.
+      if (id) failures.forget(id);
     }
     return result;
   };
@@ -152,14 +158,4 @@ function deliveryCount(message: ConsumeMessage): number | undefined {
   if (!message.fields.redelivered) return undefined;
   const count: unknown = message.properties.headers?.['x-delivery-count'];
   return typeof count === 'number' && Number.isInteger(count) && count >= 0 ? count : undefined;
-}
-
-function countFailure(failures: Map<string, number>, id: string, attempt: number): void {
-  failures.delete(id);
-  failures.set(id, attempt);
-  // Oldest first: a Map iterates in insertion order.
-  if (failures.size > MAX_COUNTED_MESSAGES) {
-    const oldest = failures.keys().next().value;
-    if (oldest !== undefined) failures.delete(oldest);
-  }
 }
