@@ -248,6 +248,7 @@ describe('idempotentJetStreamHandler', () => {
     expect(build({ ttlMs: -1 })).toThrow(/ttlMs/);
     expect(build({ messageId: 'sequence' })).toThrow(/messageId/);
     expect(build({ retryDelayMs: 100 })).toThrow(/retryDelayMs/);
+    expect(build({ workingIntervalMs: 0 })).toThrow(/workingIntervalMs/);
     expect(build({ scope: 'a\0b' })).toThrow(/scope/);
     expect(build({ scope: 'a\ud800' })).toThrow(/scope/);
     expect(build({ waitTimeoutMs: 1e12 })).toThrow(/waitTimeoutMs/);
@@ -313,5 +314,26 @@ describe('idempotentJetStreamHandler', () => {
     expect(results.map((result) => result.outcome)).toEqual(['retry', 'processed']);
     expect(await fx.countPayments(id, stream)).toBe(1);
     await expectAllSettled(stream);
+  });
+
+  it('keeps a handler that outlasts ack_wait from being redelivered while in flight, with workingIntervalMs', async () => {
+    const stream = await newStream();
+    const id = uniqueKey();
+    await publish(stream, id);
+    let runs = 0;
+    const { results } = await consume(stream, 1, {
+      workingIntervalMs: 300,
+      handler: async (trx) => {
+        runs += 1;
+        // Over twice the consumer's ack_wait of 1 s.
+        await new Promise((resolve) => setTimeout(resolve, 2500));
+        return createPayment(stream, id)(trx);
+      },
+    });
+    expect(results.map((result) => result.outcome)).toEqual(['processed']);
+    expect(runs).toBe(1);
+    await expectAllSettled(stream);
+    // Each delivery, redeliveries included, takes a consumer sequence number.
+    expect((await jsm.consumers.info(stream, 'worker')).delivered.consumer_seq).toBe(1);
   });
 });

@@ -1,5 +1,5 @@
 import type { JsMsg } from '@nats-io/jetstream';
-import type { Jsonified } from '../../index.ts';
+import { InvalidIdempotencyOptionsError, type Jsonified } from '../../index.ts';
 import {
   type AnyKysely,
   assertAdapterOptions,
@@ -42,6 +42,20 @@ export interface JetStreamConsumerOptions<K, R> extends ConsumerOptions<JsMsg> {
    * ```
    */
   retryDelayMs?: (attempt: number) => number;
+  /**
+   * While a message is being handled, tell the server every this many milliseconds that it is
+   * still in progress (`working()`), which restarts its `ack_wait`. Default: off, and then the
+   * consumer's `ack_wait` must exceed the handler's longest run plus `waitTimeoutMs`, or the
+   * server redelivers the message while it is in flight (the copy then waits for the first, and
+   * replays). Set it to a fraction of `ack_wait` (a third) for handlers that can run longer.
+   *
+   * @example
+   * ```ts
+   * // ack_wait 30 s: a handler may run for minutes without being redelivered.
+   * workingIntervalMs: 10_000,
+   * ```
+   */
+  workingIntervalMs?: number;
 }
 
 /**
@@ -100,6 +114,21 @@ export function idempotentJetStreamHandler<K extends AnyKysely, R>(
     },
     "{ header: string }, 'stream-sequence' or a function",
   );
+  const { workingIntervalMs } = options;
+  if (
+    workingIntervalMs !== undefined &&
+    !(
+      Number.isInteger(workingIntervalMs) &&
+      workingIntervalMs > 0 &&
+      workingIntervalMs <= 2 ** 31 - 1
+    )
+  ) {
+    throw new InvalidIdempotencyOptionsError({
+      message:
+        'Invalid idempotentJetStreamHandler options: workingIntervalMs: must be a positive integer',
+      issues: ['workingIntervalMs: must be a positive integer (milliseconds)'],
+    });
+  }
   const idOf = messageIdReader(messageId);
   return async (message) => {
     const attempt = message.info.deliveryCount;
@@ -108,7 +137,13 @@ export function idempotentJetStreamHandler<K extends AnyKysely, R>(
       'idError' in reading
         ? { message, messageId: undefined, attempt, idError: { error: reading.idError } }
         : { message, messageId: reading.messageId, attempt };
-    const result = await consumeResolved(db, resolved, delivery, handler);
+    const working = keepWorking(message, workingIntervalMs);
+    let result: ConsumeResult<Jsonified<R>>;
+    try {
+      result = await consumeResolved(db, resolved, delivery, handler);
+    } finally {
+      clearInterval(working);
+    }
     switch (result.outcome) {
       case 'processed':
       case 'replayed':
@@ -135,4 +170,17 @@ function messageIdReader(source: JetStreamMessageId): (message: JsMsg) => string
   const { header } = source;
   // MsgHdrs.get() answers '' for a header that is absent.
   return (message) => message.headers?.get(header) || undefined;
+}
+
+/** Restarts the message's ack_wait on an interval while it is handled; nothing when off. */
+function keepWorking(message: JsMsg, intervalMs: number | undefined): NodeJS.Timeout | undefined {
+  if (intervalMs === undefined) return undefined;
+  const timer = setInterval(() => {
+    // A closed connection fails the settle that follows, where it is reported.
+    try {
+      message.working();
+    } catch {}
+  }, intervalMs);
+  timer.unref();
+  return timer;
 }
