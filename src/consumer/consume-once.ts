@@ -17,10 +17,34 @@ import {
   resolveConsumerOptions,
 } from './consumer-options.ts';
 
-/** Handles one message: its business writes go through `trx`; its return value (JSON) is stored. */
+/**
+ * Handles one message: its business writes go through `trx`; its return value (JSON) is stored,
+ * and replayed to a redelivery instead of running it again.
+ *
+ * @example
+ * ```ts
+ * const handler: MessageHandler<Kysely<DB>, ConsumeMessage, { orderId: string }> = async (trx, message) => {
+ *   const order = JSON.parse(message.content.toString());
+ *   await trx.insertInto('orders').values(order).execute();
+ *   return { orderId: order.id };
+ * };
+ * ```
+ */
 export type MessageHandler<K, M, R> = (trx: IdempotentTransaction<K>, message: M) => Promise<R>;
 
-/** One delivery of a message, as the adapter read it from the broker. */
+/**
+ * One delivery of a message, as the adapter read it from the broker.
+ *
+ * @example
+ * ```ts
+ * // An SQS message: its own attempt count, and an id the producer set as an attribute.
+ * const delivery: Delivery<Message> = {
+ *   message,
+ *   messageId: message.MessageAttributes?.eventId?.StringValue,
+ *   attempt: Number(message.Attributes?.ApproximateReceiveCount ?? 1),
+ * };
+ * ```
+ */
 export interface Delivery<M> {
   /** The message, passed to the handler and to `onDeadLetter`. */
   message: M;
@@ -39,6 +63,20 @@ export interface Delivery<M> {
  * - `'dead_lettered'`: `onDeadLetter` took it: settle it (acknowledge, or `term` on JetStream).
  * - `'retry'`: this attempt failed and more remain, it failed before the handler ran (the
  *   database, a replay), or `onDeadLetter` failed: nothing was committed; have it redelivered.
+ *
+ * @example
+ * ```ts
+ * switch (result.outcome) {
+ *   case 'processed':
+ *   case 'replayed':
+ *   case 'dead_lettered':
+ *     await deleteMessage(message);
+ *     break;
+ *   case 'retry':
+ *     await changeVisibility(message, defaultRetryDelayMs(attempt));
+ *     break;
+ * }
+ * ```
  */
 export type ConsumeResult<R> =
   | { outcome: 'processed'; response: R }

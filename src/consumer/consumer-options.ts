@@ -11,10 +11,30 @@ export const DEFAULT_CONSUMER_TTL_MS = 7 * 24 * 60 * 60 * 1000;
 /** Default number of deliveries a message gets before it is dead-lettered. */
 export const DEFAULT_CONSUMER_MAX_ATTEMPTS = 5;
 
-/** Why a message was handed to `onDeadLetter`. */
+/**
+ * Why a message was handed to `onDeadLetter`.
+ *
+ * @example
+ * ```ts
+ * onDeadLetter: ({ reason, message }) =>
+ *   reason === 'max_attempts' ? parkForReplay(message) : rejectMalformed(message),
+ * ```
+ */
 export type DeadLetterReason = 'missing_id' | 'invalid_id' | 'max_attempts';
 
-/** What `onDeadLetter` receives. */
+/**
+ * What `onDeadLetter` receives.
+ *
+ * @example
+ * ```ts
+ * onDeadLetter: async ({ message, reason, error, attempt }) => {
+ *   await db.insertInto('dead_messages')
+ *     .values({ id: message.properties.messageId, reason, attempt, error: String(error) })
+ *     .onConflict((oc) => oc.doNothing())
+ *     .execute();
+ * },
+ * ```
+ */
 export interface DeadLetter<M> {
   /** The message as the broker delivered it. */
   message: M;
@@ -61,6 +81,11 @@ export interface ConsumerOptions<M> {
    * than any redelivery or republish can come late: independent of, and much longer than, the
    * broker's own dedupe window (JetStream's duplicate window, 2 minutes by default; SQS FIFO's 5
    * minutes).
+   *
+   * @example
+   * ```ts
+   * ttlMs: 30 * 24 * 60 * 60 * 1000, // a dead-letter queue may be replayed up to a month later
+   * ```
    */
   ttlMs?: number;
   /**

@@ -24,7 +24,14 @@ import { FailureCounts } from './failure-counts.ts';
 /**
  * Where the message id comes from: `'messageId'` (default), the AMQP `message-id` property the
  * producer sets (`publish(..., { messageId })`); `{ header }`, a header you name; or a function of
- * the message (return `undefined` when it has none).
+ * the message (return `undefined` when it has none; one that throws dead-letters the message as
+ * `'invalid_id'`).
+ *
+ * @example
+ * ```ts
+ * messageId: { header: 'x-event-id' }
+ * messageId: (message) => JSON.parse(message.content.toString()).eventId
+ * ```
  */
 export type AmqpMessageId =
   | 'messageId'
@@ -35,7 +42,14 @@ export type AmqpMessageId =
 export interface AmqpConsumerOptions<K, R> extends ConsumerOptions<ConsumeMessage> {
   /** Your work for one message, in the transaction that also records it. */
   handler: MessageHandler<K, ConsumeMessage, R>;
-  /** Where the message id comes from. Default: the `messageId` property. */
+  /**
+   * Where the message id comes from. Default: the `messageId` property.
+   *
+   * @example
+   * ```ts
+   * messageId: (message) => message.properties.messageId || messageBodyId(message.content),
+   * ```
+   */
   messageId?: AmqpMessageId;
   /**
    * How long a failed message is held before it is requeued (`nack` with requeue), given the

@@ -18,7 +18,14 @@ import {
  * Where the message id comes from: `{ header }` (default `{ header: 'Nats-Msg-Id' }`, the id
  * JetStream itself dedupes publishes by within the stream's duplicate window); `'stream-sequence'`,
  * the stream's name and the message's sequence in it (unique per stored message, so a message
- * published twice is two messages); or a function of the message.
+ * published twice is two messages); or a function of the message (one that throws dead-letters
+ * the message as `'invalid_id'`).
+ *
+ * @example
+ * ```ts
+ * messageId: { header: 'Event-Id' }
+ * messageId: (message) => message.json<{ eventId: string }>().eventId
+ * ```
  */
 export type JetStreamMessageId =
   | { header: string }
@@ -29,7 +36,14 @@ export type JetStreamMessageId =
 export interface JetStreamConsumerOptions<K, R> extends ConsumerOptions<JsMsg> {
   /** Your work for one message, in the transaction that also records it. */
   handler: MessageHandler<K, JsMsg, R>;
-  /** Where the message id comes from. Default: the `Nats-Msg-Id` header. */
+  /**
+   * Where the message id comes from. Default: the `Nats-Msg-Id` header.
+   *
+   * @example
+   * ```ts
+   * messageId: 'stream-sequence', // every stored message is processed, a republish too
+   * ```
+   */
   messageId?: JetStreamMessageId;
   /**
    * The redelivery delay asked of the server (`nak(delay)`) after a failed attempt. Default 1 s,
