@@ -6,8 +6,9 @@ import {
   idempotentAmqpHandler,
 } from '../../src/consumer/amqplib/index.ts';
 import type { ConsumeResult, DeadLetter } from '../../src/consumer/index.ts';
-import { MissingMessageIdError } from '../../src/consumer/index.ts';
-import { InvalidIdempotencyOptionsError } from '../../src/index.ts';
+import { MessageAttemptsExhaustedError, MissingMessageIdError } from '../../src/consumer/index.ts';
+import { InvalidIdempotencyKeyError, InvalidIdempotencyOptionsError } from '../../src/index.ts';
+import { deferred, waitForLockWaiters } from '../support/barrier.ts';
 import { openAmqp, uniqueName } from '../support/brokers.ts';
 import { killConsumerAt } from '../support/consumer-crash.ts';
 import {
@@ -128,9 +129,22 @@ describe('idempotentAmqpHandler', () => {
     const ids = [uniqueKey('msg'), uniqueKey('msg'), uniqueKey('msg')];
     for (const id of ids) publish(queue, id);
     for (const id of ids) publish(queue, id);
-    // No prefetch limit: the six deliveries are handled concurrently, and a copy meets its twin in
-    // flight (it waits for it, then replays).
-    const { results, ran } = await consume(queue, 6);
+    // No prefetch limit: the six deliveries are handled concurrently. Each first copy's handler is
+    // held until Postgres shows its three twins waiting at the claim, so that each copy meets its
+    // twin in flight (it waits for it, then replays).
+    const gate = deferred();
+    const ran: string[] = [];
+    const consuming = consume(queue, 6, {
+      handler: async (trx, message) => {
+        const key = String(message.properties.messageId);
+        ran.push(key);
+        await gate.promise;
+        return createPayment(queue, key)(trx);
+      },
+    });
+    await waitForLockWaiters(fx.db, 3, 10_000);
+    gate.resolve();
+    const { results } = await consuming;
     const outcomes = results.map((result) => result.outcome).sort();
     expect(outcomes).toEqual([
       'processed',
@@ -318,6 +332,81 @@ describe('idempotentAmqpHandler', () => {
     expect(ran).toEqual([id]);
     expect(deadLetters).toEqual([]);
     expect(await fx.countPayments(id, queue)).toBe(1);
+    expect(await messagesLeft(queue)).toBe(0);
+  });
+
+  it('replays a message whose ack failed after the commit because the channel closed, without running the handler again', async () => {
+    const queue = await newQueue();
+    const id = uniqueKey();
+    publish(queue, id);
+    const own = await connection.createChannel();
+    let runs = 0;
+    const handle = idempotentAmqpHandler(fx.db, own, {
+      scope: queue,
+      onDeadLetter: () => undefined,
+      handler: async (trx) => {
+        runs += 1;
+        const response = await createPayment(queue, id)(trx);
+        // The broker requeues the unacknowledged message; the ack after the commit then fails.
+        await own.close();
+        return response;
+      },
+    });
+    const settled = deferred<unknown>();
+    await own.consume(queue, (message) => {
+      if (message) handle(message).then(settled.resolve, settled.resolve);
+    });
+    expect(await settled.promise).toBeInstanceOf(Error);
+    expect(await fx.countPayments(id, queue)).toBe(1);
+
+    const { results } = await consume(queue, 1, {
+      handler: async (trx) => {
+        runs += 1;
+        return createPayment(queue, id)(trx);
+      },
+    });
+    expect(results.map((result) => result.outcome)).toEqual(['replayed']);
+    expect(runs).toBe(1);
+    expect(await fx.countPayments(id, queue)).toBe(1);
+    expect(await messagesLeft(queue)).toBe(0);
+  });
+
+  it('requeues a message whose onDeadLetter fails after its last attempt, then dead-letters it without running the handler again', async () => {
+    const queue = await newQueue();
+    const id = uniqueKey('poison');
+    publish(queue, id);
+    let runs = 0;
+    let deadLetterCalls = 0;
+    const failure = new Error('the handler always fails');
+    const { results } = await consume(queue, 3, {
+      maxAttempts: 2,
+      handler: async () => {
+        runs += 1;
+        throw failure;
+      },
+      onDeadLetter: () => {
+        deadLetterCalls += 1;
+        if (deadLetterCalls === 1) throw new Error('the dead-letter store is down');
+      },
+    });
+    expect(results.map((result) => result.outcome)).toEqual(['retry', 'retry', 'dead_lettered']);
+    expect(results[2]).toMatchObject({ error: expect.any(MessageAttemptsExhaustedError) });
+    expect([runs, deadLetterCalls]).toEqual([2, 2]);
+    expect(await messagesLeft(queue)).toBe(0);
+  });
+
+  it('dead-letters a message whose id is not a valid key as invalid_id, and acknowledges it', async () => {
+    const queue = await newQueue();
+    publish(queue, 'café');
+    const { results, ran } = await consume(queue, 1);
+    expect(results).toEqual([
+      {
+        outcome: 'dead_lettered',
+        reason: 'invalid_id',
+        error: expect.any(InvalidIdempotencyKeyError),
+      },
+    ]);
+    expect(ran).toEqual([]);
     expect(await messagesLeft(queue)).toBe(0);
   });
 });

@@ -15,7 +15,7 @@ import {
   idempotentJetStreamHandler,
   type JetStreamConsumerOptions,
 } from '../../src/consumer/nats/index.ts';
-import { InvalidIdempotencyOptionsError } from '../../src/index.ts';
+import { InvalidIdempotencyKeyError, InvalidIdempotencyOptionsError } from '../../src/index.ts';
 import { openNats, uniqueName } from '../support/brokers.ts';
 import { killConsumerAt } from '../support/consumer-crash.ts';
 import {
@@ -335,5 +335,20 @@ describe('idempotentJetStreamHandler', () => {
     await expectAllSettled(stream);
     // Each delivery, redeliveries included, takes a consumer sequence number.
     expect((await jsm.consumers.info(stream, 'worker')).delivered.consumer_seq).toBe(1);
+  });
+
+  it('dead-letters a message whose id is not a valid key as invalid_id, and terminates it', async () => {
+    const stream = await newStream();
+    await publish(stream, 'x'.repeat(256));
+    const { results, ran } = await consume(stream, 1);
+    expect(results).toEqual([
+      {
+        outcome: 'dead_lettered',
+        reason: 'invalid_id',
+        error: expect.any(InvalidIdempotencyKeyError),
+      },
+    ]);
+    expect(ran).toEqual([]);
+    await expectAllSettled(stream);
   });
 });
