@@ -7,7 +7,11 @@ import {
 } from '../../src/consumer/amqplib/index.ts';
 import type { ConsumeResult, DeadLetter } from '../../src/consumer/index.ts';
 import { MessageAttemptsExhaustedError, MissingMessageIdError } from '../../src/consumer/index.ts';
-import { InvalidIdempotencyKeyError, InvalidIdempotencyOptionsError } from '../../src/index.ts';
+import {
+  InvalidIdempotencyKeyError,
+  InvalidIdempotencyOptionsError,
+  withIdempotency,
+} from '../../src/index.ts';
 import { deferred, waitForLockWaiters } from '../support/barrier.ts';
 import { openAmqp, uniqueName } from '../support/brokers.ts';
 import { killConsumerAt } from '../support/consumer-crash.ts';
@@ -408,5 +412,59 @@ describe('idempotentAmqpHandler', () => {
     ]);
     expect(ran).toEqual([]);
     expect(await messagesLeft(queue)).toBe(0);
+  });
+
+  it('does not count towards maxAttempts the deliveries that failed before the handler (a classic queue)', async () => {
+    const queue = await newQueue();
+    const id = uniqueKey();
+    // Another transaction holds the message's key, then rolls back: meanwhile every delivery
+    // gives up its wait at the claim, before the handler.
+    const inside = deferred();
+    const release = deferred();
+    const holder = withIdempotency(fx.db, { scope: queue, key: id, ttlMs: 60_000 }, async () => {
+      inside.resolve();
+      await release.promise;
+      throw new Error('the holder rolls back');
+    }).catch(() => undefined);
+    await inside.promise;
+    publish(queue, id);
+    const own = await connection.createChannel();
+    const results: ConsumeResult<unknown>[] = [];
+    let runs = 0;
+    const handle = idempotentAmqpHandler(fx.db, own, {
+      scope: queue,
+      maxAttempts: 1,
+      waitTimeoutMs: 50,
+      retryDelayMs: () => 10,
+      onDeadLetter: () => undefined,
+      handler: async (trx) => {
+        runs += 1;
+        return createPayment(queue, id)(trx);
+      },
+    });
+    let failure: unknown;
+    await own.consume(queue, (message) => {
+      if (message)
+        handle(message).then(
+          (result) => results.push(result),
+          (error) => {
+            failure = error;
+          },
+        );
+    });
+    try {
+      await expect.poll(() => results.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
+      release.resolve();
+      await holder;
+      await expect.poll(() => results.at(-1)?.outcome, { timeout: 10_000 }).not.toBe('retry');
+    } finally {
+      release.resolve();
+      await own.close();
+    }
+    expect(failure).toBeUndefined();
+    expect(results.slice(0, -1).every((result) => result.outcome === 'retry')).toBe(true);
+    expect(results.at(-1)?.outcome).toBe('processed');
+    expect(runs).toBe(1);
+    expect(await fx.countPayments(id, queue)).toBe(1);
   });
 });
