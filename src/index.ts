@@ -57,6 +57,7 @@ export {
   type IdempotencyOptions,
   type IsolationLevel,
   type ResponseSchema,
+  validateIdempotencyOptions,
 } from './options.ts';
 export { handlePoolErrors, type PoolEvents } from './pool-errors.ts';
 export {

@@ -234,6 +234,31 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
   };
 }
 
+/**
+ * Checks `withIdempotency` options, all but the key, without a call and without a database: the
+ * same rules, and the same {@link InvalidIdempotencyOptionsError}, as the call itself. For code
+ * that builds options once and calls with them later (a message consumer, a middleware), so that
+ * a mistake fails where it is made rather than on every call.
+ *
+ * @param caller Names the function in the error's message. Default `withIdempotency`.
+ * @throws {InvalidIdempotencyOptionsError} listing each invalid option.
+ *
+ * @example
+ * ```ts
+ * const options = { scope: 'orders', ttlMs: 7 * 24 * 60 * 60 * 1000, waitTimeoutMs: 30_000 };
+ * validateIdempotencyOptions(options, 'ordersConsumer'); // throws here, not on each message
+ * // later, per message:
+ * await withIdempotency(db, { ...options, key: message.id }, handle);
+ * ```
+ */
+export function validateIdempotencyOptions(
+  options: Omit<IdempotencyOptions, 'key'>,
+  caller = 'withIdempotency',
+): void {
+  const parsed = parseOptions(optionsSchema, options, caller);
+  fingerprintOrThrow(parsed.request);
+}
+
 function describeKeyProblem(key: unknown): string {
   if (key === undefined || key === null) return 'An idempotency key is required';
   if (typeof key !== 'string') return `The idempotency key must be a string, not ${typeof key}`;

@@ -9,6 +9,7 @@ import {
   InvalidIdempotencyOptionsError,
   scheduleCleanup,
   UnstorableResponseError,
+  validateIdempotencyOptions,
   withIdempotency,
 } from '../src/index.ts';
 import {
@@ -111,6 +112,32 @@ describe('bad input', () => {
     );
     await expect(cleanupExpired(db)).rejects.toThrow(InvalidIdempotencyOptionsError);
     expect(() => scheduleCleanup(db)).toThrow(InvalidIdempotencyOptionsError);
+  });
+});
+
+describe('validateIdempotencyOptions', () => {
+  it.each([
+    ['scope', { scope: 'a\0b' }],
+    ['scope', { scope: 'a\ud800' }],
+    ['waitTimeoutMs', { waitTimeoutMs: 1e12 }],
+    ['ttlMs', { ttlMs: 0 }],
+    ['schema', { schema: 'x'.repeat(64) }],
+    ['request', { request: { n: 1n } }],
+  ])('refuses what withIdempotency refuses (%s), naming the caller', async (option, invalid) => {
+    const options = { scope: 's', ...invalid };
+    const check = () => validateIdempotencyOptions(options, 'ordersConsumer');
+    expect(check).toThrow(InvalidIdempotencyOptionsError);
+    expect(check).toThrow(
+      expect.objectContaining({ issues: [expect.stringMatching(new RegExp(`^${option}: `))] }),
+    );
+    if (option !== 'request') expect(check).toThrow(/^Invalid ordersConsumer options/);
+    await expectRefused({ ...options, key: uniqueKey() }, InvalidIdempotencyOptionsError);
+  });
+
+  it('accepts valid options without a key', () => {
+    expect(() =>
+      validateIdempotencyOptions({ scope: 's', ttlMs: 1000, waitTimeoutMs: 2_147_483_647 }),
+    ).not.toThrow();
   });
 });
 

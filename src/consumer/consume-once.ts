@@ -1,4 +1,3 @@
-import type { Kysely } from 'kysely';
 import {
   IdempotencyConflictError,
   type IdempotentTransaction,
@@ -7,22 +6,45 @@ import {
   type Jsonified,
   withIdempotency,
 } from '../index.ts';
+import type { AnyKysely } from './adapter-options.ts';
 import { MessageAttemptsExhaustedError, MissingMessageIdError } from './consumer-errors.ts';
 import {
   type ConsumerOptions,
   type DeadLetter,
   type DeadLetterReason,
+  ledgerOptions,
   type ResolvedConsumerOptions,
   resolveConsumerOptions,
 } from './consumer-options.ts';
 
-// biome-ignore lint/suspicious/noExplicitAny: any database type; K carries the caller's.
-type AnyKysely = Kysely<any>;
-
-/** Handles one message: its business writes go through `trx`; its return value (JSON) is stored. */
+/**
+ * Handles one message: its business writes go through `trx`; its return value (JSON) is stored,
+ * and replayed to a redelivery instead of running it again.
+ *
+ * @example
+ * ```ts
+ * const handler: MessageHandler<Kysely<DB>, ConsumeMessage, { orderId: string }> = async (trx, message) => {
+ *   const order = JSON.parse(message.content.toString());
+ *   await trx.insertInto('orders').values(order).execute();
+ *   return { orderId: order.id };
+ * };
+ * ```
+ */
 export type MessageHandler<K, M, R> = (trx: IdempotentTransaction<K>, message: M) => Promise<R>;
 
-/** One delivery of a message, as the adapter read it from the broker. */
+/**
+ * One delivery of a message, as the adapter read it from the broker.
+ *
+ * @example
+ * ```ts
+ * // An SQS message: its own attempt count, and an id the producer set as an attribute.
+ * const delivery: Delivery<Message> = {
+ *   message,
+ *   messageId: message.MessageAttributes?.eventId?.StringValue,
+ *   attempt: Number(message.Attributes?.ApproximateReceiveCount ?? 1),
+ * };
+ * ```
+ */
 export interface Delivery<M> {
   /** The message, passed to the handler and to `onDeadLetter`. */
   message: M;
@@ -39,8 +61,22 @@ export interface Delivery<M> {
  * - `'replayed'`: the message was processed before (a redelivery, a duplicate publish): the
  *   handler did not run; acknowledge. `response` is what the first run returned.
  * - `'dead_lettered'`: `onDeadLetter` took it: settle it (acknowledge, or `term` on JetStream).
- * - `'retry'`: this attempt failed and more remain, or `onDeadLetter` failed: nothing was
- *   committed; have it redelivered.
+ * - `'retry'`: this attempt failed and more remain, it failed before the handler ran (the
+ *   database, a replay), or `onDeadLetter` failed: nothing was committed; have it redelivered.
+ *
+ * @example
+ * ```ts
+ * switch (result.outcome) {
+ *   case 'processed':
+ *   case 'replayed':
+ *   case 'dead_lettered':
+ *     await deleteMessage(message);
+ *     break;
+ *   case 'retry':
+ *     await changeVisibility(message, defaultRetryDelayMs(attempt));
+ *     break;
+ * }
+ * ```
  */
 export type ConsumeResult<R> =
   | { outcome: 'processed'; response: R }
@@ -58,6 +94,8 @@ export type ConsumeResult<R> =
  *
  * A message without an id, or with an invalid one, is never processed: it goes to
  * `onDeadLetter`. A failing handler is retried up to `maxAttempts` deliveries, then dead-lettered.
+ * A failure before the handler ran (the database unreachable, a stored result that cannot be
+ * decrypted on replay) is always `'retry'`: it is no failure of the message.
  *
  * @throws {InvalidIdempotencyOptionsError} for invalid options (a programming error: the message
  *   is left unsettled).
@@ -95,17 +133,35 @@ export async function consumeOnce<K extends AnyKysely, M, R>(
       issues: ['attempt: must be an integer >= 1'],
     });
   }
-  return consumeDelivery(db, resolved, delivery, handler);
+  return consumeResolved(db, resolved, delivery, handler);
 }
 
-async function consumeDelivery<K extends AnyKysely, M, R>(
+/**
+ * A delivery as an adapter read it: `idError` when the user's id function threw on the message.
+ * Internal: not exported from the module's index.
+ */
+export interface AdapterDelivery<M> extends Delivery<M> {
+  idError?: { error: unknown };
+  /** Set by {@link consumeResolved} once the attempt reached the handler (or the attempts check). */
+  reachedHandler?: boolean;
+}
+
+/**
+ * {@link consumeOnce} for options an adapter validated once, where it was built: nothing is
+ * parsed again per message. Internal: not exported from the module's index.
+ */
+export async function consumeResolved<K extends AnyKysely, M, R>(
   db: K,
   options: ResolvedConsumerOptions<M>,
-  delivery: Delivery<M>,
+  delivery: AdapterDelivery<M>,
   handler: MessageHandler<K, M, R>,
 ): Promise<ConsumeResult<Jsonified<R>>> {
   const { scope, maxAttempts } = options;
   const { message, messageId: key, attempt } = delivery;
+  if (delivery.idError !== undefined) {
+    const { error } = delivery.idError;
+    return deadLetter(options, { message, attempt, reason: 'invalid_id', error });
+  }
   if (key === undefined || key === '') {
     const error = new MissingMessageIdError({ scope });
     return deadLetter(options, { message, attempt, reason: 'missing_id', error });
@@ -116,16 +172,10 @@ async function consumeDelivery<K extends AnyKysely, M, R>(
   try {
     const { response, replayed } = await withIdempotency(
       db,
-      {
-        scope,
-        key,
-        ttlMs: options.ttlMs,
-        ...(options.schema === undefined ? {} : { schema: options.schema }),
-        ...(options.encryption === undefined ? {} : { encryption: options.encryption }),
-        ...(options.waitTimeoutMs === undefined ? {} : { waitTimeoutMs: options.waitTimeoutMs }),
-      },
+      { ...ledgerOptions(options), key },
       (trx) => {
         handlerRan = true;
+        delivery.reachedHandler = true;
         // Checked inside the transaction, after the lookup: a redelivery of a message that was
         // processed replays whatever its count, and only an unprocessed one is given up.
         if (attempt > maxAttempts) {
@@ -146,6 +196,11 @@ async function consumeDelivery<K extends AnyKysely, M, R>(
     // A duplicate of this message is in flight elsewhere: it commits (and this one then replays)
     // or rolls back (and this one runs); neither is this message's failure.
     if (error instanceof IdempotencyConflictError) return { outcome: 'retry', error };
+    // Only an attempt that reached the handler is the message's failure. One that failed before
+    // it (the pool, the connection, the replay of a processed message) says nothing about the
+    // message: it is retried, so that a processed message never becomes a dead one and an outage
+    // is ridden out with backoff.
+    if (!handlerRan) return { outcome: 'retry', error };
     if (error instanceof MessageAttemptsExhaustedError || attempt >= maxAttempts) {
       return deadLetter(options, { message, attempt, reason: 'max_attempts', error });
     }

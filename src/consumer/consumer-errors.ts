@@ -5,6 +5,13 @@ import { IdempotencyError } from '../index.ts';
  * It is never processed un-deduplicated: the consumer hands it to `onDeadLetter` with
  * `reason: 'missing_id'`. To process such messages, derive an id explicitly (see
  * {@link messageBodyId}).
+ *
+ * @example
+ * ```ts
+ * onDeadLetter: ({ error }) => {
+ *   if (error instanceof MissingMessageIdError) metrics.increment('messages.without_id');
+ * },
+ * ```
  */
 export class MissingMessageIdError extends IdempotencyError {
   constructor(options: { scope: string }) {
@@ -20,6 +27,15 @@ export class MissingMessageIdError extends IdempotencyError {
  * A message was delivered again after its `maxAttempts` deliveries were spent (an earlier
  * consumer died while handling it, or `onDeadLetter` failed): it is dead-lettered without running
  * the handler again. The handler's last error, if any, was not seen by this process.
+ *
+ * @example
+ * ```ts
+ * onDeadLetter: ({ error, message }) => {
+ *   if (error instanceof MessageAttemptsExhaustedError) {
+ *     log.warn(`gave up after ${error.attempt} deliveries`, { subject: message.subject });
+ *   }
+ * },
+ * ```
  */
 export class MessageAttemptsExhaustedError extends IdempotencyError {
   /** The delivery attempt that found the budget spent (1 is the first delivery). */

@@ -1,27 +1,53 @@
 import { z } from 'zod';
-import { InvalidIdempotencyOptionsError, type ResponseEncryption } from '../index.ts';
+import {
+  type IdempotencyOptions,
+  InvalidIdempotencyOptionsError,
+  type ResponseEncryption,
+  validateIdempotencyOptions,
+} from '../index.ts';
 
 /** Default time a processed message's entry is kept, so that a redelivery replays: 7 days. */
 export const DEFAULT_CONSUMER_TTL_MS = 7 * 24 * 60 * 60 * 1000;
 /** Default number of deliveries a message gets before it is dead-lettered. */
 export const DEFAULT_CONSUMER_MAX_ATTEMPTS = 5;
 
-/** Why a message was handed to `onDeadLetter`. */
+/**
+ * Why a message was handed to `onDeadLetter`.
+ *
+ * @example
+ * ```ts
+ * onDeadLetter: ({ reason, message }) =>
+ *   reason === 'max_attempts' ? parkForReplay(message) : rejectMalformed(message),
+ * ```
+ */
 export type DeadLetterReason = 'missing_id' | 'invalid_id' | 'max_attempts';
 
-/** What `onDeadLetter` receives. */
+/**
+ * What `onDeadLetter` receives.
+ *
+ * @example
+ * ```ts
+ * onDeadLetter: async ({ message, reason, error, attempt }) => {
+ *   await db.insertInto('dead_messages')
+ *     .values({ id: message.properties.messageId, reason, attempt, error: String(error) })
+ *     .onConflict((oc) => oc.doNothing())
+ *     .execute();
+ * },
+ * ```
+ */
 export interface DeadLetter<M> {
   /** The message as the broker delivered it. */
   message: M;
   /**
    * `'missing_id'`: no id to deduplicate by; `'invalid_id'`: an id that is not 1 to 255 printable
-   * ASCII characters; `'max_attempts'`: its last allowed delivery failed, or it arrived after
-   * them.
+   * ASCII characters, or an adapter's `messageId` function threw on the message; `'max_attempts'`:
+   * its last allowed delivery failed, or it arrived after them.
    */
   reason: DeadLetterReason;
   /**
-   * The handler's error on the last attempt, or a `MissingMessageIdError`,
-   * `InvalidIdempotencyKeyError` or `MessageAttemptsExhaustedError`.
+   * The handler's error on the last attempt, a `MissingMessageIdError`,
+   * `InvalidIdempotencyKeyError` or `MessageAttemptsExhaustedError`, or what a `messageId`
+   * function threw.
    */
   error: unknown;
   /** The delivery attempt that dead-lettered it (1 is the first delivery). */
@@ -55,6 +81,11 @@ export interface ConsumerOptions<M> {
    * than any redelivery or republish can come late: independent of, and much longer than, the
    * broker's own dedupe window (JetStream's duplicate window, 2 minutes by default; SQS FIFO's 5
    * minutes).
+   *
+   * @example
+   * ```ts
+   * ttlMs: 30 * 24 * 60 * 60 * 1000, // a dead-letter queue may be replayed up to a month later
+   * ```
    */
   ttlMs?: number;
   /**
@@ -77,19 +108,12 @@ export interface ConsumerOptions<M> {
   waitTimeoutMs?: number;
 }
 
-const MAX_TTL_MS = 10 * 365 * 24 * 60 * 60 * 1000;
-
 const consumerOptionsSchema = z.object({
-  scope: z.string().min(1).max(255),
-  ttlMs: z.int().positive().max(MAX_TTL_MS).default(DEFAULT_CONSUMER_TTL_MS),
   maxAttempts: z.int().min(1).max(1000).default(DEFAULT_CONSUMER_MAX_ATTEMPTS),
   onDeadLetter: z.custom<(deadLetter: never) => unknown>(
     (value) => typeof value === 'function',
     'must be a function: a message that cannot be processed goes there',
   ),
-  schema: z.string().optional(),
-  encryption: z.unknown().optional(),
-  waitTimeoutMs: z.int().positive().optional(),
 });
 
 /** The options with their defaults, validated. */
@@ -98,8 +122,23 @@ export type ResolvedConsumerOptions<M> = ConsumerOptions<M> & {
   maxAttempts: number;
 };
 
+/** The options that consumeOnce passes on to withIdempotency for each message. */
+export function ledgerOptions<M>(
+  options: ConsumerOptions<M>,
+): Omit<IdempotencyOptions, 'key'> & { ttlMs: number } {
+  return {
+    scope: options.scope,
+    ttlMs: options.ttlMs ?? DEFAULT_CONSUMER_TTL_MS,
+    ...(options.schema === undefined ? {} : { schema: options.schema }),
+    ...(options.encryption === undefined ? {} : { encryption: options.encryption }),
+    ...(options.waitTimeoutMs === undefined ? {} : { waitTimeoutMs: options.waitTimeoutMs }),
+  };
+}
+
 /**
  * Validates the shared options; unknown keys are left to the caller (an adapter has its own).
+ * What goes to withIdempotency is checked by the core's own rules, so that nothing that passes
+ * here fails there on every message.
  *
  * @throws {InvalidIdempotencyOptionsError} listing each invalid option.
  */
@@ -107,16 +146,29 @@ export function resolveConsumerOptions<M>(
   options: ConsumerOptions<M>,
   caller: string,
 ): ResolvedConsumerOptions<M> {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidIdempotencyOptionsError({
+      message: `${caller} options must be an object`,
+      issues: ['(options): must be an object'],
+    });
+  }
   const parsed = consumerOptionsSchema.safeParse(options);
-  if (!parsed.success) {
-    const issues = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+  const issues = parsed.success
+    ? []
+    : parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+  try {
+    validateIdempotencyOptions(ledgerOptions(options), caller);
+  } catch (error) {
+    if (!(error instanceof InvalidIdempotencyOptionsError)) throw error;
+    issues.unshift(...error.issues);
+  }
+  if (!parsed.success || issues.length > 0) {
     throw new InvalidIdempotencyOptionsError({
       message: `Invalid ${caller} options: ${issues.join('; ')}`,
       issues,
     });
   }
-  const { ttlMs, maxAttempts } = parsed.data;
-  return { ...options, ttlMs, maxAttempts };
+  return { ...options, ttlMs: ledgerOptions(options).ttlMs, maxAttempts: parsed.data.maxAttempts };
 }
 
 /**

@@ -12,9 +12,11 @@ import { createHash } from 'node:crypto';
  *
  * @example
  * ```ts
+ * // `||`, not `??`: amqplib gives an absent message-id property as undefined, but a producer may
+ * // set it to ''.
  * idempotentAmqpHandler(db, channel, {
  *   scope: 'orders',
- *   messageId: (msg) => msg.properties.messageId ?? messageBodyId(msg.content),
+ *   messageId: (msg) => msg.properties.messageId || messageBodyId(msg.content),
  *   onDeadLetter,
  *   handler,
  * });

@@ -6,8 +6,13 @@ import {
   idempotentAmqpHandler,
 } from '../../src/consumer/amqplib/index.ts';
 import type { ConsumeResult, DeadLetter } from '../../src/consumer/index.ts';
-import { MissingMessageIdError } from '../../src/consumer/index.ts';
-import { InvalidIdempotencyOptionsError } from '../../src/index.ts';
+import { MessageAttemptsExhaustedError, MissingMessageIdError } from '../../src/consumer/index.ts';
+import {
+  InvalidIdempotencyKeyError,
+  InvalidIdempotencyOptionsError,
+  withIdempotency,
+} from '../../src/index.ts';
+import { deferred, waitForLockWaiters } from '../support/barrier.ts';
 import { openAmqp, uniqueName } from '../support/brokers.ts';
 import { killConsumerAt } from '../support/consumer-crash.ts';
 import {
@@ -128,9 +133,22 @@ describe('idempotentAmqpHandler', () => {
     const ids = [uniqueKey('msg'), uniqueKey('msg'), uniqueKey('msg')];
     for (const id of ids) publish(queue, id);
     for (const id of ids) publish(queue, id);
-    // No prefetch limit: the six deliveries are handled concurrently, and a copy meets its twin in
-    // flight (it waits for it, then replays).
-    const { results, ran } = await consume(queue, 6);
+    // No prefetch limit: the six deliveries are handled concurrently. Each first copy's handler is
+    // held until Postgres shows its three twins waiting at the claim, so that each copy meets its
+    // twin in flight (it waits for it, then replays).
+    const gate = deferred();
+    const ran: string[] = [];
+    const consuming = consume(queue, 6, {
+      handler: async (trx, message) => {
+        const key = String(message.properties.messageId);
+        ran.push(key);
+        await gate.promise;
+        return createPayment(queue, key)(trx);
+      },
+    });
+    await waitForLockWaiters(fx.db, 3, 10_000);
+    gate.resolve();
+    const { results } = await consuming;
     const outcomes = results.map((result) => result.outcome).sort();
     expect(outcomes).toEqual([
       'processed',
@@ -249,6 +267,9 @@ describe('idempotentAmqpHandler', () => {
     expect(build({ maxAttempts: 0 })).toThrow(/maxAttempts/);
     expect(build({ messageId: { header: '' } })).toThrow(/messageId/);
     expect(build({ handler: 'insert' })).toThrow(/handler/);
+    expect(build({ scope: 'a\0b' })).toThrow(/scope/);
+    expect(build({ scope: 'a\ud800' })).toThrow(/scope/);
+    expect(build({ waitTimeoutMs: 1e12 })).toThrow(/waitTimeoutMs/);
     expect(build({})).not.toThrow();
   });
 
@@ -265,5 +286,185 @@ describe('idempotentAmqpHandler', () => {
     expect(results.map((result) => result.outcome)).toEqual(['retry', 'dead_lettered']);
     expect(calls).toBe(2);
     expect(await messagesLeft(queue)).toBe(0);
+  });
+
+  it('dead-letters a message whose id function throws as invalid_id, with its error, and acknowledges it', async () => {
+    const queue = await newQueue();
+    publish(queue, undefined, 'not json');
+    const { results, ran, deadLetters } = await consume(queue, 1, {
+      messageId: (message) => JSON.parse(message.content.toString()).id,
+    });
+    expect(results).toEqual([
+      { outcome: 'dead_lettered', reason: 'invalid_id', error: expect.any(SyntaxError) },
+    ]);
+    expect(ran).toEqual([]);
+    expect(deadLetters.map((letter) => [letter.reason, letter.attempt])).toEqual([
+      ['invalid_id', 1],
+    ]);
+    expect(await messagesLeft(queue)).toBe(0);
+  });
+
+  it('requeues a failed message with the default delay when retryDelayMs throws', async () => {
+    const queue = await newQueue();
+    const id = uniqueKey();
+    publish(queue, id);
+    let calls = 0;
+    const { results } = await consume(queue, 2, {
+      retryDelayMs: () => {
+        throw new Error('no delay today');
+      },
+      handler: async (trx) => {
+        calls += 1;
+        if (calls === 1) throw new Error('the first attempt fails');
+        return createPayment(queue, id)(trx);
+      },
+    });
+    expect(results.map((result) => result.outcome)).toEqual(['retry', 'processed']);
+    expect(await fx.countPayments(id, queue)).toBe(1);
+    expect(await messagesLeft(queue)).toBe(0);
+  });
+
+  it('processes a classic-queue message whose publisher set x-delivery-count, rather than dead-lettering it', async () => {
+    const queue = await newQueue();
+    const id = uniqueKey();
+    channel.sendToQueue(queue, Buffer.from('{}'), {
+      messageId: id,
+      headers: { 'x-delivery-count': 99 },
+    });
+    const { results, ran, deadLetters } = await consume(queue, 1, { maxAttempts: 3 });
+    expect(results.map((result) => result.outcome)).toEqual(['processed']);
+    expect(ran).toEqual([id]);
+    expect(deadLetters).toEqual([]);
+    expect(await fx.countPayments(id, queue)).toBe(1);
+    expect(await messagesLeft(queue)).toBe(0);
+  });
+
+  it('replays a message whose ack failed after the commit because the channel closed, without running the handler again', async () => {
+    const queue = await newQueue();
+    const id = uniqueKey();
+    publish(queue, id);
+    const own = await connection.createChannel();
+    let runs = 0;
+    const handle = idempotentAmqpHandler(fx.db, own, {
+      scope: queue,
+      onDeadLetter: () => undefined,
+      handler: async (trx) => {
+        runs += 1;
+        const response = await createPayment(queue, id)(trx);
+        // The broker requeues the unacknowledged message; the ack after the commit then fails.
+        await own.close();
+        return response;
+      },
+    });
+    const settled = deferred<unknown>();
+    await own.consume(queue, (message) => {
+      if (message) handle(message).then(settled.resolve, settled.resolve);
+    });
+    expect(await settled.promise).toBeInstanceOf(Error);
+    expect(await fx.countPayments(id, queue)).toBe(1);
+
+    const { results } = await consume(queue, 1, {
+      handler: async (trx) => {
+        runs += 1;
+        return createPayment(queue, id)(trx);
+      },
+    });
+    expect(results.map((result) => result.outcome)).toEqual(['replayed']);
+    expect(runs).toBe(1);
+    expect(await fx.countPayments(id, queue)).toBe(1);
+    expect(await messagesLeft(queue)).toBe(0);
+  });
+
+  it('requeues a message whose onDeadLetter fails after its last attempt, then dead-letters it without running the handler again', async () => {
+    const queue = await newQueue();
+    const id = uniqueKey('poison');
+    publish(queue, id);
+    let runs = 0;
+    let deadLetterCalls = 0;
+    const failure = new Error('the handler always fails');
+    const { results } = await consume(queue, 3, {
+      maxAttempts: 2,
+      handler: async () => {
+        runs += 1;
+        throw failure;
+      },
+      onDeadLetter: () => {
+        deadLetterCalls += 1;
+        if (deadLetterCalls === 1) throw new Error('the dead-letter store is down');
+      },
+    });
+    expect(results.map((result) => result.outcome)).toEqual(['retry', 'retry', 'dead_lettered']);
+    expect(results[2]).toMatchObject({ error: expect.any(MessageAttemptsExhaustedError) });
+    expect([runs, deadLetterCalls]).toEqual([2, 2]);
+    expect(await messagesLeft(queue)).toBe(0);
+  });
+
+  it('dead-letters a message whose id is not a valid key as invalid_id, and acknowledges it', async () => {
+    const queue = await newQueue();
+    publish(queue, 'café');
+    const { results, ran } = await consume(queue, 1);
+    expect(results).toEqual([
+      {
+        outcome: 'dead_lettered',
+        reason: 'invalid_id',
+        error: expect.any(InvalidIdempotencyKeyError),
+      },
+    ]);
+    expect(ran).toEqual([]);
+    expect(await messagesLeft(queue)).toBe(0);
+  });
+
+  it('does not count towards maxAttempts the deliveries that failed before the handler (a classic queue)', async () => {
+    const queue = await newQueue();
+    const id = uniqueKey();
+    // Another transaction holds the message's key, then rolls back: meanwhile every delivery
+    // gives up its wait at the claim, before the handler.
+    const inside = deferred();
+    const release = deferred();
+    const holder = withIdempotency(fx.db, { scope: queue, key: id, ttlMs: 60_000 }, async () => {
+      inside.resolve();
+      await release.promise;
+      throw new Error('the holder rolls back');
+    }).catch(() => undefined);
+    await inside.promise;
+    publish(queue, id);
+    const own = await connection.createChannel();
+    const results: ConsumeResult<unknown>[] = [];
+    let runs = 0;
+    const handle = idempotentAmqpHandler(fx.db, own, {
+      scope: queue,
+      maxAttempts: 1,
+      waitTimeoutMs: 50,
+      retryDelayMs: () => 10,
+      onDeadLetter: () => undefined,
+      handler: async (trx) => {
+        runs += 1;
+        return createPayment(queue, id)(trx);
+      },
+    });
+    let failure: unknown;
+    await own.consume(queue, (message) => {
+      if (message)
+        handle(message).then(
+          (result) => results.push(result),
+          (error) => {
+            failure = error;
+          },
+        );
+    });
+    try {
+      await expect.poll(() => results.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
+      release.resolve();
+      await holder;
+      await expect.poll(() => results.at(-1)?.outcome, { timeout: 10_000 }).not.toBe('retry');
+    } finally {
+      release.resolve();
+      await own.close();
+    }
+    expect(failure).toBeUndefined();
+    expect(results.slice(0, -1).every((result) => result.outcome === 'retry')).toBe(true);
+    expect(results.at(-1)?.outcome).toBe('processed');
+    expect(runs).toBe(1);
+    expect(await fx.countPayments(id, queue)).toBe(1);
   });
 });

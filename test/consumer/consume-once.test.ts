@@ -1,13 +1,17 @@
+import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   consumeOnce,
   type DeadLetter,
   MessageAttemptsExhaustedError,
   messageBodyId,
+  validateConsumerOptions,
 } from '../../src/consumer/index.ts';
 import {
   InvalidIdempotencyKeyError,
   InvalidIdempotencyOptionsError,
+  ResponseDecryptionError,
+  responseEncryption,
   withIdempotency,
 } from '../../src/index.ts';
 import { createPayment, uniqueKey, useLedgerFixture } from '../support/ledger-fixture.ts';
@@ -69,6 +73,34 @@ describe('consumeOnce', () => {
     expect(await fx.countPayments(key)).toBe(1);
   });
 
+  it('retries, never dead-letters, a processed message whose replay fails before the handler, however many deliveries', async () => {
+    const key = uniqueKey();
+    const { deadLetters, onDeadLetter } = collector();
+    const written = { scope: 's', maxAttempts: 2, onDeadLetter };
+    const encryption = responseEncryption({ keys: [{ id: 'old', key: randomBytes(32) }] });
+    const first = await consumeOnce(
+      fx.db,
+      { ...written, encryption },
+      { message: 'm', messageId: key, attempt: 1 },
+      createPayment('s', key),
+    );
+    expect(first.outcome).toBe('processed');
+    // A consumer deployed without the key the entry was sealed with cannot replay it: its
+    // deliveries fail before the handler, and the processed message must not become a dead one.
+    const withoutKey = responseEncryption({ keys: [{ id: 'new', key: randomBytes(32) }] });
+    for (const attempt of [2, 3, 4]) {
+      const late = await consumeOnce(
+        fx.db,
+        { ...written, encryption: withoutKey },
+        { message: 'm', messageId: key, attempt },
+        createPayment('s', key),
+      );
+      expect(late).toMatchObject({ outcome: 'retry', error: expect.any(ResponseDecryptionError) });
+    }
+    expect(deadLetters).toEqual([]);
+    expect(await fx.countPayments(key)).toBe(1);
+  });
+
   it('dead-letters a message whose id is not a valid key, and retries a handler whose own call refuses a key', async () => {
     const { deadLetters, onDeadLetter } = collector();
     const options = { scope: 's', onDeadLetter };
@@ -116,6 +148,21 @@ describe('consumeOnce', () => {
     );
     expect(await fx.countPayments(key)).toBe(0);
     expect(await fx.countEntries(key)).toBe(0);
+  });
+
+  // Each of these passed the consumer's own checks and then failed in withIdempotency on every
+  // message, which no adapter settles.
+  it.each([
+    ['a scope with NUL', { scope: 'a\0b' }, /^scope: /],
+    ['a scope with a lone surrogate', { scope: 'a\ud800' }, /^scope: /],
+    ['a waitTimeoutMs beyond what Postgres takes', { waitTimeoutMs: 1e12 }, /^waitTimeoutMs: /],
+    ['a schema name longer than Postgres keeps', { schema: 'x'.repeat(64) }, /^schema: /],
+    ['an encryption not built by responseEncryption()', { encryption: {} }, /^encryption: /],
+  ])('refuses %s as withIdempotency does, before any message', (_, invalid, issue) => {
+    const options = { scope: 's', onDeadLetter: () => undefined, ...invalid };
+    const check = () => validateConsumerOptions(options as never, 'idempotentConsumer');
+    expect(check).toThrow(InvalidIdempotencyOptionsError);
+    expect(check).toThrow(expect.objectContaining({ issues: [expect.stringMatching(issue)] }));
   });
 });
 

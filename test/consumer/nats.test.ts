@@ -15,7 +15,7 @@ import {
   idempotentJetStreamHandler,
   type JetStreamConsumerOptions,
 } from '../../src/consumer/nats/index.ts';
-import { InvalidIdempotencyOptionsError } from '../../src/index.ts';
+import { InvalidIdempotencyKeyError, InvalidIdempotencyOptionsError } from '../../src/index.ts';
 import { openNats, uniqueName } from '../support/brokers.ts';
 import { killConsumerAt } from '../support/consumer-crash.ts';
 import {
@@ -248,6 +248,10 @@ describe('idempotentJetStreamHandler', () => {
     expect(build({ ttlMs: -1 })).toThrow(/ttlMs/);
     expect(build({ messageId: 'sequence' })).toThrow(/messageId/);
     expect(build({ retryDelayMs: 100 })).toThrow(/retryDelayMs/);
+    expect(build({ workingIntervalMs: 0 })).toThrow(/workingIntervalMs/);
+    expect(build({ scope: 'a\0b' })).toThrow(/scope/);
+    expect(build({ scope: 'a\ud800' })).toThrow(/scope/);
+    expect(build({ waitTimeoutMs: 1e12 })).toThrow(/waitTimeoutMs/);
     expect(build({})).not.toThrow();
   });
 
@@ -273,6 +277,78 @@ describe('idempotentJetStreamHandler', () => {
     });
     expect(byHeader.results.map((result) => result.outcome)).toEqual(['processed']);
     expect(await fx.countEntries(eventId, stream)).toBe(1);
+    await expectAllSettled(stream);
+  });
+
+  it('dead-letters a message whose id function throws as invalid_id, with its error, and terminates it', async () => {
+    const stream = await newStream();
+    await publish(stream, undefined, 'not json');
+    const { results, ran, deadLetters } = await consume(stream, 1, {
+      messageId: (message) => message.json<{ id: string }>().id,
+    });
+    expect(results).toEqual([
+      { outcome: 'dead_lettered', reason: 'invalid_id', error: expect.any(Error) },
+    ]);
+    expect(ran).toEqual([]);
+    expect(deadLetters.map((letter) => [letter.reason, letter.attempt])).toEqual([
+      ['invalid_id', 1],
+    ]);
+    await expectAllSettled(stream);
+  });
+
+  it('asks for the default redelivery delay when retryDelayMs throws', async () => {
+    const stream = await newStream();
+    const id = uniqueKey();
+    await publish(stream, id);
+    let calls = 0;
+    const { results } = await consume(stream, 2, {
+      retryDelayMs: () => {
+        throw new Error('no delay today');
+      },
+      handler: async (trx) => {
+        calls += 1;
+        if (calls === 1) throw new Error('the first attempt fails');
+        return createPayment(stream, id)(trx);
+      },
+    });
+    expect(results.map((result) => result.outcome)).toEqual(['retry', 'processed']);
+    expect(await fx.countPayments(id, stream)).toBe(1);
+    await expectAllSettled(stream);
+  });
+
+  it('keeps a handler that outlasts ack_wait from being redelivered while in flight, with workingIntervalMs', async () => {
+    const stream = await newStream();
+    const id = uniqueKey();
+    await publish(stream, id);
+    let runs = 0;
+    const { results } = await consume(stream, 1, {
+      workingIntervalMs: 300,
+      handler: async (trx) => {
+        runs += 1;
+        // Over twice the consumer's ack_wait of 1 s.
+        await new Promise((resolve) => setTimeout(resolve, 2500));
+        return createPayment(stream, id)(trx);
+      },
+    });
+    expect(results.map((result) => result.outcome)).toEqual(['processed']);
+    expect(runs).toBe(1);
+    await expectAllSettled(stream);
+    // Each delivery, redeliveries included, takes a consumer sequence number.
+    expect((await jsm.consumers.info(stream, 'worker')).delivered.consumer_seq).toBe(1);
+  });
+
+  it('dead-letters a message whose id is not a valid key as invalid_id, and terminates it', async () => {
+    const stream = await newStream();
+    await publish(stream, 'x'.repeat(256));
+    const { results, ran } = await consume(stream, 1);
+    expect(results).toEqual([
+      {
+        outcome: 'dead_lettered',
+        reason: 'invalid_id',
+        error: expect.any(InvalidIdempotencyKeyError),
+      },
+    ]);
+    expect(ran).toEqual([]);
     await expectAllSettled(stream);
   });
 });

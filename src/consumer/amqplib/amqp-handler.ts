@@ -1,23 +1,37 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Channel, ConsumeMessage } from 'amqplib';
-import type { Kysely } from 'kysely';
-import { InvalidIdempotencyOptionsError, type Jsonified } from '../../index.ts';
+import type { Jsonified } from '../../index.ts';
 import {
+  type AnyKysely,
+  assertAdapterOptions,
+  isHeader,
+  readMessageId,
+  retryDelayFor,
+} from '../adapter-options.ts';
+import {
+  type AdapterDelivery,
   type ConsumeResult,
-  type ConsumerOptions,
-  consumeOnce,
-  defaultRetryDelayMs,
+  consumeResolved,
   type MessageHandler,
-  validateConsumerOptions,
-} from '../index.ts';
-
-// biome-ignore lint/suspicious/noExplicitAny: any database type; K carries the caller's.
-type AnyKysely = Kysely<any>;
+} from '../consume-once.ts';
+import {
+  type ConsumerOptions,
+  defaultRetryDelayMs,
+  resolveConsumerOptions,
+} from '../consumer-options.ts';
+import { FailureCounts } from './failure-counts.ts';
 
 /**
  * Where the message id comes from: `'messageId'` (default), the AMQP `message-id` property the
  * producer sets (`publish(..., { messageId })`); `{ header }`, a header you name; or a function of
- * the message (return `undefined` when it has none).
+ * the message (return `undefined` when it has none; one that throws dead-letters the message as
+ * `'invalid_id'`).
+ *
+ * @example
+ * ```ts
+ * messageId: { header: 'x-event-id' }
+ * messageId: (message) => JSON.parse(message.content.toString()).eventId
+ * ```
  */
 export type AmqpMessageId =
   | 'messageId'
@@ -28,18 +42,28 @@ export type AmqpMessageId =
 export interface AmqpConsumerOptions<K, R> extends ConsumerOptions<ConsumeMessage> {
   /** Your work for one message, in the transaction that also records it. */
   handler: MessageHandler<K, ConsumeMessage, R>;
-  /** Where the message id comes from. Default: the `messageId` property. */
+  /**
+   * Where the message id comes from. Default: the `messageId` property.
+   *
+   * @example
+   * ```ts
+   * messageId: (message) => message.properties.messageId || messageBodyId(message.content),
+   * ```
+   */
   messageId?: AmqpMessageId;
   /**
    * How long a failed message is held before it is requeued (`nack` with requeue), given the
    * attempt that failed. Default 1 s, doubling up to 30 s. The message keeps its prefetch slot
-   * meanwhile.
+   * meanwhile. When it throws, or answers anything but a finite number >= 0, the default is
+   * used: the message is still requeued.
+   *
+   * @example
+   * ```ts
+   * retryDelayMs: (attempt) => Math.min(500 * attempt, 10_000),
+   * ```
    */
   retryDelayMs?: (attempt: number) => number;
 }
-
-// Failures counted in this process, for queues whose broker does not count deliveries.
-const MAX_COUNTED_MESSAGES = 10_000;
 
 /**
  * A message listener for `channel.consume()` that processes each message at most once per
@@ -50,9 +74,12 @@ const MAX_COUNTED_MESSAGES = 10_000;
  * - the handler failed with attempts left: held `retryDelayMs`, then `nack` with requeue;
  * - no id, an invalid id, or the last attempt failed: `onDeadLetter`, then `ack`.
  *
- * Attempts are the broker's count where it keeps one: a quorum queue's `x-delivery-count` header.
- * A classic queue keeps no count; the failures are then counted in this process (a consumer that
- * crashes on a message is not counted). Consume with `noAck: false` (the default).
+ * Attempts are the broker's count where it keeps one: a quorum queue's `x-delivery-count` header,
+ * read only on a redelivery (`fields.redelivered`), since on a first delivery the header can only
+ * be the publisher's. A classic queue keeps no count; the failures that reached the handler are
+ * then counted in this process, per handler, for the 10,000 messages that failed last (a consumer
+ * that crashes on a message is not counted, and N consumers allow up to N × `maxAttempts`). Consume with `noAck: false` (the
+ * default).
  *
  * @returns A function that handles one message and resolves, once it is settled, with what became
  *   of it. It rejects, leaving the message unsettled, when the channel cannot settle it (it was
@@ -82,27 +109,41 @@ export function idempotentAmqpHandler<K extends AnyKysely, R>(
   channel: Pick<Channel, 'ack' | 'nack'>,
   options: AmqpConsumerOptions<K, R>,
 ): (message: ConsumeMessage) => Promise<ConsumeResult<Jsonified<R>>> {
-  validateConsumerOptions(options, 'idempotentAmqpHandler');
+  const resolved = resolveConsumerOptions(options, 'idempotentAmqpHandler');
   const { handler, messageId = 'messageId', retryDelayMs = defaultRetryDelayMs } = options;
-  assertAdapterOptions('idempotentAmqpHandler', {
-    handler,
-    retryDelayMs,
-    messageId: messageId === 'messageId' || typeof messageId === 'function' || isHeader(messageId),
-  });
-  const failures = new Map<string, number>();
+  assertAdapterOptions(
+    'idempotentAmqpHandler',
+    {
+      handler,
+      retryDelayMs,
+      messageId:
+        messageId === 'messageId' || typeof messageId === 'function' || isHeader(messageId),
+    },
+    "'messageId', { header: string } or a function",
+  );
+  const failures = new FailureCounts(resolved.scope);
   const idOf = messageIdReader(messageId);
   return async (message) => {
-    const id = idOf(message);
+    const reading = readMessageId(idOf, message);
+    const id = 'messageId' in reading ? reading.messageId : undefined;
     const counted = deliveryCount(message);
-    const attempt = counted === undefined ? (id ? (failures.get(id) ?? 0) : 0) + 1 : counted + 1;
-    const result = await consumeOnce(db, options, { message, messageId: id, attempt }, handler);
+    const attempt = counted === undefined ? (id ? failures.failures(id) : 0) + 1 : counted + 1;
+    const delivery: AdapterDelivery<ConsumeMessage> = {
+      message,
+      messageId: id,
+      attempt,
+      ...('idError' in reading ? { idError: { error: reading.idError } } : {}),
+    };
+    const result = await consumeResolved(db, resolved, delivery, handler);
     if (result.outcome === 'retry') {
-      if (id) countFailure(failures, id, attempt);
-      await sleep(retryDelayMs(attempt));
+      // A failure before the handler (the database, a replay) is no attempt of the message's.
+      if (id && delivery.reachedHandler) failures.record(id, attempt);
+      await sleep(retryDelayFor(retryDelayMs, attempt));
       channel.nack(message, false, true);
     } else {
-      if (id) failures.delete(id);
       channel.ack(message);
+      // After the ack: when it throws (the channel closed), the redelivery keeps the count.
+      if (id) failures.forget(id);
     }
     return result;
   };
@@ -121,43 +162,14 @@ function messageIdReader(source: AmqpMessageId): (message: ConsumeMessage) => st
   };
 }
 
-/** Deliveries before this one, as a quorum queue counts them; `undefined` for a classic queue. */
+/**
+ * Deliveries before this one, as a quorum queue counts them; `undefined` when the broker kept no
+ * count. Read only on a redelivery: on a first delivery the header can only be the publisher's
+ * (a classic queue passes any header through), and a message published with a high count would
+ * otherwise be dead-lettered unprocessed. On a quorum queue's redelivery the broker sets it.
+ */
 function deliveryCount(message: ConsumeMessage): number | undefined {
+  if (!message.fields.redelivered) return undefined;
   const count: unknown = message.properties.headers?.['x-delivery-count'];
   return typeof count === 'number' && Number.isInteger(count) && count >= 0 ? count : undefined;
-}
-
-function countFailure(failures: Map<string, number>, id: string, attempt: number): void {
-  failures.delete(id);
-  failures.set(id, attempt);
-  // Oldest first: a Map iterates in insertion order.
-  if (failures.size > MAX_COUNTED_MESSAGES) {
-    const oldest = failures.keys().next().value;
-    if (oldest !== undefined) failures.delete(oldest);
-  }
-}
-
-function isHeader(source: unknown): boolean {
-  const header: unknown = (source as { header?: unknown } | null)?.header;
-  return typeof header === 'string' && header !== '';
-}
-
-/** The adapter's own options, checked where the handler is built. */
-function assertAdapterOptions(
-  caller: string,
-  options: { handler: unknown; retryDelayMs: unknown; messageId: boolean },
-): void {
-  const issues = [
-    ...(typeof options.handler === 'function' ? [] : ['handler: must be a function']),
-    ...(typeof options.retryDelayMs === 'function' ? [] : ['retryDelayMs: must be a function']),
-    ...(options.messageId
-      ? []
-      : ["messageId: must be 'messageId', { header: string } or a function"]),
-  ];
-  if (issues.length > 0) {
-    throw new InvalidIdempotencyOptionsError({
-      message: `Invalid ${caller} options: ${issues.join('; ')}`,
-      issues,
-    });
-  }
 }

@@ -1,23 +1,31 @@
 import type { JsMsg } from '@nats-io/jetstream';
-import type { Kysely } from 'kysely';
 import { InvalidIdempotencyOptionsError, type Jsonified } from '../../index.ts';
 import {
-  type ConsumeResult,
+  type AnyKysely,
+  assertAdapterOptions,
+  isHeader,
+  readMessageId,
+  retryDelayFor,
+} from '../adapter-options.ts';
+import { type ConsumeResult, consumeResolved, type MessageHandler } from '../consume-once.ts';
+import {
   type ConsumerOptions,
-  consumeOnce,
   defaultRetryDelayMs,
-  type MessageHandler,
-  validateConsumerOptions,
-} from '../index.ts';
-
-// biome-ignore lint/suspicious/noExplicitAny: any database type; K carries the caller's.
-type AnyKysely = Kysely<any>;
+  resolveConsumerOptions,
+} from '../consumer-options.ts';
 
 /**
  * Where the message id comes from: `{ header }` (default `{ header: 'Nats-Msg-Id' }`, the id
  * JetStream itself dedupes publishes by within the stream's duplicate window); `'stream-sequence'`,
  * the stream's name and the message's sequence in it (unique per stored message, so a message
- * published twice is two messages); or a function of the message.
+ * published twice is two messages); or a function of the message (one that throws dead-letters
+ * the message as `'invalid_id'`).
+ *
+ * @example
+ * ```ts
+ * messageId: { header: 'Event-Id' }
+ * messageId: (message) => message.json<{ eventId: string }>().eventId
+ * ```
  */
 export type JetStreamMessageId =
   | { header: string }
@@ -28,13 +36,40 @@ export type JetStreamMessageId =
 export interface JetStreamConsumerOptions<K, R> extends ConsumerOptions<JsMsg> {
   /** Your work for one message, in the transaction that also records it. */
   handler: MessageHandler<K, JsMsg, R>;
-  /** Where the message id comes from. Default: the `Nats-Msg-Id` header. */
+  /**
+   * Where the message id comes from. Default: the `Nats-Msg-Id` header.
+   *
+   * @example
+   * ```ts
+   * messageId: 'stream-sequence', // every stored message is processed, a republish too
+   * ```
+   */
   messageId?: JetStreamMessageId;
   /**
    * The redelivery delay asked of the server (`nak(delay)`) after a failed attempt. Default 1 s,
-   * doubling up to 30 s.
+   * doubling up to 30 s. When it throws, or answers anything but a finite number >= 0, the
+   * default is used: the message is still redelivered.
+   *
+   * @example
+   * ```ts
+   * retryDelayMs: (attempt) => Math.min(500 * attempt, 10_000),
+   * ```
    */
   retryDelayMs?: (attempt: number) => number;
+  /**
+   * While a message is being handled, tell the server every this many milliseconds that it is
+   * still in progress (`working()`), which restarts its `ack_wait`. Default: off, and then the
+   * consumer's `ack_wait` must exceed the handler's longest run plus `waitTimeoutMs`, or the
+   * server redelivers the message while it is in flight (the copy then waits for the first, and
+   * replays). Set it to a fraction of `ack_wait` (a third) for handlers that can run longer.
+   *
+   * @example
+   * ```ts
+   * // ack_wait 30 s: a handler may run for minutes without being redelivered.
+   * workingIntervalMs: 10_000,
+   * ```
+   */
+  workingIntervalMs?: number;
 }
 
 /**
@@ -77,23 +112,52 @@ export function idempotentJetStreamHandler<K extends AnyKysely, R>(
   db: K,
   options: JetStreamConsumerOptions<K, R>,
 ): (message: JsMsg) => Promise<ConsumeResult<Jsonified<R>>> {
-  validateConsumerOptions(options, 'idempotentJetStreamHandler');
+  const resolved = resolveConsumerOptions(options, 'idempotentJetStreamHandler');
   const {
     handler,
     messageId = { header: 'Nats-Msg-Id' },
     retryDelayMs = defaultRetryDelayMs,
   } = options;
-  assertAdapterOptions('idempotentJetStreamHandler', {
-    handler,
-    retryDelayMs,
-    messageId:
-      messageId === 'stream-sequence' || typeof messageId === 'function' || isHeader(messageId),
-  });
+  assertAdapterOptions(
+    'idempotentJetStreamHandler',
+    {
+      handler,
+      retryDelayMs,
+      messageId:
+        messageId === 'stream-sequence' || typeof messageId === 'function' || isHeader(messageId),
+    },
+    "{ header: string }, 'stream-sequence' or a function",
+  );
+  const { workingIntervalMs } = options;
+  if (
+    workingIntervalMs !== undefined &&
+    !(
+      Number.isInteger(workingIntervalMs) &&
+      workingIntervalMs > 0 &&
+      workingIntervalMs <= 2 ** 31 - 1
+    )
+  ) {
+    throw new InvalidIdempotencyOptionsError({
+      message:
+        'Invalid idempotentJetStreamHandler options: workingIntervalMs: must be a positive integer',
+      issues: ['workingIntervalMs: must be a positive integer (milliseconds)'],
+    });
+  }
   const idOf = messageIdReader(messageId);
   return async (message) => {
     const attempt = message.info.deliveryCount;
-    const delivery = { message, messageId: idOf(message), attempt };
-    const result = await consumeOnce(db, options, delivery, handler);
+    const reading = readMessageId(idOf, message);
+    const delivery =
+      'idError' in reading
+        ? { message, messageId: undefined, attempt, idError: { error: reading.idError } }
+        : { message, messageId: reading.messageId, attempt };
+    const working = keepWorking(message, workingIntervalMs);
+    let result: ConsumeResult<Jsonified<R>>;
+    try {
+      result = await consumeResolved(db, resolved, delivery, handler);
+    } finally {
+      clearInterval(working);
+    }
     switch (result.outcome) {
       case 'processed':
       case 'replayed':
@@ -105,7 +169,7 @@ export function idempotentJetStreamHandler<K extends AnyKysely, R>(
         message.term();
         break;
       case 'retry':
-        message.nak(retryDelayMs(attempt));
+        message.nak(retryDelayFor(retryDelayMs, attempt));
         break;
     }
     return result;
@@ -122,27 +186,15 @@ function messageIdReader(source: JetStreamMessageId): (message: JsMsg) => string
   return (message) => message.headers?.get(header) || undefined;
 }
 
-function isHeader(source: unknown): boolean {
-  const header: unknown = (source as { header?: unknown } | null)?.header;
-  return typeof header === 'string' && header !== '';
-}
-
-/** The adapter's own options, checked where the handler is built. */
-function assertAdapterOptions(
-  caller: string,
-  options: { handler: unknown; retryDelayMs: unknown; messageId: boolean },
-): void {
-  const issues = [
-    ...(typeof options.handler === 'function' ? [] : ['handler: must be a function']),
-    ...(typeof options.retryDelayMs === 'function' ? [] : ['retryDelayMs: must be a function']),
-    ...(options.messageId
-      ? []
-      : ["messageId: must be { header: string }, 'stream-sequence' or a function"]),
-  ];
-  if (issues.length > 0) {
-    throw new InvalidIdempotencyOptionsError({
-      message: `Invalid ${caller} options: ${issues.join('; ')}`,
-      issues,
-    });
-  }
+/** Restarts the message's ack_wait on an interval while it is handled; nothing when off. */
+function keepWorking(message: JsMsg, intervalMs: number | undefined): NodeJS.Timeout | undefined {
+  if (intervalMs === undefined) return undefined;
+  const timer = setInterval(() => {
+    // A closed connection fails the settle that follows, where it is reported.
+    try {
+      message.working();
+    } catch {}
+  }, intervalMs);
+  timer.unref();
+  return timer;
 }
