@@ -1,18 +1,16 @@
 import {
   type Attributes,
   type Context,
-  context,
   type Histogram,
   type Meter,
   type Span,
-  SpanKind,
   SpanStatusCode,
   type Tracer,
-  trace,
 } from '@opentelemetry/api';
 import type { WithIdempotencyEvent } from '../index.ts';
 import { ATTR, CALL_SPAN_NAME, METRIC, SPAN_EVENT } from './attribute-names.ts';
 import { errorType } from './error-type.ts';
+import { eventSpans } from './event-spans.ts';
 
 /** Spans and metric points for `withIdempotency` calls. */
 export interface CallTelemetry {
@@ -35,17 +33,11 @@ export function callTelemetry(
     description: "Duration of the claim, fn and the record in a call's last attempt.",
     unit: 's',
   });
-  const spans = new WeakMap<WithIdempotencyEvent, Span>();
+  const spans = eventSpans<WithIdempotencyEvent>(tracer, CALL_SPAN_NAME);
   return {
-    open(event) {
-      const parent = context.active();
-      const span = tracer.startSpan(CALL_SPAN_NAME, { kind: SpanKind.INTERNAL }, parent);
-      spans.set(event, span);
-      return trace.setSpan(parent, span);
-    },
+    open: spans.open,
     close(event) {
-      const span = spans.get(event);
-      spans.delete(event);
+      const span = spans.take(event);
       if (span) endSpan(span, event);
       recordMetrics(event, { callDuration, phaseDuration }, scopeLabel);
     },

@@ -1,17 +1,14 @@
 import {
   type Attributes,
   type Context,
-  context,
   type Meter,
-  type Span,
-  SpanKind,
   SpanStatusCode,
   type Tracer,
-  trace,
 } from '@opentelemetry/api';
 import type { CleanupEvent } from '../index.ts';
 import { ATTR, CLEANUP_SPAN_NAME, METRIC } from './attribute-names.ts';
 import { errorType } from './error-type.ts';
+import { eventSpans } from './event-spans.ts';
 
 /** Spans and metric points for cleanup runs and scheduled ticks. */
 export interface CleanupTelemetry {
@@ -28,28 +25,22 @@ export function cleanupTelemetry(tracer: Tracer, meter: Meter): CleanupTelemetry
     description: 'Duration of cleanup runs and scheduled ticks, by outcome.',
     unit: 's',
   });
-  const spans = new WeakMap<CleanupEvent, Span>();
+  // A scheduled tick belongs to no request: it would otherwise be a child of whatever span was
+  // active when scheduleCleanup was called, long after that span ended.
+  const spans = eventSpans<CleanupEvent>(
+    tracer,
+    CLEANUP_SPAN_NAME,
+    (event) => event.trigger === 'schedule',
+  );
   return {
-    open(event) {
-      const parent = context.active();
-      // A scheduled tick belongs to no request: it would otherwise be a child of whatever span
-      // was active when scheduleCleanup was called, long after that span ended.
-      const span = tracer.startSpan(
-        CLEANUP_SPAN_NAME,
-        { kind: SpanKind.INTERNAL, root: event.trigger === 'schedule' },
-        parent,
-      );
-      spans.set(event, span);
-      return trace.setSpan(parent, span);
-    },
+    open: spans.open,
     close(event) {
       const attributes: Attributes = {
         [ATTR.cleanupTrigger]: event.trigger,
         [ATTR.cleanupOutcome]: event.outcome ?? 'failed',
       };
       if (event.outcome === 'failed') attributes[ATTR.errorType] = errorType(event.error);
-      const span = spans.get(event);
-      spans.delete(event);
+      const span = spans.take(event);
       if (span) {
         span.setAttributes({
           ...attributes,

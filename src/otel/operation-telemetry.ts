@@ -1,10 +1,7 @@
 import {
   type Attributes,
   type Context,
-  context,
   type Meter,
-  type Span,
-  SpanKind,
   SpanStatusCode,
   type Tracer,
   trace,
@@ -12,6 +9,7 @@ import {
 import type { OperationLeaseEvent, RunOperationEvent } from '../operations/index.ts';
 import { ATTR, METRIC, RUN_OPERATION_SPAN_NAME } from './attribute-names.ts';
 import { errorType } from './error-type.ts';
+import { eventSpans } from './event-spans.ts';
 
 /** Spans and metric points for `runOperation` calls and the leases of their attempts. */
 export interface OperationTelemetry {
@@ -30,14 +28,9 @@ export function operationTelemetry(tracer: Tracer, meter: Meter): OperationTelem
     description: "Changes to operation attempts' leases, by operation and kind.",
     unit: '{event}',
   });
-  const spans = new WeakMap<RunOperationEvent, Span>();
+  const spans = eventSpans<RunOperationEvent>(tracer, RUN_OPERATION_SPAN_NAME);
   return {
-    open(event) {
-      const parent = context.active();
-      const span = tracer.startSpan(RUN_OPERATION_SPAN_NAME, { kind: SpanKind.INTERNAL }, parent);
-      spans.set(event, span);
-      return trace.setSpan(parent, span);
-    },
+    open: spans.open,
     close(event) {
       const outcome = event.outcome ?? 'failed';
       const failed = outcome === 'failed' || outcome === 'pending' || outcome === 'lease_lost';
@@ -46,8 +39,7 @@ export function operationTelemetry(tracer: Tracer, meter: Meter): OperationTelem
         [ATTR.outcome]: outcome,
       };
       if (failed) attributes[ATTR.errorType] = errorType(event.error);
-      const span = spans.get(event);
-      spans.delete(event);
+      const span = spans.take(event);
       if (span?.isRecording()) {
         span.setAttributes({
           ...attributes,
