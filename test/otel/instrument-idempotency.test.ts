@@ -254,7 +254,10 @@ describe('idempotency-ledger/otel', () => {
     ).rejects.toMatchObject({ code: '22012' });
     expect(onlyCallSpan().attributes).toMatchObject({ [ATTR.errorType]: '22012' });
     expect(await fx.countPayments(key)).toBe(0);
-    expect(await exportedTelemetry()).not.toContain('4242');
+    // The whole message, not a fragment of it: digits alone turn up in timings and timestamps.
+    const telemetry = await exportedTelemetry();
+    expect(telemetry).not.toContain(secret);
+    expect(telemetry).not.toContain('card 4242');
 
     const failed = (await sdk.histogramPoints(METRIC.callDuration)).filter(
       (point) => point.attributes[ATTR.outcome] === 'failed',
