@@ -72,7 +72,13 @@ describe('a service whose database connections die', () => {
     service.send('resume');
     await waitForServiceConnections();
     service.send('stop');
-    const summary = JSON.parse(await service.next());
+    const line = await service.next();
+    // A service that ended before its summary: say how, rather than fail on parsing nothing.
+    if (line === undefined) {
+      const [exitCode, signal] = await service.exited;
+      expect.fail(`the service ended (code ${exitCode}, signal ${signal}): ${service.stderr()}`);
+    }
+    const summary = JSON.parse(line);
     const [code] = await service.exited;
 
     expect(code, service.stderr()).toBe(0);
