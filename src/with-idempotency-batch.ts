@@ -79,7 +79,8 @@ type AnyKysely = Kysely<any>;
  * instead of four per item. Items processed before replay their stored response, as
  * `withIdempotency` replays it (the same request check, the same `encryption`).
  *
- * - `fn` returns one response per pending item, in the order of `pending`.
+ * - `fn` gets the pending items in the order of `items`, and returns one response per pending
+ *   item, in the order of `pending`.
  * - An item whose key appears earlier in the batch is the same item: it is not passed to `fn`
  *   again, and gets the first one's response as a replay (or a 422 for another request).
  * - All or nothing: if `fn` throws, or one response cannot be stored, nothing of the batch is
@@ -200,6 +201,8 @@ async function claimAndExecute<I extends IdempotencyBatchItem>(
     else outcomes.set(candidate.index, settleReplay(claim.entry, candidate.options));
   });
   if (pending.length === 0) return outcomes;
+  // Claimed in key order; handled in the caller's order (a queue's messages, as delivered).
+  pending.sort((a, b) => a.index - b.index);
   const responses = await fn(
     trx,
     pending.map(({ item }) => item),

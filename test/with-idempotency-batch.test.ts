@@ -57,8 +57,9 @@ function keys(count: number, label = 'batch'): string[] {
 }
 
 describe('withIdempotencyBatch', () => {
-  it('runs fn once for a batch of new keys and commits one payment per key', async () => {
-    const batch = keys(20);
+  it('runs fn once for a batch of new keys, given in their order, and commits one payment per key', async () => {
+    // Reversed, so that the order given is not the order the keys are claimed in.
+    const batch = keys(20).reverse();
     const seen: string[] = [];
     const results = await withIdempotencyBatch(
       fx.db,
@@ -67,7 +68,7 @@ describe('withIdempotencyBatch', () => {
       payEach('s', seen),
     );
     expect(results.map((result) => result.outcome)).toEqual(batch.map(() => 'executed'));
-    expect(seen.sort()).toEqual([...batch].sort());
+    expect(seen).toEqual(batch);
     for (const key of batch) expect(await fx.countPayments(key, 's')).toBe(1);
   });
 
