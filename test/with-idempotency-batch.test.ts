@@ -198,6 +198,43 @@ describe('withIdempotencyBatch', () => {
     for (const key of [x, y, h1, h2]) expect(await fx.countPayments(key)).toBe(1);
   });
 
+  it('takes over an expired entry, as withIdempotency does, and runs fn for it again', async () => {
+    const [expired, live] = keys(2) as [string, string];
+    await withIdempotency(fx.db, { scope: 's', key: expired }, createPayment('s', expired));
+    await withIdempotency(fx.db, { scope: 's', key: live }, createPayment('s', live));
+    await sql`update idempotency.ledger set expires_at = now() - interval '1 second'
+               where key = ${expired}`.execute(fx.db);
+    const results = await withIdempotencyBatch(
+      fx.db,
+      { scope: 's' },
+      [{ key: expired }, { key: live }],
+      payEach('s'),
+    );
+    expect(results.map((result) => result.outcome)).toEqual(['executed', 'replayed']);
+    expect(await fx.countPayments(expired)).toBe(2);
+    expect(await fx.countPayments(live)).toBe(1);
+    expect(await countLedger([expired, live])).toBe(2);
+  });
+
+  it('waits for a call in flight with one of its keys, then replays what that call committed', async () => {
+    const [held, fresh] = keys(2) as [string, string];
+    const { first, release } = await startHeldCall(fx.db, 's', held);
+    const batch = withIdempotencyBatch(
+      fx.db,
+      { scope: 's' },
+      [{ key: fresh }, { key: held }],
+      payEach('s'),
+    );
+    await waitForLockWaiters(fx.db, 1);
+    release();
+    const committed = await first;
+    const results = await batch;
+    expect(results.map((result) => result.outcome)).toEqual(['executed', 'replayed']);
+    expect(JSON.stringify(responseOf(results[1]))).toBe(JSON.stringify(committed.response));
+    expect(await fx.countPayments(held)).toBe(1);
+    expect(await fx.countPayments(fresh)).toBe(1);
+  });
+
   it('commits nothing of the batch when fn throws, and passes its error through', async () => {
     const batch = keys(5);
     const failure = new Error('business rule');
