@@ -4,8 +4,5 @@
  *
  * @module
  */
-export {
-  type AmqpConsumerOptions,
-  type AmqpMessageId,
-  idempotentAmqpHandler,
-} from './amqp-handler.ts';
+export type { AmqpConsumerOptions, AmqpMessageId } from './amqp-consumer.ts';
+export { idempotentAmqpHandler } from './amqp-handler.ts';
