@@ -10,7 +10,7 @@ export const MESSAGING_NOTES = [
   'Every message: one `charges` row inserted by the handler. "plain": the handler in a',
   'transaction of its own, no dedupe (the baseline). "consumeOnce": one withIdempotency',
   `transaction per message (idempotentAmqpHandler through RabbitMQ). "consumeBatch": batches of`,
-  `${BATCH_SIZE}, one transaction each. Direct: no broker, c workers taking the next message (or`,
+  `${BATCH_SIZE}, one transaction each (idempotentAmqpBatchHandler through RabbitMQ). Direct: no broker, c workers taking the next message (or`,
   'batch). RabbitMQ: messages published (confirmed) before the timing, consumed with prefetch',
   `${2 * BATCH_SIZE} on one channel and acknowledged after the commit; a partial batch waits`,
   '5 ms for more. Ratios are messages/s against "plain" in the same run; round trips are pg',

@@ -78,7 +78,7 @@ export async function runMessaging(
     const queue = `bench-messaging-${randomBytes(4).toString('hex')}`;
     await channel.assertQueue(queue, { exclusive: true, durable: false });
     const direct = directRunners(db, consumer);
-    const broker = brokerRunners(db, consumer, amqp, { channel, publisher, queue });
+    const broker = brokerRunners(db, amqp, { channel, publisher, queue });
     const runners: Record<MessagingTransport, Record<string, Runner>> = {
       direct,
       rabbitmq: broker,
@@ -181,7 +181,6 @@ interface Broker {
 
 function brokerRunners(
   db: Kysely<BenchDB>,
-  consumer: Consumer,
   amqp: Amqp,
   broker: Broker,
 ): Record<MessagingVariant, Runner> {
@@ -207,21 +206,16 @@ function brokerRunners(
     },
     batch: (cell, messages) => {
       // Messages gather into a batch of BATCH_SIZE, or what arrived once none came for
-      // LINGER_MS; each batch is acknowledged message by message after its commit.
+      // LINGER_MS; idempotentAmqpBatchHandler acknowledges each after the batch's commit.
       let gathering: ConsumeMessage[] = [];
+      const handle = amqp.idempotentAmqpBatchHandler(db, channel, {
+        ...options,
+        handler: (trx, message) => insertCharge(trx, body(message)),
+      });
       const flush = async () => {
         const batch = gathering;
         gathering = [];
-        const deliveries = batch.map((message) => ({
-          message,
-          messageId: String(message.properties.messageId),
-          attempt: 1,
-        }));
-        const results = await consumer.consumeBatch(db, options, deliveries, (trx, message) =>
-          insertCharge(trx, body(message)),
-        );
-        expectProcessed(results);
-        for (const message of batch) channel.ack(message);
+        expectProcessed(await handle(batch));
         return batch.length;
       };
       return consumeAll(
