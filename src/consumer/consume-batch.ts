@@ -41,8 +41,8 @@ import {
  * @param db - A `Kysely` instance (the batch runs in a transaction of its own).
  * @param deliveries - 0 to `MAX_BATCH_ITEMS` deliveries.
  * @returns One result per delivery, in the order of `deliveries`.
- * @throws {InvalidIdempotencyOptionsError} for invalid options, a delivery without a valid
- *   `attempt`, or more than `MAX_BATCH_ITEMS` deliveries (a programming error: nothing is settled).
+ * @throws {InvalidIdempotencyOptionsError} for invalid options, a `Transaction` as `db`, a
+ *   delivery without a valid `attempt`, or more than `MAX_BATCH_ITEMS` deliveries (a programming error: nothing is settled).
  *
  * @example
  * ```ts
@@ -68,6 +68,10 @@ export async function consumeBatch<K extends AnyKysely, M, R>(
   const resolved = resolveConsumerOptions(options, 'consumeBatch');
   const issues: string[] = [];
   if (typeof handler !== 'function') issues.push('handler: must be a function');
+  // Refused here: the batch would fail on it, and fall back to one transaction per message.
+  if ((db as { isTransaction?: unknown } | null)?.isTransaction === true) {
+    issues.push('db: a batch runs in its own transaction: pass a Kysely instance');
+  }
   if (!Array.isArray(deliveries) || deliveries.length > MAX_BATCH_ITEMS) {
     issues.push(`deliveries: must be an array of at most ${MAX_BATCH_ITEMS} deliveries`);
   } else {

@@ -336,6 +336,11 @@ describe('consumeBatch', () => {
     await expect(
       consumeBatch(fx.db, options, deliveriesOf(batch), 'not a handler' as never),
     ).rejects.toBeInstanceOf(InvalidIdempotencyOptionsError);
+    await expect(
+      fx.db
+        .transaction()
+        .execute((trx) => consumeBatch(trx, options, deliveriesOf(batch), pay('s'))),
+    ).rejects.toBeInstanceOf(InvalidIdempotencyOptionsError);
     expect(await countEntries([...tooMany, ...batch])).toBe(0);
   });
 });
