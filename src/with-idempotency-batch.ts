@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kysely, Transaction } from 'kysely';
 import { type BatchEvent, traceBatch } from './batch-events.ts';
-import { type IdempotencyError, InvalidIdempotencyOptionsError } from './errors.ts';
+import { IdempotencyError, InvalidIdempotencyOptionsError } from './errors.ts';
 import { assertKysely } from './internal/assert-kysely.ts';
 import { parseOptions } from './internal/parse-options.ts';
 import { isRetryableTransactionError } from './internal/postgres-errors.ts';
@@ -241,7 +241,8 @@ function settleReplay(entry: LedgerEntry, options: ResolvedOptions): Outcome {
     const { response } = replay(entry, options, undefined);
     return { outcome: 'replayed', response, ...held };
   } catch (error) {
-    return { outcome: 'refused', error: error as IdempotencyError, ...held };
+    if (!(error instanceof IdempotencyError)) throw error;
+    return { outcome: 'refused', error, ...held };
   }
 }
 
