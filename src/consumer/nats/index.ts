@@ -4,8 +4,5 @@
  *
  * @module
  */
-export {
-  idempotentJetStreamHandler,
-  type JetStreamConsumerOptions,
-  type JetStreamMessageId,
-} from './jetstream-handler.ts';
+export type { JetStreamConsumerOptions, JetStreamMessageId } from './jetstream-consumer.ts';
+export { idempotentJetStreamHandler } from './jetstream-handler.ts';
