@@ -14,6 +14,8 @@ import { stopServerProcesses } from './http/server-process-client.ts';
 import { runInstrumentation } from './instrumentation.ts';
 import { INSTRUMENTATION_NOTES, instrumentationTable } from './instrumentation-report.ts';
 import { migrate } from './library.ts';
+import { runMessaging } from './messaging.ts';
+import { MESSAGING_NOTES, messagingTable } from './messaging-report.ts';
 import {
   addedCostLines,
   OPERATIONS_NOTES,
@@ -55,6 +57,7 @@ const SECTIONS = [
   'throughput',
   'instrumentation',
   'operations',
+  'messaging',
   'rtt',
   'http',
   'storage',
@@ -84,6 +87,8 @@ const settings = {
   instrumentation: { repetitions, warmupMs: quick ? 200 : 500, cellMs: quick ? 500 : 3000 },
   // 39 cells (3 routes x 5 paths x 2 concurrencies, the proxy's own cost, SELECT 1 and PING on
   // every route): about 160 s in a full run.
+  // 9 cells (3 consumers x direct c=1, c=4, RabbitMQ), each a fixed count of fresh messages.
+  messaging: { repetitions, messages: quick ? 500 : 3000 },
   rtt: {
     repetitions,
     warmupMs: quick ? 100 : 300,
@@ -219,6 +224,22 @@ try {
     console.log(operationsWaitsTable(operations));
   }
 
+  let messaging: Awaited<ReturnType<typeof runMessaging>> | undefined;
+  if (runs('messaging')) {
+    progress('messaging');
+    messaging = await runMessaging(db, settings.messaging, progress);
+    console.log(
+      `\n## Messaging: consumers per message and in batches (medians of ${repetitions})\n`,
+    );
+    if ('skipped' in messaging) {
+      progress(`${messaging.skipped}: skipping the messaging section`);
+      console.log(`SKIPPED: ${messaging.skipped}.`);
+    } else {
+      console.log(MESSAGING_NOTES);
+      console.log(messagingTable(messaging));
+    }
+  }
+
   let rtt: Awaited<ReturnType<typeof runRtt>> | undefined;
   if (runs('rtt')) {
     progress('rtt');
@@ -297,6 +318,7 @@ try {
     throughput,
     instrumentation,
     operations,
+    messaging,
     rtt,
     http,
     storage,

@@ -147,7 +147,8 @@ export class IdempotencyConflictError extends IdempotencyError {
 
   constructor(options: {
     scope: string;
-    key: string;
+    /** Unknown for a batch (`withIdempotencyBatch`): its claim waits for its keys in one statement. */
+    key?: string | undefined;
     reason: ConflictReason;
     retryAfterMs?: number;
     cause?: unknown;
@@ -190,7 +191,8 @@ export class UnstorableResponseError extends IdempotencyError {
 
   constructor(options: {
     scope: string;
-    key: string;
+    /** Unknown when a whole batch (`withIdempotencyBatch`) could not be recorded. */
+    key?: string | undefined;
     reason: UnstorableResponseReason;
     message: string;
     cause?: unknown;

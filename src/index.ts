@@ -1,4 +1,8 @@
 export {
+  WITH_IDEMPOTENCY_BATCH_CHANNEL,
+  type WithIdempotencyBatchEvent,
+} from './batch-events.ts';
+export {
   type CallOutcome,
   WITH_IDEMPOTENCY_CHANNEL,
   type WithIdempotencyEvent,
@@ -87,3 +91,10 @@ export {
   type IdempotentTransaction,
   withIdempotency,
 } from './with-idempotency.ts';
+export {
+  type BatchItemResult,
+  type IdempotencyBatchItem,
+  type IdempotencyBatchOptions,
+  MAX_BATCH_ITEMS,
+  withIdempotencyBatch,
+} from './with-idempotency-batch.ts';

@@ -54,7 +54,7 @@ export interface ClaimedEntry {
  * `set_config(..., true)` is undone when the transaction (or the savepoint it was set in) ends, so
  * the list never outlives the claims it describes, and leaves nothing on a pooled connection.
  */
-const IN_FLIGHT_SETTING = 'idempotency_ledger.in_flight';
+export const IN_FLIGHT_SETTING = 'idempotency_ledger.in_flight';
 
 export interface ClaimRequest {
   scope: string;
@@ -71,7 +71,7 @@ export interface ClaimRequest {
 
 // Kysely is typed by the caller's database; the ledger's statements are raw SQL, so any will do.
 // biome-ignore lint/suspicious/noExplicitAny: the executor's table types are irrelevant here.
-type Executor = Kysely<any>;
+export type Executor = Kysely<any>;
 
 /**
  * Reads the live entry for (scope, key), outside any transaction: a replay costs this one
@@ -216,7 +216,10 @@ export async function recordResponse(
 }
 
 /** fn sent COMMIT or ROLLBACK: its writes and the response can no longer commit together. */
-function transactionEnded(entry: { scope: string; key: string }, cause?: unknown) {
+export function transactionEnded(
+  entry: { scope: string; key?: string | undefined },
+  cause?: unknown,
+) {
   return new UnstorableResponseError({
     scope: entry.scope,
     key: entry.key,
@@ -233,7 +236,10 @@ function transactionEnded(entry: { scope: string; key: string }, cause?: unknown
  * fn returned normally, but one of its statements failed and the error was caught inside fn:
  * Postgres has aborted the transaction, so neither fn's writes nor the response can commit.
  */
-function transactionAborted(entry: { scope: string; key: string }, cause: unknown) {
+export function transactionAborted(
+  entry: { scope: string; key?: string | undefined },
+  cause: unknown,
+) {
   return new UnstorableResponseError({
     scope: entry.scope,
     key: entry.key,
@@ -374,9 +380,10 @@ export async function deleteExpiredBatch(
 
 /**
  * Runs a ledger statement without the executor's plugins, and turns "relation/function does not
- * exist" into a LedgerSchemaError that says what to do.
+ * exist" into a LedgerSchemaError that says what to do. Shared with ledger-batch.ts, the batch
+ * statements on the same table.
  */
-async function run<R>(
+export async function run<R>(
   schema: string,
   query: { execute(executor: Executor): Promise<R> },
   executor: Executor,

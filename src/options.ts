@@ -140,7 +140,8 @@ export interface IdempotencyOptions {
   encryption?: ResponseEncryption;
 }
 
-const optionsSchema = z.strictObject({
+/** The schema of {@link IdempotencyOptions}; `withIdempotencyBatch` parses its own options with it. */
+export const optionsSchema = z.strictObject({
   scope: z
     .string({
       // Only for a missing or non-string scope: the length checks keep their own messages.
@@ -219,19 +220,27 @@ export interface ResolvedOptions {
  */
 export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
   const parsed = parseOptions(optionsSchema, options, 'withIdempotency');
-  const key = parsed.key;
+  return {
+    ...parsed,
+    key: parseKey(parsed.key, parsed.scope),
+    fingerprint: fingerprintOrThrow(parsed.request),
+  };
+}
+
+/**
+ * The key, checked: 1 to 255 printable ASCII characters.
+ *
+ * @throws {InvalidIdempotencyKeyError} for a missing or malformed key.
+ */
+export function parseKey(key: unknown, scope: string): string {
   if (typeof key !== 'string' || !KEY_PATTERN.test(key)) {
     throw new InvalidIdempotencyKeyError({
       message: describeKeyProblem(key),
-      scope: parsed.scope,
+      scope,
       ...(typeof key === 'string' ? { key } : {}),
     });
   }
-  return {
-    ...parsed,
-    key,
-    fingerprint: fingerprintOrThrow(parsed.request),
-  };
+  return key;
 }
 
 /**
@@ -268,7 +277,12 @@ function describeKeyProblem(key: unknown): string {
   return 'The idempotency key must consist of printable ASCII characters only';
 }
 
-function fingerprintOrThrow(request: unknown): Buffer | null {
+/**
+ * The request's fingerprint, or null without one.
+ *
+ * @throws {InvalidIdempotencyOptionsError} when it is not JSON.
+ */
+export function fingerprintOrThrow(request: unknown): Buffer | null {
   if (request === undefined) return null;
   try {
     return fingerprintRequest(request);

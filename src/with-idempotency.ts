@@ -328,7 +328,7 @@ function executeOnClaim(
  *
  * @throws {ResponseDecryptionError} when it is encrypted and cannot be decrypted.
  */
-function replay(
+export function replay(
   entry: LedgerEntry,
   options: ResolvedOptions,
   event: CallEvent | undefined,
@@ -373,6 +373,6 @@ function endedByFn(error: unknown): boolean {
 }
 
 /** Exponential backoff with full jitter, so retried transactions do not collide again in step. */
-function backoffMs(attempt: number): number {
+export function backoffMs(attempt: number): number {
   return Math.random() * Math.min(1000, 10 * 2 ** attempt);
 }

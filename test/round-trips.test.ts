@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { responseEncryption, withIdempotency } from '../src/index.ts';
+import { responseEncryption, withIdempotency, withIdempotencyBatch } from '../src/index.ts';
 import { waitForLockWaiters } from './support/barrier.ts';
 import {
   createPayment,
@@ -124,5 +124,52 @@ describe('round trips', () => {
       'update "idempotency"."ledger" set',
       'commit',
     ]);
+  });
+
+  it('a batch costs four statements plus the business ones, however many keys it holds', async () => {
+    const keys = Array.from({ length: 10 }, () => uniqueKey());
+    await withIdempotency(
+      recorder.db,
+      { scope: 's', key: keys[0] as string },
+      createPayment('s', keys[0] as string),
+    );
+    const sent = await record(() =>
+      withIdempotencyBatch(
+        recorder.db,
+        { scope: 's' },
+        keys.map((key) => ({ key })),
+        async (trx, pending) => {
+          const rows = await trx
+            .insertInto('payments')
+            .values(pending.map(({ key }) => ({ scope: 's', key, amount: 100 })))
+            .returning('id')
+            .execute();
+          return rows.map(({ id }) => ({ paymentId: String(id) }));
+        },
+      ),
+    );
+    expect(sent).toEqual([
+      'begin',
+      'with claims as', // claim_key() for every key, one statement
+      'insert into "payments"', // fn, one INSERT of its own for the nine new keys
+      'with updated as', // every response, one statement
+      'commit',
+    ]);
+  });
+
+  it('a batch of replays only costs three statements', async () => {
+    const keys = Array.from({ length: 5 }, () => uniqueKey());
+    for (const key of keys) {
+      await withIdempotency(recorder.db, { scope: 's', key }, createPayment('s', key));
+    }
+    const sent = await record(() =>
+      withIdempotencyBatch(
+        recorder.db,
+        { scope: 's' },
+        keys.map((key) => ({ key })),
+        async () => [],
+      ),
+    );
+    expect(sent).toEqual(['begin', 'with claims as', 'commit']);
   });
 });

@@ -6,6 +6,7 @@
  *
  * @module
  */
+export { consumeBatch } from './consume-batch.ts';
 export {
   type ConsumeResult,
   consumeOnce,

@@ -1,11 +1,10 @@
 /**
  * `idempotency-ledger/consumer/amqplib`: an idempotent consumer for RabbitMQ through amqplib. See
- * {@link idempotentAmqpHandler}.
+ * {@link idempotentAmqpHandler}, and
+ * {@link idempotentAmqpBatchHandler} for many messages in one transaction.
  *
  * @module
  */
-export {
-  type AmqpConsumerOptions,
-  type AmqpMessageId,
-  idempotentAmqpHandler,
-} from './amqp-handler.ts';
+export { idempotentAmqpBatchHandler } from './amqp-batch-handler.ts';
+export type { AmqpConsumerOptions, AmqpMessageId } from './amqp-consumer.ts';
+export { idempotentAmqpHandler } from './amqp-handler.ts';

@@ -1,11 +1,10 @@
 /**
  * `idempotency-ledger/consumer/nats`: an idempotent consumer for NATS JetStream
- * (`@nats-io/jetstream` 3). See {@link idempotentJetStreamHandler}.
+ * (`@nats-io/jetstream` 3). See {@link idempotentJetStreamHandler}, and
+ * {@link idempotentJetStreamBatchHandler} for many messages in one transaction.
  *
  * @module
  */
-export {
-  idempotentJetStreamHandler,
-  type JetStreamConsumerOptions,
-  type JetStreamMessageId,
-} from './jetstream-handler.ts';
+export { idempotentJetStreamBatchHandler } from './jetstream-batch-handler.ts';
+export type { JetStreamConsumerOptions, JetStreamMessageId } from './jetstream-consumer.ts';
+export { idempotentJetStreamHandler } from './jetstream-handler.ts';
