@@ -1,0 +1,47 @@
+import type { JetStreamClient } from '@nats-io/jetstream';
+import { headers as natsHeaders } from '@nats-io/nats-core';
+import type { OutboxMessage } from '../index.ts';
+
+/** Options of {@link jetStreamPublisher}. */
+export interface JetStreamPublisherOptions {
+  /**
+   * The subject of a message. Default: its topic.
+   *
+   * @example
+   * ```ts
+   * subject: (message) => `orders.${message.stream}`
+   * ```
+   */
+  subject?: (message: OutboxMessage) => string;
+}
+
+/**
+ * A `publish` function for the outbox relay that publishes to NATS JetStream: `msgID` (the
+ * `Nats-Msg-Id` header, which `idempotentJetStreamHandler` deduplicates on by default) set to the
+ * outbox message id, so that JetStream also drops a republish within the stream's duplicate
+ * window; the message's headers; the payload as JSON. It resolves on the stream's PubAck, and
+ * rejects when none comes (no stream listens on the subject, a timeout).
+ *
+ * The NATS client reconnects by itself: a publish during a disconnection fails and the relay
+ * retries it after its backoff.
+ *
+ * @example
+ * ```ts
+ * const nc = await connect({ servers: 'nats://127.0.0.1:4222' });
+ * const relay = createOutboxRelay(db, { publish: jetStreamPublisher(jetstream(nc)) });
+ * ```
+ */
+export function jetStreamPublisher(
+  js: JetStreamClient,
+  options: JetStreamPublisherOptions = {},
+): (message: OutboxMessage) => Promise<void> {
+  const subject = options.subject ?? ((message: OutboxMessage) => message.topic);
+  return async (message) => {
+    const headers = natsHeaders();
+    for (const [name, value] of Object.entries(message.headers)) headers.set(name, value);
+    await js.publish(subject(message), JSON.stringify(message.payload), {
+      msgID: message.messageId,
+      headers,
+    });
+  };
+}
