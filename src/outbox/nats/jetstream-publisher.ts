@@ -22,8 +22,9 @@ export interface JetStreamPublisherOptions {
  * window; the message's headers; the payload as JSON. It resolves on the stream's PubAck, and
  * rejects when none comes (no stream listens on the subject, a timeout).
  *
- * The NATS client reconnects by itself: a publish during a disconnection fails and the relay
- * retries it after its backoff.
+ * The NATS client reconnects by itself: a publish caught by a disconnection either goes through
+ * once the client reconnected or fails (the JetStream client's `timeout`), and the relay retries
+ * it after its backoff.
  *
  * @example
  * ```ts
