@@ -252,6 +252,27 @@ describe('createOutboxRelay', () => {
     expect(await outboxStatus(fx.db)).toEqual([]);
   });
 
+  it('reports a failing pass to onError without a message, and keeps polling', async () => {
+    const failures: [unknown, OutboxMessage | undefined][] = [];
+    const controller = new AbortController();
+    const relay = createOutboxRelay(fx.db, {
+      publish: async () => undefined,
+      schema: 'no_outbox_here',
+      pollIntervalMs: 5,
+      signal: controller.signal,
+      onError: (error, message) => failures.push([error, message]),
+    });
+    relay.start();
+    await expect
+      .poll(() => failures.length, { message: 'two failed passes reported' })
+      .toBeGreaterThanOrEqual(2);
+    // The signal stops it as stop() does: stop() then only waits for the loop to end.
+    controller.abort();
+    await relay.stop();
+    expect(failures[0]?.[1]).toBeUndefined();
+    expect(String(failures[0]?.[0])).toMatch(/no_outbox_here/);
+  });
+
   it('refuses invalid options with an InvalidIdempotencyOptionsError', () => {
     expect(() => createOutboxRelay(fx.db, { publish: 'no' as never })).toThrow(
       InvalidIdempotencyOptionsError,
