@@ -1,6 +1,10 @@
-import type { JetStreamClient } from '@nats-io/jetstream';
-import { headers as natsHeaders } from '@nats-io/nats-core';
+import type { JetStreamClient, JetStreamPublishOptions } from '@nats-io/jetstream';
 import type { OutboxMessage } from '../index.ts';
+
+// Imported on the first message that has headers, not with this module: importing the subpath
+// needs no NATS package (as the consumer's does not), and one without headers needs none but
+// the client the caller passes.
+let natsCore: Promise<typeof import('@nats-io/nats-core')> | undefined;
 
 /** Options of {@link jetStreamPublisher}. */
 export interface JetStreamPublisherOptions {
@@ -38,11 +42,14 @@ export function jetStreamPublisher(
 ): (message: OutboxMessage) => Promise<void> {
   const subject = options.subject ?? ((message: OutboxMessage) => message.topic);
   return async (message) => {
-    const headers = natsHeaders();
-    for (const [name, value] of Object.entries(message.headers)) headers.set(name, value);
-    await js.publish(subject(message), JSON.stringify(message.payload), {
-      msgID: message.messageId,
-      headers,
-    });
+    const options: Partial<JetStreamPublishOptions> = { msgID: message.messageId };
+    const entries = Object.entries(message.headers);
+    if (entries.length > 0) {
+      natsCore ??= import('@nats-io/nats-core');
+      const headers = (await natsCore).headers();
+      for (const [name, value] of entries) headers.set(name, value);
+      options.headers = headers;
+    }
+    await js.publish(subject(message), JSON.stringify(message.payload), options);
   };
 }
