@@ -135,7 +135,10 @@ async function runPass(
       }
     }
   };
-  await Promise.all(Array.from({ length: options.concurrency }, worker));
+  // Every worker ends before the pass does, even when one fails: stop() relies on it.
+  const settled = await Promise.allSettled(Array.from({ length: options.concurrency }, worker));
+  const failed = settled.find((outcome) => outcome.status === 'rejected');
+  if (failed) throw failed.reason;
   return result;
 }
 
