@@ -252,6 +252,35 @@ describe('createOutboxRelay', () => {
     expect(await outboxStatus(fx.db)).toEqual([]);
   });
 
+  it('holds no lock a producer waits for while a publish is in flight', async () => {
+    const stream = uniqueKey('stream');
+    await enqueue(stream, 't', 'first');
+    let inFlight: () => void = () => undefined;
+    const publishing = new Promise<void>((resolve) => {
+      inFlight = resolve;
+    });
+    let confirm: () => void = () => undefined;
+    const relay = createOutboxRelay(fx.db, {
+      publish: () => {
+        inFlight();
+        return new Promise<void>((resolve) => {
+          confirm = resolve;
+        });
+      },
+    });
+    const pass = relay.relayOnce();
+    await publishing;
+    // A producer of the same stream commits while the broker has not confirmed: with a lock
+    // timeout, so that a lock held by the relay fails the test instead of hanging it.
+    const second = await fx.db.transaction().execute(async (trx) => {
+      await sql`set local lock_timeout = '5s'`.execute(trx);
+      return enqueueMessage(trx, { stream, topic: 't', payload: 'second' });
+    });
+    expect(second.position).toBe(2);
+    confirm();
+    expect(await pass).toMatchObject({ published: 1 });
+  });
+
   it('reports a failing pass to onError without a message, and keeps polling', async () => {
     const failures: [unknown, OutboxMessage | undefined][] = [];
     const controller = new AbortController();
