@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type AnyKysely,
   claimStream,
+  deleteIdleCounter,
   deletePublished,
   findDueStreams,
   readStream,
@@ -174,6 +175,11 @@ async function relayStream(
     // Another relay took the stream over (this one outlived its lease): it publishes the rest.
     if (!(await deletePublished(db, schema, stored, holder, leaseMs))) return;
     result.published += 1;
+  }
+  const last = messages.at(-1);
+  // Every message read was published: when none was enqueued since, the stream is empty.
+  if (last !== undefined && messages.length < options.batchSize) {
+    await deleteIdleCounter(db, schema, stream, last.position);
   }
 }
 

@@ -55,7 +55,10 @@ export interface EnqueueOptions {
 export interface EnqueuedMessage {
   /** The id the message is published with. */
   messageId: string;
-  /** Its position in its stream: 1, 2, 3... without gaps, in commit order. */
+  /**
+   * Its position in its stream: 1, 2, 3... without gaps, in commit order. A stream that a relay
+   * emptied starts again at 1.
+   */
   position: number;
 }
 

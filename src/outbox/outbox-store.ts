@@ -206,6 +206,30 @@ export async function recordFailure(
   return rows[0];
 }
 
+/**
+ * Deletes the counter row of a stream the relay has just emptied, so that streams used once (one
+ * per order) leave nothing behind; the next message of the stream starts again at position 1.
+ * Only while the counter still reads `lastPosition`, the position of the last message deleted:
+ * then no message of the stream is left. A row locked by a producer in flight is skipped
+ * (SKIP LOCKED: the relay never waits for a producer), and one a producer updated since is kept,
+ * since the condition is checked again on the row the DELETE locks.
+ */
+export async function deleteIdleCounter(
+  db: AnyKysely,
+  schema: string,
+  stream: string,
+  lastPosition: number,
+): Promise<void> {
+  const streams = sql.id(schema, 'outbox_streams');
+  await sql`
+    delete from ${streams}
+     where ctid = any (array(
+             select ctid from ${streams}
+              where stream = ${stream} and last_position = ${lastPosition}
+                for update skip locked))
+       and stream = ${stream} and last_position = ${lastPosition}`.execute(db);
+}
+
 /** Gives the stream back, so that any relay may take it at once. */
 export async function releaseStream(
   db: AnyKysely,

@@ -16,7 +16,7 @@ export interface OutboxMessage {
   /** Stable across republishes: consumers deduplicate on it. */
   messageId: string;
   stream: string;
-  /** 1, 2, 3... in its stream. */
+  /** 1, 2, 3... in its stream, in commit order (again from 1 after the stream was emptied). */
   position: number;
   topic: string;
   /** The JSON value that was enqueued, parsed. */

@@ -17,7 +17,7 @@ import { openAmqp } from '../support/brokers.ts';
 import { uniqueKey, useLedgerFixture } from '../support/ledger-fixture.ts';
 import {
   expectNoOverlap,
-  idsByPosition,
+  expectStreamsInOrder,
   type PublishInterval,
   produce,
   recordedQueue,
@@ -58,16 +58,6 @@ function enqueue(stream: string, topic: string, payload: unknown = {}) {
   return fx.db.transaction().execute((trx) => enqueueMessage(trx, { stream, topic, payload }));
 }
 
-/** The ids delivered on each stream, in arrival order; `streamOf` maps an id to its stream. */
-function deliveredByStream(ids: string[], streamOf: Map<string, string>) {
-  const streams = new Map<string, string[]>();
-  for (const id of ids) {
-    const stream = streamOf.get(id) ?? 'unknown';
-    streams.set(stream, [...(streams.get(stream) ?? []), id]);
-  }
-  return streams;
-}
-
 describe('createOutboxRelay', () => {
   it('publishes one stream in commit order, without gaps, while 8 producers commit 400 messages', async () => {
     const { queue: topic, delivered, waitFor } = await queue('order');
@@ -82,8 +72,10 @@ describe('createOutboxRelay', () => {
       streamOf: () => stream,
     });
     await waitFor(400);
-    const expected = idsByPosition(produced).get(stream);
-    expect(delivered.map((message) => message.messageId)).toEqual(expected);
+    expectStreamsInOrder(
+      delivered.map((message) => message.messageId),
+      produced,
+    );
   });
 
   it('keeps each of 4 streams in order with 3 relays, never publishing a stream from two at once, each message once', async () => {
@@ -110,10 +102,8 @@ describe('createOutboxRelay', () => {
     for (const relay of relays.splice(0)) await relay.stop();
 
     const ids = delivered.map((message) => message.messageId);
-    expect(new Set(ids).size).toBe(400);
     expect(ids).toHaveLength(400);
-    const streamOf = new Map(produced.map((message) => [message.messageId, message.stream]));
-    expect(deliveredByStream(ids, streamOf)).toEqual(idsByPosition(produced));
+    expectStreamsInOrder(ids, produced);
     expect(intervals).toHaveLength(400);
     expectNoOverlap(intervals);
     // The work was shared: more than one relay published.
@@ -250,6 +240,46 @@ describe('createOutboxRelay', () => {
     release();
     await stopping;
     expect(await outboxStatus(fx.db)).toEqual([]);
+  });
+
+  it("deletes an emptied stream's counter, but not one a producer holds", async () => {
+    const stream = uniqueKey('stream');
+    const counter = async () => {
+      const { rows } = await sql<{ last_position: string }>`
+        select last_position from idempotency.outbox_streams where stream = ${stream}`.execute(
+        fx.db,
+      );
+      return rows.map((row) => Number(row.last_position));
+    };
+    await enqueue(stream, 't', 1);
+    await enqueue(stream, 't', 2);
+    const relay = createOutboxRelay(fx.db, { publish: async () => undefined });
+
+    // A producer's enqueue in flight holds the counter (3): the relay publishes 1 and 2 without
+    // waiting for it, and keeps the counter.
+    let commit: () => void = () => undefined;
+    const committing = new Promise<void>((resolve) => {
+      commit = resolve;
+    });
+    let enqueued: (position: number) => void = () => undefined;
+    const inFlight = new Promise<number>((resolve) => {
+      enqueued = resolve;
+    });
+    const producer = fx.db.transaction().execute(async (trx) => {
+      const { position } = await enqueueMessage(trx, { stream, topic: 't', payload: 3 });
+      enqueued(position);
+      await committing;
+    });
+    expect(await inFlight).toBe(3);
+    expect(await relay.relayOnce()).toMatchObject({ published: 2 });
+    commit();
+    await producer;
+    expect(await counter()).toEqual([3]);
+
+    // Emptied, with no producer: the counter goes, and the stream starts again at 1.
+    expect(await relay.relayOnce()).toMatchObject({ published: 1 });
+    expect(await counter()).toEqual([]);
+    expect((await enqueue(stream, 't', 4)).position).toBe(1);
   });
 
   it('holds no lock a producer waits for while a publish is in flight', async () => {
