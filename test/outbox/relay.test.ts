@@ -54,6 +54,14 @@ async function publisher() {
   return amqpPublisher(channel);
 }
 
+/** Sessions of this database waiting on a lock. */
+async function lockWaiters(): Promise<number> {
+  const { rows } = await sql<{ n: number }>`
+    select count(*)::int as n from pg_stat_activity
+     where datname = current_database() and wait_event_type = 'Lock'`.execute(fx.db);
+  return rows[0]?.n ?? 0;
+}
+
 function enqueue(stream: string, topic: string, payload: unknown = {}) {
   return fx.db.transaction().execute((trx) => enqueueMessage(trx, { stream, topic, payload }));
 }
@@ -76,6 +84,47 @@ describe('createOutboxRelay', () => {
       delivered.map((message) => message.messageId),
       produced,
     );
+  });
+
+  it('publishes a stream in the order its producers enqueued, even when the first producer is still open as the second tries to commit', async () => {
+    const { queue: topic, delivered, waitFor } = await queue('held');
+    const stream = uniqueKey('stream');
+    const relay = createOutboxRelay(fx.db, { publish: await publisher() });
+    // A enqueues first and holds its transaction open; B enqueues after it and commits.
+    let commitA: () => void = () => undefined;
+    const holdA = new Promise<void>((resolve) => {
+      commitA = resolve;
+    });
+    let enqueuedA: (id: string) => void = () => undefined;
+    const idA = new Promise<string>((resolve) => {
+      enqueuedA = resolve;
+    });
+    const a = fx.db.transaction().execute(async (trx) => {
+      enqueuedA((await enqueueMessage(trx, { stream, topic, payload: 'A' })).messageId);
+      await holdA;
+    });
+    const first = await idA;
+    let bCommitted = false;
+    const b = fx.db
+      .transaction()
+      .execute((trx) => enqueueMessage(trx, { stream, topic, payload: 'B' }))
+      .then((message) => {
+        bCommitted = true;
+        return message.messageId;
+      });
+    // B either waits for A's counter lock, or (were positions not ordered by commit) committed.
+    await expect
+      .poll(async () => bCommitted || (await lockWaiters()) > 0, {
+        message: 'B to wait for A, or to commit',
+      })
+      .toBe(true);
+    await relay.relayOnce();
+    commitA();
+    await a;
+    const second = await b;
+    await relay.relayOnce();
+    await waitFor(2);
+    expect(delivered.map((message) => message.messageId)).toEqual([first, second]);
   });
 
   it('keeps each of 4 streams in order with 3 relays, never publishing a stream from two at once, each message once', async () => {
