@@ -47,7 +47,14 @@ export interface OutboxMessageInput {
 
 /** Options of {@link enqueueMessage}. */
 export interface EnqueueOptions {
-  /** Postgres schema of the outbox tables (the ledger's). Default `idempotency`. */
+  /**
+   * Postgres schema of the outbox tables (the ledger's). Default `idempotency`.
+   *
+   * @example
+   * ```ts
+   * await enqueueMessage(trx, message, { schema: 'billing_ledger' });
+   * ```
+   */
   schema?: string;
 }
 

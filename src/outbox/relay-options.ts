@@ -39,13 +39,42 @@ export interface OutboxRelayOptions {
    * ```
    */
   publish: (message: OutboxMessage) => Promise<void>;
-  /** Postgres schema of the outbox tables. Default `idempotency`. */
+  /**
+   * Postgres schema of the outbox tables (the ledger's). Default `idempotency`.
+   *
+   * @example
+   * ```ts
+   * schema: 'billing_ledger'
+   * ```
+   */
   schema?: string;
-  /** Messages published per stream and pass, at most. Default 100. */
+  /**
+   * Messages published per stream and pass, at most. Default 100.
+   *
+   * @example
+   * ```ts
+   * batchSize: 500
+   * ```
+   */
   batchSize?: number;
-  /** Streams published at the same time by this relay (each in order). Default 4. */
+  /**
+   * Streams published at the same time by this relay, each in order. Default 4. Each uses a
+   * connection of `db`'s pool for its statements.
+   *
+   * @example
+   * ```ts
+   * concurrency: 16
+   * ```
+   */
   concurrency?: number;
-  /** Pause of `start()` after a pass that found nothing to publish. Default 1000 ms. */
+  /**
+   * Pause of `start()` after a pass that published nothing. Default 1000 ms.
+   *
+   * @example
+   * ```ts
+   * pollIntervalMs: 200
+   * ```
+   */
   pollIntervalMs?: number;
   /**
    * How long a relay owns a stream after taking it or publishing on it. It must exceed your
@@ -87,11 +116,25 @@ export interface OutboxRelayOptions {
    * ```
    */
   onError?: (error: unknown, message: OutboxMessage | undefined) => void;
-  /** Aborting it stops the relay, as `stop()` does. */
+  /**
+   * Aborting it stops the relay, as `stop()` does.
+   *
+   * @example
+   * ```ts
+   * signal: AbortSignal.timeout(60_000)
+   * ```
+   */
   signal?: AbortSignal;
 }
 
-/** Default of {@link OutboxRelayOptions.retryDelayMs}: 100 ms doubling, capped at 30 s, +-20 % jitter. */
+/**
+ * Default of {@link OutboxRelayOptions.retryDelayMs}: 100 ms doubling, capped at 30 s, +-20 % jitter.
+ *
+ * @example
+ * ```ts
+ * retryDelayMs: (attempt) => Math.min(defaultOutboxRetryDelayMs(attempt), 5000)
+ * ```
+ */
 export function defaultOutboxRetryDelayMs(attempt: number): number {
   const base = Math.min(30_000, 100 * 2 ** Math.min(attempt - 1, 20));
   return Math.round(base * (0.8 + Math.random() * 0.4));

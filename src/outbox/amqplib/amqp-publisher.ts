@@ -3,7 +3,14 @@ import type { OutboxMessage } from '../index.ts';
 
 /** Options of {@link amqpPublisher}. */
 export interface AmqpPublisherOptions {
-  /** The exchange to publish to. Default `''`, the default exchange (routing key = queue name). */
+  /**
+   * The exchange to publish to. Default `''`, the default exchange (routing key = queue name).
+   *
+   * @example
+   * ```ts
+   * exchange: 'events'
+   * ```
+   */
   exchange?: string;
   /**
    * The routing key of a message. Default: its topic.
