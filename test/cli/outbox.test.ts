@@ -153,12 +153,14 @@ describe('outbox relay', () => {
     expect(received).toEqual(ids);
   });
 
-  it('fails with exit code 1 when the broker does not answer', async () => {
+  it('fails with exit code 1 when the broker does not answer, without printing its password', async () => {
     const run = await runInProcess(
-      ['outbox', 'relay', '--amqp-url', 'amqp://guest:guest@127.0.0.1:1'],
+      ['outbox', 'relay', '--amqp-url', 'amqp://guest:s3cret-pw@127.0.0.1:1'],
       env(),
     );
     expect(run.code).toBe(1);
+    expect(run.stderr).toContain('cannot connect to RabbitMQ');
     expect(run.stderr).toContain('ECONNREFUSED');
+    expect(run.stderr).not.toContain('s3cret-pw');
   });
 });

@@ -1,11 +1,11 @@
 import { createOutboxRelay, type OutboxMessage } from '../../outbox/index.ts';
-import { EXIT_OK, usageError } from '../shared/cli-error.ts';
+import { CliError, EXIT_FAILURE, EXIT_OK, usageError } from '../shared/cli-error.ts';
 import {
   CONNECTION_FLAGS,
   CONNECTION_FLAGS_USAGE,
   connectionSettings,
 } from '../shared/connection-flags.ts';
-import { readDatabaseUrl } from '../shared/database-url.ts';
+import { passwordsIn, readDatabaseUrl } from '../shared/database-url.ts';
 import { type CommandContext, defineCommand } from '../shared/define-command.ts';
 import { describeError } from '../shared/describe-error.ts';
 import { integerFlag, MAX_TIMER_MS } from '../shared/integer-flag.ts';
@@ -14,6 +14,7 @@ import {
   openAmqpPublisher,
   openJetStreamPublisher,
 } from '../shared/outbox-publisher.ts';
+import { redact } from '../shared/redact.ts';
 import { withDatabase } from '../shared/with-database.ts';
 
 const RELAY_FLAGS = {
@@ -80,10 +81,10 @@ the start; 2 wrong arguments or DATABASE_URL. Failed publishes are printed and r
       throw usageError('--exchange applies only with --amqp-url');
     }
     const connectionString = readDatabaseUrl(context.env);
-    const opened =
-      amqpUrl === undefined
-        ? await openJetStreamPublisher(natsUrl as string)
-        : await openAmqpPublisher(amqpUrl, flags.exchange);
+    // The broker's password stays out of standard error, as DATABASE_URL's does.
+    const secrets = passwordsIn(amqpUrl ?? natsUrl);
+    const guarded = { ...context, stderr: (text: string) => context.stderr(redact(text, secrets)) };
+    const opened = await openPublisher(amqpUrl, natsUrl, flags.exchange, secrets);
     try {
       const options = {
         ...(schema === undefined ? {} : { schema }),
@@ -100,7 +101,7 @@ the start; 2 wrong arguments or DATABASE_URL. Failed publishes are printed and r
         const relay = createOutboxRelay(db, {
           ...options,
           publish: counted(opened),
-          onError: (error, message) => reportFailure(context, error, message),
+          onError: (error, message) => reportFailure(guarded, error, message),
         });
         relay.start();
         await aborted(context.signal);
@@ -117,6 +118,25 @@ the start; 2 wrong arguments or DATABASE_URL. Failed publishes are printed and r
     }
   },
 });
+
+async function openPublisher(
+  amqpUrl: string | undefined,
+  natsUrl: string | undefined,
+  exchange: string | undefined,
+  secrets: string[],
+): Promise<OpenedPublisher> {
+  try {
+    return amqpUrl === undefined
+      ? await openJetStreamPublisher(natsUrl as string)
+      : await openAmqpPublisher(amqpUrl, exchange);
+  } catch (error) {
+    const broker = amqpUrl === undefined ? 'NATS' : 'RabbitMQ';
+    throw new CliError(`cannot connect to ${broker}: ${redact(describeError(error), secrets)}`, {
+      exitCode: EXIT_FAILURE,
+      cause: error,
+    });
+  }
+}
 
 /** Messages each publisher published (confirmed by the broker). */
 const published = new WeakMap<OpenedPublisher, number>();
