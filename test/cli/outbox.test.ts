@@ -8,7 +8,7 @@ import { enqueueMessage } from '../../src/outbox/index.ts';
 import { AMQP_URL, NATS_URL, openAmqp, openNats, uniqueName } from '../support/brokers.ts';
 import { uniqueKey, useLedgerFixture } from '../support/ledger-fixture.ts';
 import { recordedQueue } from '../support/outbox-fixture.ts';
-import { runInProcess } from './support.ts';
+import { runInProcess, startBinary } from './support.ts';
 
 const fx = useLedgerFixture();
 const env = () => ({ DATABASE_URL: fx.url });
@@ -151,6 +151,31 @@ describe('outbox relay', () => {
       received.push(message?.headers?.get('Nats-Msg-Id') ?? '');
     }
     expect(received).toEqual(ids);
+  });
+
+  it('runs as the real binary until SIGTERM, then exits 0 once the publishes are recorded', async () => {
+    const connection = await openAmqp();
+    cleanups.push(() => connection.close());
+    const { queue, delivered, waitFor, remove } = await recordedQueue(connection, 'cli-bin');
+    cleanups.push(remove);
+    const ids = await enqueueMany(uniqueKey('stream'), queue, 4);
+    const { child, exited } = startBinary(
+      ['outbox', 'relay', '--amqp-url', AMQP_URL, '--poll-interval-ms', '20'],
+      env(),
+    );
+    await waitFor(4);
+    await expect
+      .poll(async () => runInProcess(['outbox', 'status'], env()), {
+        message: 'the relay to have deleted the messages it published',
+      })
+      .toMatchObject({ stdout: 'no messages waiting\n' });
+    child.kill('SIGTERM');
+    expect(await exited).toMatchObject({
+      code: 0,
+      stdout: 'stopped; published 4 messages\n',
+      stderr: '',
+    });
+    expect(delivered.map((message) => message.messageId)).toEqual(ids);
   });
 
   it('fails with exit code 1 when the broker does not answer, without printing its password', async () => {
