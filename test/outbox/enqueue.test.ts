@@ -8,6 +8,7 @@ import {
   enqueueMessage,
   enqueueMessages,
 } from '../../src/outbox/index.ts';
+import { waitForLockWaiters } from '../support/barrier.ts';
 import { createPayment, uniqueKey, useLedgerFixture } from '../support/ledger-fixture.ts';
 
 const fx = useLedgerFixture();
@@ -74,6 +75,38 @@ describe('enqueueMessage', () => {
     expect(rows[0]?.headers).toEqual({ 'x-tenant': 't1' });
     expect(rows[0]?.message_id).toBe(enqueued[0]?.messageId);
     expect(rows[1]?.message_id).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('orders producers of one stream at REPEATABLE READ too: the one that waited is retried by withIdempotency', async () => {
+    const stream = uniqueKey('stream');
+    let inside: () => void = () => undefined;
+    const firstInside = new Promise<void>((resolve) => {
+      inside = resolve;
+    });
+    let commit: () => void = () => undefined;
+    const committing = new Promise<void>((resolve) => {
+      commit = resolve;
+    });
+    const options = { scope: 'rr', isolationLevel: 'repeatable read' } as const;
+    const first = withIdempotency(fx.db, { ...options, key: uniqueKey('a') }, async (trx) => {
+      const message = await enqueueMessage(trx, { stream, topic: 't', payload: 'a' });
+      inside();
+      await committing;
+      return message.position;
+    });
+    await firstInside;
+    let runs = 0;
+    const second = withIdempotency(fx.db, { ...options, key: uniqueKey('b') }, async (trx) => {
+      runs += 1;
+      return (await enqueueMessage(trx, { stream, topic: 't', payload: 'b' })).position;
+    });
+    await waitForLockWaiters(fx.db, 1);
+    commit();
+    expect((await first).response).toBe(1);
+    expect((await second).response).toBe(2);
+    // Its first run waited for the counter, then met a serialization failure.
+    expect(runs).toBe(2);
+    expect((await outboxRows(stream)).map((row) => JSON.parse(row.payload))).toEqual(['a', 'b']);
   });
 
   it('refuses a Kysely instance that is not a transaction, writing nothing', async () => {
