@@ -83,6 +83,7 @@ export function createOutboxRelay(db: AnyKysely, options: OutboxRelayOptions): O
     await running;
     await Promise.all(passes);
   };
+  if (resolved.signal?.aborted) stopping.abort();
   resolved.signal?.addEventListener('abort', () => void stop(), { once: true });
 
   return {

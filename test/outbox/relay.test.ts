@@ -381,6 +381,21 @@ describe('createOutboxRelay', () => {
     expect(String(failures[0]?.[0])).toMatch(/no_outbox_here/);
   });
 
+  it('publishes nothing when its signal was aborted before it started', async () => {
+    await enqueue(uniqueKey('stream'), 't');
+    let calls = 0;
+    const relay = createOutboxRelay(fx.db, {
+      publish: async () => {
+        calls += 1;
+      },
+      signal: AbortSignal.abort(),
+    });
+    relay.start();
+    expect(await relay.relayOnce()).toEqual({ streams: 0, published: 0, failed: 0, parked: 0 });
+    await relay.stop();
+    expect(calls).toBe(0);
+  });
+
   it('refuses invalid options with an InvalidIdempotencyOptionsError', () => {
     expect(() => createOutboxRelay(fx.db, { publish: 'no' as never })).toThrow(
       InvalidIdempotencyOptionsError,
