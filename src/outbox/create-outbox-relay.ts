@@ -160,7 +160,7 @@ async function relayStream(
     if (signal.aborted || stored.parked || !stored.due) return;
     const message = toOutboxMessage(stored);
     try {
-      await options.publish(message);
+      await publishWithin(options, message);
     } catch (error) {
       result.failed += 1;
       report(options, error, message);
@@ -181,6 +181,26 @@ async function relayStream(
   // Every message read was published: when none was enqueued since, the stream is empty.
   if (last !== undefined && messages.length < options.batchSize) {
     await deleteIdleCounter(db, schema, stream, last.position);
+  }
+}
+
+/** `publish`, failing after `publishTimeoutMs`: a relay gives a stream up before its lease runs out. */
+async function publishWithin(options: ResolvedRelayOptions, message: OutboxMessage): Promise<void> {
+  const { publishTimeoutMs } = options;
+  let timer: NodeJS.Timeout | undefined;
+  const publishing = Promise.resolve().then(() => options.publish(message));
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`publish did not settle within ${publishTimeoutMs} ms`)),
+      publishTimeoutMs,
+    );
+  });
+  try {
+    await Promise.race([publishing, timeout]);
+  } finally {
+    clearTimeout(timer);
+    // A publish that settles after its timeout is of no interest (the message is published again).
+    publishing.catch(() => undefined);
   }
 }
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { InvalidIdempotencyOptionsError } from '../index.ts';
 import { DEFAULT_OUTBOX_SCHEMA, parseOutboxInput } from './outbox-options.ts';
 import { schemaName } from './outbox-schemas.ts';
 
@@ -87,6 +88,18 @@ export interface OutboxRelayOptions {
    */
   leaseMs?: number;
   /**
+   * Longest wait for `publish` to settle: a publish that takes longer counts as failed (it may
+   * still reach the broker: the message is published again, with the same id). It must be
+   * shorter than `leaseMs`, so that a relay gives a stream up before its lease can run out, and
+   * bounds how long `stop()` waits. Default 10 s.
+   *
+   * @example
+   * ```ts
+   * publishTimeoutMs: 5000
+   * ```
+   */
+  publishTimeoutMs?: number;
+  /**
    * Backoff after the `attempt`-th failed publish of a message. Default
    * {@link defaultOutboxRetryDelayMs}: exponential from 100 ms, capped at 30 s, with jitter.
    *
@@ -152,6 +165,7 @@ const relayOptionsSchema = z.strictObject({
   concurrency: z.int().min(1).max(100).default(4),
   pollIntervalMs: z.int().min(1).max(2_147_483_647).default(1000),
   leaseMs: z.int().min(100).max(2_147_483_647).default(30_000),
+  publishTimeoutMs: z.int().min(1).max(2_147_483_647).default(10_000),
   retryDelayMs: functionSchema.default(() => defaultOutboxRetryDelayMs),
   maxAttempts: z.int().min(1).optional(),
   onError: functionSchema.optional(),
@@ -165,9 +179,17 @@ export type ResolvedRelayOptions = Required<
 
 /** @throws {InvalidIdempotencyOptionsError} listing each invalid option. */
 export function resolveRelayOptions(options: OutboxRelayOptions): ResolvedRelayOptions {
-  return parseOutboxInput(
+  const resolved = parseOutboxInput(
     relayOptionsSchema,
     options,
     'createOutboxRelay options',
   ) as ResolvedRelayOptions;
+  if (resolved.publishTimeoutMs >= resolved.leaseMs) {
+    const issue = `publishTimeoutMs: must be shorter than leaseMs (${resolved.leaseMs})`;
+    throw new InvalidIdempotencyOptionsError({
+      message: `Invalid createOutboxRelay options: ${issue}`,
+      issues: [issue],
+    });
+  }
+  return resolved;
 }

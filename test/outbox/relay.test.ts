@@ -381,6 +381,24 @@ describe('createOutboxRelay', () => {
     expect(String(failures[0]?.[0])).toMatch(/no_outbox_here/);
   });
 
+  it('counts a publish that does not settle within publishTimeoutMs as failed, and keeps the message', async () => {
+    const stream = uniqueKey('stream');
+    await enqueue(stream, 't');
+    const relay = createOutboxRelay(fx.db, {
+      publish: () => new Promise<void>(() => undefined),
+      publishTimeoutMs: 50,
+      retryDelayMs: () => 3_600_000,
+    });
+    expect(await relay.relayOnce()).toMatchObject({ published: 0, failed: 1 });
+    expect(await outboxStatus(fx.db)).toEqual([
+      expect.objectContaining({
+        stream,
+        state: 'failing',
+        lastError: 'Error: publish did not settle within 50 ms',
+      }),
+    ]);
+  });
+
   it('publishes nothing when its signal was aborted before it started', async () => {
     await enqueue(uniqueKey('stream'), 't');
     let calls = 0;
