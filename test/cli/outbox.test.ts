@@ -79,6 +79,29 @@ describe('outbox status', () => {
   });
 });
 
+describe('outbox release', () => {
+  it('unblocks a parked stream (exit 0), and says when nothing is parked (exit 3)', async () => {
+    const stream = uniqueKey('stream');
+    await enqueueMany(stream, 't', 1);
+    await sql`update idempotency.outbox set parked_at = now(), attempts = 5
+               where stream = ${stream}`.execute(fx.db);
+    const argv = ['outbox', 'release', '--stream', stream];
+    expect(await runInProcess(argv, env())).toEqual({
+      code: 0,
+      stdout: 'released: the next relay pass publishes it\n',
+      stderr: '',
+    });
+    const status = JSON.parse((await runInProcess(['outbox', 'status', '--json'], env())).stdout);
+    expect(status.streams).toEqual([
+      expect.objectContaining({ stream, state: 'pending', headAttempts: 0 }),
+    ]);
+    const again = await runInProcess(argv, env());
+    expect(again.code).toBe(3);
+    expect(again.stderr).toContain('no parked message on that stream');
+    expect((await runInProcess(['outbox', 'release'], env())).code).toBe(2);
+  });
+});
+
 describe('outbox relay', () => {
   it('refuses no broker, two brokers, and --exchange without RabbitMQ (exit code 2)', async () => {
     for (const [argv, message] of [
