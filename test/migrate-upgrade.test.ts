@@ -20,6 +20,7 @@ import {
   withIdempotency,
 } from '../src/index.ts';
 import { readAppliedMigrations, recordApplied } from '../src/internal/applied-migrations.ts';
+import { enqueueMessage } from '../src/outbox/index.ts';
 import { useTestDatabase } from './support/database.ts';
 import { expectAcquireOperationWorks } from './support/expect-acquire-operation.ts';
 
@@ -254,5 +255,25 @@ describe('a schema an earlier version of migrate() migrated', () => {
     expect(await migrate({ connectionString: database.url, schema })).toEqual({ applied: [] });
     // migrate() keeps its own record only: it creates no pg-migrations table.
     expect(await tableExists(schema, 'atdatabases_migrations_applied')).toBe(false);
+  });
+
+  it('gets the outbox (00004) on top of 00003, with its ledger entries kept, and the outbox works', async () => {
+    const schema = 'from_00003';
+    const upTo00003 = MIGRATIONS.filter(({ index }) => index <= 3);
+    await migrateWithOnly(schema, upTo00003);
+    await expectWorkingLedger(schema);
+    expect(await tableExists(schema, 'outbox')).toBe(false);
+
+    expect(await migrate({ connectionString: database.url, schema })).toEqual({
+      applied: MIGRATIONS.filter(({ index }) => index > 3).map(({ name }) => name),
+    });
+    expect(await ledgerMigrations(schema)).toEqual(RECORDS);
+    expect(await pay(schema, 'k')).toEqual({ response: { paid: 'k' }, replayed: true });
+    const enqueued = await database.db
+      .transaction()
+      .execute((trx) =>
+        enqueueMessage(trx, { stream: 's', topic: 't', payload: { n: 1 } }, { schema }),
+      );
+    expect(enqueued.position).toBe(1);
   });
 });

@@ -3,6 +3,7 @@ import { inspectCommand } from './commands/inspect.ts';
 import { listCommand } from './commands/list.ts';
 import { migrateCommand } from './commands/migrate.ts';
 import { operationsCommand } from './commands/operations.ts';
+import { outboxCommand } from './commands/outbox.ts';
 import { releaseCommand } from './commands/release.ts';
 import { statsCommand } from './commands/stats.ts';
 import type { Command } from './shared/define-command.ts';
@@ -19,4 +20,5 @@ export const COMMANDS: readonly Command[] = [
   listCommand,
   statsCommand,
   operationsCommand,
+  outboxCommand,
 ];

@@ -61,7 +61,7 @@ describe('usage errors: exit code 2, named, before DATABASE_URL is looked at', (
   const cases: [string[], string][] = [
     [
       ['frobnicate'],
-      'unknown command "frobnicate" (commands: migrate, cleanup, inspect, release, list, stats, operations)',
+      'unknown command "frobnicate" (commands: migrate, cleanup, inspect, release, list, stats, operations, outbox)',
     ],
     [['help', 'frobnicate'], 'unknown command "frobnicate"'],
     [['--schema', 'app', 'migrate'], 'unknown option --schema; a command comes first'],

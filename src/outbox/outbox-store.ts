@@ -1,0 +1,243 @@
+/**
+ * The only SQL on the outbox tables (migrations/00004-create-outbox.sql explains their design).
+ * Every statement stands alone (no transaction is held across a publish), so this works through a
+ * transaction pooler. Durations are computed with the database clock.
+ */
+import { type Kysely, sql } from 'kysely';
+
+// biome-ignore lint/suspicious/noExplicitAny: any database type; the outbox tables are not the caller's.
+export type AnyKysely = Kysely<any>;
+
+/** The unique constraint on message ids, as the migration names it. */
+export const MESSAGE_ID_CONSTRAINT = 'outbox_message_id_key';
+
+/** A message as the relay reads it. */
+export interface StoredMessage {
+  messageId: string;
+  stream: string;
+  position: number;
+  topic: string;
+  payloadText: string;
+  headers: Record<string, string>;
+  attempts: number;
+  createdAt: Date;
+  parked: boolean;
+  due: boolean;
+}
+
+/** One message to insert, checked and serialised. */
+export interface NewMessage {
+  stream: string;
+  topic: string;
+  payloadText: string;
+  headers: Record<string, string>;
+  messageId: string | undefined;
+}
+
+/**
+ * Takes the stream's next position and inserts the message, in one statement. The counter row's
+ * lock (taken by the upsert) is held until the caller's transaction ends: see the migration.
+ */
+export async function insertMessage(
+  trx: AnyKysely,
+  schema: string,
+  message: NewMessage,
+): Promise<{ messageId: string; position: number }> {
+  const { rows } = await sql<{ message_id: string; position: string }>`
+    with counter as (
+      insert into ${sql.id(schema, 'outbox_streams')} as s (stream, last_position)
+      values (${message.stream}, 1)
+      on conflict on constraint outbox_streams_pkey
+      do update set last_position = s.last_position + 1
+      returning s.last_position
+    )
+    insert into ${sql.id(schema, 'outbox')} (stream, position, message_id, topic, payload, headers)
+    select ${message.stream}, counter.last_position,
+           coalesce(${message.messageId ?? null}::text, gen_random_uuid()::text),
+           ${message.topic}, ${message.payloadText}::json, ${JSON.stringify(message.headers)}::jsonb
+      from counter
+    returning message_id, position`.execute(trx);
+  const row = rows[0];
+  if (!row) throw new Error('the outbox insert returned no row');
+  return { messageId: row.message_id, position: Number(row.position) };
+}
+
+/**
+ * Streams whose first message may be published now: not parked, its backoff over, and no live
+ * lease of a relay on the stream, the longest-waiting first. The heads are found with one index
+ * probe per stream (a recursive skip scan over the primary key), not by reading every message.
+ */
+export async function findDueStreams(
+  db: AnyKysely,
+  schema: string,
+  limit: number,
+): Promise<string[]> {
+  const outbox = sql.id(schema, 'outbox');
+  const { rows } = await sql<{ stream: string }>`
+    with recursive heads as (
+      (select o.stream, o.next_attempt_at, o.parked_at from ${outbox} o
+        order by o.stream, o.position limit 1)
+      union all
+      select next.stream, next.next_attempt_at, next.parked_at
+        from heads h
+       cross join lateral (
+         select o.stream, o.next_attempt_at, o.parked_at from ${outbox} o
+          where o.stream > h.stream
+          order by o.stream, o.position limit 1) next
+    )
+    select h.stream from heads h
+     where h.parked_at is null and h.next_attempt_at <= now()
+       and not exists (select from ${sql.id(schema, 'outbox_leases')} l
+                        where l.stream = h.stream and l.expires_at > now())
+     order by h.next_attempt_at
+     limit ${limit}`.execute(db);
+  return rows.map((row) => row.stream);
+}
+
+/**
+ * Takes the lease of `stream` for `holder` unless another holder's lease is live. Two relays that
+ * try at once: the second statement waits for the first's row, then re-checks the WHERE clause on
+ * the lease the first wrote, and takes nothing.
+ */
+export async function claimStream(
+  db: AnyKysely,
+  schema: string,
+  stream: string,
+  holder: string,
+  leaseMs: number,
+): Promise<boolean> {
+  const { rows } = await sql`
+    insert into ${sql.id(schema, 'outbox_leases')} as l (stream, holder, expires_at)
+    values (${stream}, ${holder}, clock_timestamp() + ${leaseMs} * interval '1 millisecond')
+    on conflict on constraint outbox_leases_pkey
+    do update set holder = excluded.holder, expires_at = excluded.expires_at
+     where l.expires_at <= clock_timestamp() or l.holder = excluded.holder
+    returning l.stream`.execute(db);
+  return rows.length === 1;
+}
+
+/** The first `limit` messages of `stream`, in position order. */
+export async function readStream(
+  db: AnyKysely,
+  schema: string,
+  stream: string,
+  limit: number,
+): Promise<StoredMessage[]> {
+  const { rows } = await sql<{
+    message_id: string;
+    stream: string;
+    position: string;
+    topic: string;
+    payload: string;
+    headers: Record<string, string>;
+    attempts: number;
+    created_at: Date;
+    parked: boolean;
+    due: boolean;
+  }>`
+    select message_id, stream, position, topic, payload::text as payload, headers, attempts,
+           created_at, parked_at is not null as parked, next_attempt_at <= now() as due
+      from ${sql.id(schema, 'outbox')}
+     where stream = ${stream}
+     order by position
+     limit ${limit}`.execute(db);
+  return rows.map((row) => ({
+    messageId: row.message_id,
+    stream: row.stream,
+    position: Number(row.position),
+    topic: row.topic,
+    payloadText: row.payload,
+    headers: row.headers,
+    attempts: row.attempts,
+    createdAt: row.created_at,
+    parked: row.parked,
+    due: row.due,
+  }));
+}
+
+/**
+ * Deletes a message whose publish the broker confirmed, and renews the lease, only while `holder`
+ * still holds the stream. False when another relay took the stream over: that relay publishes the
+ * message again (consumers deduplicate on its id).
+ */
+export async function deletePublished(
+  db: AnyKysely,
+  schema: string,
+  message: { stream: string; position: number },
+  holder: string,
+  leaseMs: number,
+): Promise<boolean> {
+  const { rows } = await sql`
+    with lease as (
+      update ${sql.id(schema, 'outbox_leases')}
+         set expires_at = clock_timestamp() + ${leaseMs} * interval '1 millisecond'
+       where stream = ${message.stream} and holder = ${holder}
+      returning stream
+    )
+    delete from ${sql.id(schema, 'outbox')} o using lease
+     where o.stream = lease.stream and o.position = ${message.position}
+    returning o.position`.execute(db);
+  return rows.length === 1;
+}
+
+/**
+ * Counts a failed publish: backoff of `delayMs`, the error kept, and the message parked once it
+ * failed `maxAttempts` times (never when `maxAttempts` is null). Only while `holder` holds the
+ * stream. Returns whether the message is now parked, or undefined when the lease was lost.
+ */
+export async function recordFailure(
+  db: AnyKysely,
+  schema: string,
+  message: { stream: string; position: number },
+  failure: { holder: string; delayMs: number; error: string; maxAttempts: number | null },
+): Promise<{ parked: boolean } | undefined> {
+  const { rows } = await sql<{ parked: boolean }>`
+    update ${sql.id(schema, 'outbox')} o
+       set attempts = o.attempts + 1,
+           next_attempt_at = clock_timestamp() + ${failure.delayMs} * interval '1 millisecond',
+           last_error = ${failure.error},
+           parked_at = case when ${failure.maxAttempts}::integer is not null
+                             and o.attempts + 1 >= ${failure.maxAttempts}::integer
+                            then clock_timestamp() end
+     where o.stream = ${message.stream} and o.position = ${message.position}
+       and exists (select from ${sql.id(schema, 'outbox_leases')} l
+                    where l.stream = ${message.stream} and l.holder = ${failure.holder})
+    returning o.parked_at is not null as parked`.execute(db);
+  return rows[0];
+}
+
+/**
+ * Deletes the counter row of a stream the relay has just emptied, so that streams used once (one
+ * per order) leave nothing behind; the next message of the stream starts again at position 1.
+ * Only while the counter still reads `lastPosition`, the position of the last message deleted:
+ * then no message of the stream is left. A row locked by a producer in flight is skipped
+ * (SKIP LOCKED: the relay never waits for a producer), and one a producer updated since is kept,
+ * since the condition is checked again on the row the DELETE locks.
+ */
+export async function deleteIdleCounter(
+  db: AnyKysely,
+  schema: string,
+  stream: string,
+  lastPosition: number,
+): Promise<void> {
+  const streams = sql.id(schema, 'outbox_streams');
+  await sql`
+    delete from ${streams}
+     where ctid = any (array(
+             select ctid from ${streams}
+              where stream = ${stream} and last_position = ${lastPosition}
+                for update skip locked))
+       and stream = ${stream} and last_position = ${lastPosition}`.execute(db);
+}
+
+/** Gives the stream back, so that any relay may take it at once. */
+export async function releaseStream(
+  db: AnyKysely,
+  schema: string,
+  stream: string,
+  holder: string,
+): Promise<void> {
+  await sql`
+    delete from ${sql.id(schema, 'outbox_leases')}
+     where stream = ${stream} and holder = ${holder}`.execute(db);
+}
