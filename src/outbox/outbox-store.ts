@@ -159,6 +159,12 @@ export async function readStream(
  * Deletes a message whose publish the broker confirmed, and renews the lease, only while `holder`
  * still holds the stream. False when another relay took the stream over: that relay publishes the
  * message again (consumers deduplicate on its id).
+ *
+ * Committed with synchronous_commit off (set for this statement's own transaction): the relay
+ * commits once per message, and waiting for each WAL flush bounded it to the disk's flush rate.
+ * A delete that a server crash loses (the last few hundred milliseconds of commits) only means
+ * the message is published once more, which at-least-once allows; a renewal it loses moves the
+ * lease's end back by as much, well inside the margin between leaseMs and publishTimeoutMs.
  */
 export async function deletePublished(
   db: AnyKysely,
@@ -173,8 +179,9 @@ export async function deletePublished(
          set expires_at = clock_timestamp() + ${leaseMs} * interval '1 millisecond'
        where stream = ${message.stream} and holder = ${holder}
       returning stream
-    )
-    delete from ${sql.id(schema, 'outbox')} o using lease
+    ),
+    no_flush_wait as (select set_config('synchronous_commit', 'off', true))
+    delete from ${sql.id(schema, 'outbox')} o using lease, no_flush_wait
      where o.stream = lease.stream and o.position = ${message.position}
     returning o.position`.execute(db);
   return rows.length === 1;

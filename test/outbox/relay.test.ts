@@ -1,7 +1,8 @@
 // The relay against real RabbitMQ: per-stream order in commit order under concurrent producers,
 // several relays that never publish one stream at once, retries, backoff and parking.
 import type { ChannelModel } from 'amqplib';
-import { sql } from 'kysely';
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidIdempotencyOptionsError } from '../../src/index.ts';
 import { amqpPublisher } from '../../src/outbox/amqplib/index.ts';
@@ -397,6 +398,24 @@ describe('createOutboxRelay', () => {
         lastError: 'Error: publish did not settle within 50 ms',
       }),
     ]);
+  });
+
+  it('leaves synchronous_commit as it found it on the connection its deletes used', async () => {
+    // One connection: the relay's statements and the check after them share it.
+    const pool = new pg.Pool({ connectionString: fx.url, max: 1 });
+    const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });
+    try {
+      const stream = uniqueKey('stream');
+      for (let i = 0; i < 3; i++) await enqueue(stream, 't');
+      const relay = createOutboxRelay(db, { publish: async () => undefined });
+      expect((await relay.relayOnce()).published).toBe(3);
+      await relay.stop();
+      const { rows } = await sql<{ value: string }>`
+        select current_setting('synchronous_commit') as value`.execute(db);
+      expect(rows[0]?.value).toBe('on');
+    } finally {
+      await db.destroy();
+    }
   });
 
   it('publishes nothing when its signal was aborted before it started', async () => {
