@@ -25,6 +25,8 @@ import {
   pathsTable,
 } from './operations/operations-table.ts';
 import { runOperations } from './operations/run-operations.ts';
+import { runOutbox } from './outbox.ts';
+import { OUTBOX_NOTES, outboxTables } from './outbox-report.ts';
 import { connectRedis, type RedisConnection, removeRunKeys } from './powertools.ts';
 import {
   cleanupTable,
@@ -58,6 +60,7 @@ const SECTIONS = [
   'instrumentation',
   'operations',
   'messaging',
+  'outbox',
   'rtt',
   'http',
   'storage',
@@ -89,6 +92,8 @@ const settings = {
   // every route): about 160 s in a full run.
   // 9 cells (3 consumers x direct c=1, c=4, RabbitMQ), each a fixed count of fresh messages.
   messaging: { repetitions, messages: quick ? 500 : 3000 },
+  // 7 cells (3 producer calls, the relay and its baseline on 1 and 50 streams).
+  outbox: { repetitions, count: quick ? 400 : 2000 },
   rtt: {
     repetitions,
     warmupMs: quick ? 100 : 300,
@@ -240,6 +245,20 @@ try {
     }
   }
 
+  let outbox: Awaited<ReturnType<typeof runOutbox>> | undefined;
+  if (runs('outbox')) {
+    progress('outbox');
+    outbox = await runOutbox(db, settings.outbox, progress);
+    console.log(`\n## Outbox: producers and the relay (medians of ${repetitions})\n`);
+    if ('skipped' in outbox) {
+      progress(`${outbox.skipped}: skipping the outbox section`);
+      console.log(`SKIPPED: ${outbox.skipped}.`);
+    } else {
+      console.log(OUTBOX_NOTES);
+      console.log(outboxTables(outbox));
+    }
+  }
+
   let rtt: Awaited<ReturnType<typeof runRtt>> | undefined;
   if (runs('rtt')) {
     progress('rtt');
@@ -319,6 +338,7 @@ try {
     instrumentation,
     operations,
     messaging,
+    outbox,
     rtt,
     http,
     storage,
