@@ -18,7 +18,7 @@ import { AMQP_URL, openAmqp, uniqueName } from '../support/brokers.ts';
 import { createPayment, uniqueKey, useLedgerFixture } from '../support/ledger-fixture.ts';
 import { recordedQueue } from '../support/outbox-fixture.ts';
 import { killRelayAfterConfirm } from '../support/relay-crash.ts';
-import { startTcpProxy } from '../support/tcp-proxy.ts';
+import { startSeverableProxy } from '../support/severable-proxy.ts';
 
 const fx = useLedgerFixture();
 let connection: ChannelModel;
@@ -234,7 +234,10 @@ describe('the outbox with RabbitMQ', () => {
     const consumer = await idempotentConsumer();
     const ids = await enqueueMany(consumer.queue, 30);
     const target = new URL(AMQP_URL);
-    const proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 5672) });
+    const proxy = await startSeverableProxy({
+      host: target.hostname,
+      port: Number(target.port || 5672),
+    });
     cleanups.push(() => proxy.close());
     const viaProxy = new URL(AMQP_URL);
     viaProxy.hostname = '127.0.0.1';

@@ -23,7 +23,7 @@ import { jetStreamPublisher } from '../../src/outbox/nats/index.ts';
 import { NATS_URL, openNats, uniqueName } from '../support/brokers.ts';
 import { createPayment, uniqueKey, useLedgerFixture } from '../support/ledger-fixture.ts';
 import { killRelayAfterConfirm } from '../support/relay-crash.ts';
-import { startTcpProxy } from '../support/tcp-proxy.ts';
+import { startSeverableProxy } from '../support/severable-proxy.ts';
 
 const fx = useLedgerFixture();
 let nc: NatsConnection;
@@ -189,7 +189,10 @@ describe('the outbox with JetStream', () => {
     const consumer = await idempotentConsumer(stream);
     const ids = await enqueueMany(stream, 30);
     const target = new URL(NATS_URL);
-    const proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 4222) });
+    const proxy = await startSeverableProxy({
+      host: target.hostname,
+      port: Number(target.port || 4222),
+    });
     cleanups.push(() => proxy.close());
     const relayConnection = await connect({
       servers: `127.0.0.1:${proxy.port}`,

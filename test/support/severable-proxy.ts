@@ -14,7 +14,8 @@ export interface SeverableProxy {
   severed: number;
   /** How many connections are open through it now. */
   readonly connections: number;
-  sever(): void;
+  /** Resets every connection through it; returns how many there were. */
+  sever(): number;
   swallowUpstream(): void;
   close(): Promise<void>;
 }
@@ -48,6 +49,7 @@ export async function startSeverableProxy(target: { host: string; port: number }
       return pairs.size;
     },
     sever() {
+      const count = pairs.size;
       for (const { client, upstream } of pairs) {
         client.resetAndDestroy();
         upstream.resetAndDestroy();
@@ -55,6 +57,7 @@ export async function startSeverableProxy(target: { host: string; port: number }
       }
       pairs.clear();
       swallowing = false;
+      return count;
     },
     swallowUpstream() {
       swallowing = true;
