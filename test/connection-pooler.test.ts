@@ -15,10 +15,21 @@ import {
   scheduleCleanup,
   withIdempotency,
 } from '../src/index.ts';
+import { amqpPublisher } from '../src/outbox/amqplib/index.ts';
+import { createOutboxRelay } from '../src/outbox/index.ts';
 import { deferred } from './support/barrier.ts';
+import { openAmqp } from './support/brokers.ts';
 import { newPool } from './support/database.ts';
 import { expectAcquireOperationWorks } from './support/expect-acquire-operation.ts';
 import { type Database, useLedgerFixture } from './support/ledger-fixture.ts';
+import {
+  expectNoOverlap,
+  expectStreamsInOrder,
+  type PublishInterval,
+  produce,
+  recordedQueue,
+  timed,
+} from './support/outbox-fixture.ts';
 import { findPgBouncer, type PgBouncer, startPgBouncer } from './support/pgbouncer.ts';
 
 /** Server connections the pooler keeps per database: few, so that clients share them. */
@@ -221,6 +232,55 @@ describe.skipIf(!binary)('through PgBouncer in transaction mode', () => {
           Array(forKey.length).fill(first),
         );
       }
+    });
+  });
+  describe('the outbox', () => {
+    it('publishes each stream in commit order from two relays, and leaves no setting or lock on the server connections', async () => {
+      await onEachServerConnection(fx.url, 'select 1'); // all open, handed out in turn
+      const connection = await openAmqp();
+      const recorded = await recordedQueue(connection, 'pooled-outbox');
+      const intervals: PublishInterval[] = [];
+      const relays = await Promise.all(
+        [0, 1].map(async (relay) => {
+          const channel = await connection.createConfirmChannel();
+          const publish = amqpPublisher(channel, { routingKey: () => recorded.queue });
+          return createOutboxRelay(pooledDb(fx.url, 2), {
+            publish: timed(relay, publish, intervals),
+            pollIntervalMs: 5,
+          });
+        }),
+      );
+      try {
+        for (const relay of relays) relay.start();
+        const produced = await produce(pooledDb(fx.url, 4), {
+          producers: 4,
+          perProducer: 25,
+          topic: recorded.queue,
+          streamOf: (producer, i) => `pooled-stream-${(producer + i) % 3}`,
+        });
+        await recorded.waitFor(produced.length);
+        await Promise.all(relays.map((relay) => relay.stop()));
+        expectStreamsInOrder(
+          recorded.delivered.map((message) => message.messageId),
+          produced,
+        );
+        expectNoOverlap(intervals);
+      } finally {
+        await Promise.all(relays.map((relay) => relay.stop()));
+        await recorded.remove();
+        await connection.close();
+      }
+      // The deletes' synchronous_commit was their own transaction's: every server connection is
+      // back to the server's setting, and holds no lock.
+      const sessions = await onEachServerConnection<{ commit: string }>(
+        fx.url,
+        `select current_setting('synchronous_commit') as commit`,
+      );
+      expect(sessions.map(({ commit }) => commit)).toEqual(Array(POOL_SIZE).fill('on'));
+      expect(await advisoryLocks(fx.db)).toBe(0);
+      const { rows } = await sql<{ n: number }>`
+        select count(*)::int as n from idempotency.outbox`.execute(fx.db);
+      expect(rows[0]?.n).toBe(0);
     });
   });
 });
