@@ -60,6 +60,7 @@ export {
   DEFAULT_WAIT_TIMEOUT_MS,
   type IdempotencyOptions,
   type IsolationLevel,
+  isValidIdempotencyKey,
   type ResponseSchema,
   validateIdempotencyOptions,
 } from './options.ts';

@@ -1,6 +1,7 @@
 import {
   type BatchItemResult,
   InvalidIdempotencyOptionsError,
+  isValidIdempotencyKey,
   type Jsonified,
   MAX_BATCH_ITEMS,
   withIdempotencyBatch,
@@ -28,7 +29,8 @@ import {
  *
  * The guarantees are `consumeOnce`'s, message by message: a processed message (a redelivery, a
  * duplicate publish, twice in the same batch) replays its result; a message without a valid id
- * goes to `onDeadLetter`; acknowledge each only after this resolves.
+ * (`isValidIdempotencyKey`) goes to `onDeadLetter` on its own, and the others stay in the batch;
+ * acknowledge each only after this resolves.
  *
  * **Failure policy.** When the handler throws for one message (or anything else fails the batch:
  * a wait for a copy in flight elsewhere, a lost connection), the batch's transaction rolls back,
@@ -102,12 +104,12 @@ export async function consumeBatchResolved<K extends AnyKysely, M, R>(
   handler: MessageHandler<K, M, R>,
 ): Promise<ConsumeResult<Jsonified<R>>[]> {
   const results: ConsumeResult<Jsonified<R>>[] = new Array(deliveries.length);
-  // A delivery without an id (or whose id function threw) never reaches the ledger: consumeOnce
-  // dead-letters it without a statement.
+  // A delivery without a valid id (or whose id function threw) never reaches the ledger:
+  // consumeOnce dead-letters it without a statement. In the batch, its id would fail every message.
   const withIds: { key: string; index: number; delivery: AdapterDelivery<M> }[] = [];
   for (const [index, delivery] of deliveries.entries()) {
     const { messageId } = delivery;
-    if (delivery.idError !== undefined || messageId === undefined || messageId === '') {
+    if (delivery.idError !== undefined || !isValidIdempotencyKey(messageId)) {
       results[index] = await consumeResolved(db, options, delivery, handler);
     } else {
       withIds.push({ key: messageId, index, delivery });
@@ -156,8 +158,8 @@ async function runBatch<K extends AnyKysely, M, R>(
       },
     );
   } catch {
-    // Whatever failed (the handler, an invalid message id, a copy in flight elsewhere, the
-    // database), consumeOnce, message by message, says whose failure it was.
+    // Whatever failed (the handler, a copy in flight elsewhere, the database), consumeOnce,
+    // message by message, says whose failure it was.
     return undefined;
   }
   return results.map((result): ConsumeResult<Jsonified<R>> => {
