@@ -36,9 +36,9 @@ import {
  * a wait for a copy in flight elsewhere, a lost connection), the batch's transaction rolls back,
  * nothing of it is committed, and every message of the batch goes through `consumeOnce`, one by
  * one: the others are processed once, and the failing one is retried or dead-lettered exactly as
- * `consumeOnce` would. A message after its `maxAttempts` takes the same way. The cost: handlers
- * that ran in the rolled-back batch run again, and locks on the batch's keys are held until it
- * commits, so keep batches short (tens of messages).
+ * `consumeOnce` would. A message after its `maxAttempts` takes the same way, found before any
+ * handler of the batch runs. The cost: handlers that ran in the rolled-back batch run again, and
+ * locks on the batch's keys are held until it commits, so keep batches short (tens of messages).
  *
  * @param db - A `Kysely` instance (the batch runs in a transaction of its own).
  * @param deliveries - 0 to `MAX_BATCH_ITEMS` deliveries.
@@ -148,12 +148,14 @@ async function runBatch<K extends AnyKysely, M, R>(
       ledgerOptions(options),
       items,
       async (trx, pending) => {
-        const responses: R[] = [];
-        for (const { delivery } of pending) {
-          // Past its attempts: consumeOnce dead-letters it (or replays it, if processed meanwhile).
-          if (delivery.attempt > options.maxAttempts) throw new AttemptsSpent();
-          responses.push(await handler(trx, delivery.message));
+        // A pending message past its attempts (not processed: a processed one replays whatever its
+        // count) is for consumeOnce to dead-letter. Checked before any handler runs, so that the
+        // handlers of the messages before it do not run twice (here, then in the fallback).
+        if (pending.some(({ delivery }) => delivery.attempt > options.maxAttempts)) {
+          throw new AttemptsSpent();
         }
+        const responses: R[] = [];
+        for (const { delivery } of pending) responses.push(await handler(trx, delivery.message));
         return responses;
       },
     );
