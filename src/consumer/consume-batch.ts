@@ -37,8 +37,11 @@ import {
  * nothing of it is committed, and every message of the batch goes through `consumeOnce`, one by
  * one: the others are processed once, and the failing one is retried or dead-lettered exactly as
  * `consumeOnce` would. A message after its `maxAttempts` takes the same way, found before any
- * handler of the batch runs. The cost: handlers that ran in the rolled-back batch run again, and
- * locks on the batch's keys are held until it commits, so keep batches short (tens of messages).
+ * handler of the batch runs. The costs: handlers that ran in the rolled-back batch run again, so a
+ * poison message runs its handler up to twice per delivery (in the batch, then in the fallback); a
+ * copy in flight elsewhere can cost about twice `waitTimeoutMs` (waited for once in the batch, once
+ * more in the fallback); and locks on the batch's keys are held until it commits, so keep batches
+ * short (tens of messages).
  *
  * @param db - A `Kysely` instance (the batch runs in a transaction of its own).
  * @param deliveries - 0 to `MAX_BATCH_ITEMS` deliveries.
