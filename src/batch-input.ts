@@ -2,7 +2,7 @@
  * What `withIdempotencyBatch` takes, checked before anything is sent: its options, by
  * `withIdempotency`'s rules, and its items, each key and request as a single call checks them.
  */
-import { InvalidIdempotencyOptionsError } from './errors.ts';
+import { InvalidIdempotencyKeyError, InvalidIdempotencyOptionsError } from './errors.ts';
 import { parseOptions } from './internal/parse-options.ts';
 import { inFlightToken } from './ledger.ts';
 import {
@@ -107,8 +107,8 @@ export function uniqueItems<I extends IdempotencyBatchItem>(
         issues: [`items.${index}: must be an object`],
       });
     }
-    const key = parseKey(item.key, base.scope);
-    const fingerprint = fingerprintOrThrow(item.request);
+    const key = itemKey(item.key, base.scope, index);
+    const fingerprint = itemFingerprint(item.request, index);
     const first = byKey.get(key);
     firstOf.push(first ? first.index : index);
     if (first) return;
@@ -120,4 +120,33 @@ export function uniqueItems<I extends IdempotencyBatchItem>(
     a.options.key < b.options.key ? -1 : a.options.key > b.options.key ? 1 : 0,
   );
   return { unique, firstOf };
+}
+
+/** The item's key, checked as `withIdempotency` checks it; its error names the item, not the key. */
+function itemKey(key: unknown, scope: string, index: number): string {
+  try {
+    return parseKey(key, scope);
+  } catch (error) {
+    if (!(error instanceof InvalidIdempotencyKeyError)) throw error;
+    throw new InvalidIdempotencyKeyError({
+      message: `withIdempotencyBatch: items.${index}.key: ${error.message}`,
+      scope,
+      key: error.key,
+    });
+  }
+}
+
+/** The item's request fingerprint; a non-JSON request's issue names the item. */
+function itemFingerprint(request: unknown, index: number): Buffer | null {
+  try {
+    return fingerprintOrThrow(request);
+  } catch (error) {
+    if (!(error instanceof InvalidIdempotencyOptionsError)) throw error;
+    const issues = error.issues.map((issue) => `items.${index}.${issue}`);
+    throw new InvalidIdempotencyOptionsError({
+      message: `Invalid withIdempotencyBatch items: ${issues.join('; ')}`,
+      issues,
+      cause: error.cause,
+    });
+  }
 }

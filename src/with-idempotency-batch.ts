@@ -60,9 +60,11 @@ type AnyKysely = Kysely<any>;
  *
  * @param items - 1 to {@link MAX_BATCH_ITEMS} items, each with a valid key.
  * @returns One result per item, in the order of `items`.
- * @throws {InvalidIdempotencyKeyError} for an item's missing or malformed key; nothing is sent.
+ * @throws {InvalidIdempotencyKeyError} for an item's missing or malformed key, its message naming
+ *   the item (`items.2.key: ...`), never the key; nothing is sent.
  * @throws {InvalidIdempotencyOptionsError} for invalid options, an empty or oversized batch, a
- *   non-JSON request, or `fn` returning other than one response per pending item.
+ *   non-JSON request (`issues` such as `items.3.request: ...`), or `fn` returning other than one
+ *   response per pending item.
  * @throws {IdempotencyConflictError} (`wait_timeout`, no `key`) when the batch waited longer than
  *   `waitTimeoutMs` for transactions holding its keys; nothing is committed.
  * @throws {UnstorableResponseError} when a response cannot be stored; nothing is committed.
