@@ -17,9 +17,9 @@ export const WITH_IDEMPOTENCY_BATCH_CHANNEL = 'idempotency-ledger:with-idempoten
  * What a subscriber of {@link WITH_IDEMPOTENCY_BATCH_CHANNEL} receives, filled in as the batch
  * goes. While `version` is 1, fields are only added.
  *
- * Like every tracing channel context, it also gets `result` (the array of
- * `BatchItemResult`, every item's response included) or `error` from Node: a subscriber
- * that exports telemetry must not export those as they are.
+ * Like every tracing channel context, it also gets `result` (the array of `BatchItemResult`,
+ * every item's response included) or `error` from Node: a subscriber that exports telemetry
+ * must not export those as they are.
  *
  * @example
  * ```ts
