@@ -17,6 +17,10 @@ export const WITH_IDEMPOTENCY_BATCH_CHANNEL = 'idempotency-ledger:with-idempoten
  * What a subscriber of {@link WITH_IDEMPOTENCY_BATCH_CHANNEL} receives, filled in as the batch
  * goes. While `version` is 1, fields are only added.
  *
+ * Like every tracing channel context, it also gets `result` (the array of `BatchItemResult`,
+ * every item's response included) or `error` from Node: a subscriber that exports telemetry
+ * must not export those as they are.
+ *
  * @example
  * ```ts
  * tracingChannel(WITH_IDEMPOTENCY_BATCH_CHANNEL).subscribe({
@@ -41,7 +45,9 @@ export interface WithIdempotencyBatchEvent {
   readonly refused?: number;
   /** Milliseconds from the call to its outcome. */
   readonly durationMs?: number;
+  /** Set by Node: one `BatchItemResult` per item, responses included. Do not export it as it is. */
   readonly result?: unknown;
+  /** Set by Node: the error the batch threw. Do not export it as it is. */
   readonly error?: unknown;
 }
 

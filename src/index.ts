@@ -3,6 +3,11 @@ export {
   type WithIdempotencyBatchEvent,
 } from './batch-events.ts';
 export {
+  type IdempotencyBatchItem,
+  type IdempotencyBatchOptions,
+  MAX_BATCH_ITEMS,
+} from './batch-input.ts';
+export {
   type CallOutcome,
   WITH_IDEMPOTENCY_CHANNEL,
   type WithIdempotencyEvent,
@@ -60,6 +65,7 @@ export {
   DEFAULT_WAIT_TIMEOUT_MS,
   type IdempotencyOptions,
   type IsolationLevel,
+  isValidIdempotencyKey,
   type ResponseSchema,
   validateIdempotencyOptions,
 } from './options.ts';
@@ -91,10 +97,4 @@ export {
   type IdempotentTransaction,
   withIdempotency,
 } from './with-idempotency.ts';
-export {
-  type BatchItemResult,
-  type IdempotencyBatchItem,
-  type IdempotencyBatchOptions,
-  MAX_BATCH_ITEMS,
-  withIdempotencyBatch,
-} from './with-idempotency-batch.ts';
+export { type BatchItemResult, withIdempotencyBatch } from './with-idempotency-batch.ts';

@@ -228,6 +228,20 @@ export function resolveOptions(options: IdempotencyOptions): ResolvedOptions {
 }
 
 /**
+ * Whether `key` is a valid idempotency key (or message id): a string of 1 to 255 printable ASCII
+ * characters. The rule every call checks, for code that sorts out bad keys before a call (a batch
+ * of messages, where one bad id would fail the whole batch).
+ *
+ * @example
+ * ```ts
+ * const valid = messages.filter((message) => isValidIdempotencyKey(message.id));
+ * ```
+ */
+export function isValidIdempotencyKey(key: unknown): key is string {
+  return typeof key === 'string' && KEY_PATTERN.test(key);
+}
+
+/**
  * The key, checked: 1 to 255 printable ASCII characters.
  *
  * @throws {InvalidIdempotencyKeyError} for a missing or malformed key.

@@ -1,68 +1,37 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kysely, Transaction } from 'kysely';
 import { type BatchEvent, traceBatch } from './batch-events.ts';
+import {
+  type IdempotencyBatchItem,
+  type IdempotencyBatchOptions,
+  type MAX_BATCH_ITEMS,
+  resolveBatchOptions,
+  type UniqueItem,
+  uniqueItems,
+} from './batch-input.ts';
 import { IdempotencyError, InvalidIdempotencyOptionsError } from './errors.ts';
 import { assertKysely } from './internal/assert-kysely.ts';
-import { parseOptions } from './internal/parse-options.ts';
 import { isRetryableTransactionError } from './internal/postgres-errors.ts';
 import type { Jsonified } from './jsonified.ts';
-import { inFlightToken, type LedgerEntry } from './ledger.ts';
+import type { LedgerEntry } from './ledger.ts';
 import { claimKeys, recordResponses } from './ledger-batch.ts';
 import { sealLedgerResponse } from './ledger-response-sealing.ts';
-import {
-  DEFAULT_MAX_ATTEMPTS,
-  fingerprintOrThrow,
-  type IdempotencyOptions,
-  optionsSchema,
-  parseKey,
-  type ResolvedOptions,
-} from './options.ts';
+import { DEFAULT_MAX_ATTEMPTS, fingerprintOrThrow, type ResolvedOptions } from './options.ts';
 import { encodeResponse } from './response-codec.ts';
 import { backoffMs, type IdempotentTransaction, replay } from './with-idempotency.ts';
-
-/** Most items one batch may hold: its claim and its record are one statement each. */
-export const MAX_BATCH_ITEMS = 1000;
-
-/**
- * Options of {@link withIdempotencyBatch}: those of `withIdempotency` that apply to every item
- * alike. `key` and `request` belong to each item; `onConcurrent` is always `'wait'`, and there is
- * no `replayCache` or `responseSchema`.
- *
- * @example
- * ```ts
- * const options: IdempotencyBatchOptions = { scope: 'orders-queue', ttlMs: 7 * 24 * 3600_000 };
- * ```
- */
-export type IdempotencyBatchOptions = Pick<
-  IdempotencyOptions,
-  | 'scope'
-  | 'ttlMs'
-  | 'waitTimeoutMs'
-  | 'maxResponseBytes'
-  | 'schema'
-  | 'isolationLevel'
-  | 'maxAttempts'
-  | 'encryption'
->;
-
-/**
- * One item of a batch: its key, and the request it stands for (fingerprinted as by
- * `withIdempotency`). Add fields of your own (the message): `fn` gets the items back as given.
- *
- * @example
- * ```ts
- * const items = messages.map((message) => ({ key: message.id, request: message.body, message }));
- * ```
- */
-export interface IdempotencyBatchItem {
-  key: string;
-  request?: unknown;
-}
 
 /**
  * What became of one item of a batch: its response, run now (`'executed'`) or stored by an earlier
  * call (`'replayed'`), or `'refused'` with the error `withIdempotency` would have thrown for it
  * alone: `IdempotencyKeyReusedError` (another request), `ResponseDecryptionError`.
+ *
+ * @example
+ * ```ts
+ * results.forEach((result, i) => {
+ *   if (result.outcome === 'refused') report(rows[i], result.error.code); // e.g. 'key_reused'
+ *   else confirm(rows[i], result.response);
+ * });
+ * ```
  */
 export type BatchItemResult<T> =
   | { outcome: 'executed'; response: T }
@@ -91,9 +60,11 @@ type AnyKysely = Kysely<any>;
  *
  * @param items - 1 to {@link MAX_BATCH_ITEMS} items, each with a valid key.
  * @returns One result per item, in the order of `items`.
- * @throws {InvalidIdempotencyKeyError} for an item's missing or malformed key; nothing is sent.
+ * @throws {InvalidIdempotencyKeyError} for an item's missing or malformed key, its message naming
+ *   the item (`items.2.key: ...`), never the key; nothing is sent.
  * @throws {InvalidIdempotencyOptionsError} for invalid options, an empty or oversized batch, a
- *   non-JSON request, or `fn` returning other than one response per pending item.
+ *   non-JSON request (`issues` such as `items.3.request: ...`), or `fn` returning other than one
+ *   response per pending item.
  * @throws {IdempotencyConflictError} (`wait_timeout`, no `key`) when the batch waited longer than
  *   `waitTimeoutMs` for transactions holding its keys; nothing is committed.
  * @throws {UnstorableResponseError} when a response cannot be stored; nothing is committed.
@@ -128,13 +99,6 @@ export function withIdempotencyBatch<K extends AnyKysely, I extends IdempotencyB
 }
 
 type BatchFn<I> = (trx: Transaction<unknown>, pending: readonly I[]) => Promise<readonly unknown[]>;
-
-/** A distinct key of the batch, with the options its own `withIdempotency` call would have. */
-interface UniqueItem<I> {
-  item: I;
-  options: ResolvedOptions;
-  token: string;
-}
 
 async function runBatch<I extends IdempotencyBatchItem>(
   db: AnyKysely,
@@ -244,64 +208,4 @@ function settleReplay(entry: LedgerEntry, options: ResolvedOptions): Outcome {
     if (!(error instanceof IdempotencyError)) throw error;
     return { outcome: 'refused', error, ...held };
   }
-}
-
-const REFUSED_OPTIONS = ['key', 'request', 'replayCache', 'responseSchema'] as const;
-
-/** The batch's options, checked by `withIdempotency`'s rules, and those a batch does not take. */
-function resolveBatchOptions(
-  options: IdempotencyBatchOptions,
-  isTransaction: boolean,
-  fnType: string,
-): ResolvedOptions {
-  const parsed = parseOptions(optionsSchema, options, 'withIdempotencyBatch');
-  const issues: string[] = REFUSED_OPTIONS.filter((name) => parsed[name] !== undefined).map(
-    (name) => `${name}: not an option of withIdempotencyBatch`,
-  );
-  if (parsed.onConcurrent !== 'wait') issues.push("onConcurrent: a batch always waits ('wait')");
-  if (isTransaction) issues.push('db: a batch runs in its own transaction: pass a Kysely instance');
-  if (fnType !== 'function') issues.push('fn: must be a function');
-  if (issues.length > 0) {
-    throw new InvalidIdempotencyOptionsError({
-      message: `Invalid withIdempotencyBatch options: ${issues.join('; ')}`,
-      issues,
-    });
-  }
-  return { ...parsed, key: '', fingerprint: null };
-}
-
-/**
- * The distinct keys of the batch in sorted order (the order the claim takes them in), and for
- * each item the index of the first item with its key. Every key is checked before anything is
- * sent.
- */
-function uniqueItems<I extends IdempotencyBatchItem>(base: ResolvedOptions, items: readonly I[]) {
-  if (!Array.isArray(items) || items.length === 0 || items.length > MAX_BATCH_ITEMS) {
-    throw new InvalidIdempotencyOptionsError({
-      message: `withIdempotencyBatch needs 1 to ${MAX_BATCH_ITEMS} items`,
-      issues: [`items: must be an array of 1 to ${MAX_BATCH_ITEMS} items`],
-    });
-  }
-  const byKey = new Map<string, UniqueItem<I> & { index: number }>();
-  const firstOf: number[] = [];
-  items.forEach((item, index) => {
-    if (typeof item !== 'object' || item === null) {
-      throw new InvalidIdempotencyOptionsError({
-        message: 'withIdempotencyBatch: every item must be an object with a key',
-        issues: [`items.${index}: must be an object`],
-      });
-    }
-    const key = parseKey(item.key, base.scope);
-    const fingerprint = fingerprintOrThrow(item.request);
-    const first = byKey.get(key);
-    firstOf.push(first ? first.index : index);
-    if (first) return;
-    const options = { ...base, key, fingerprint };
-    byKey.set(key, { item, options, token: inFlightToken(base.schema, base.scope, key), index });
-  });
-  // Printable ASCII keys: JavaScript's order is the byte order of the ledger's COLLATE "C".
-  const unique = [...byKey.values()].sort((a, b) =>
-    a.options.key < b.options.key ? -1 : a.options.key > b.options.key ? 1 : 0,
-  );
-  return { unique, firstOf };
 }

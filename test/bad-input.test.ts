@@ -7,6 +7,7 @@ import {
   type IdempotencyOptions,
   InvalidIdempotencyKeyError,
   InvalidIdempotencyOptionsError,
+  isValidIdempotencyKey,
   scheduleCleanup,
   UnstorableResponseError,
   validateIdempotencyOptions,
@@ -112,6 +113,22 @@ describe('bad input', () => {
     );
     await expect(cleanupExpired(db)).rejects.toThrow(InvalidIdempotencyOptionsError);
     expect(() => scheduleCleanup(db)).toThrow(InvalidIdempotencyOptionsError);
+  });
+});
+
+describe('isValidIdempotencyKey', () => {
+  it.each([
+    ['', false],
+    ['bad-\u00e9', false],
+    ['a\nb', false],
+    ['x'.repeat(256), false],
+    [42, false],
+    [undefined, false],
+    ['x'.repeat(255), true],
+    ['order 42/~!', true],
+  ])('answers as withIdempotency checks the key (%j -> %s)', async (key, valid) => {
+    expect(isValidIdempotencyKey(key)).toBe(valid);
+    if (!valid) await expectRefused({ scope: 's', key }, InvalidIdempotencyKeyError);
   });
 });
 

@@ -369,6 +369,32 @@ describe('withIdempotencyBatch', () => {
       expect(await countLedger(good)).toBe(0);
     });
 
+    it('names the item and withIdempotencyBatch for a bad key or request, never the key', async () => {
+      const good = keys(3) as [string, string, string];
+      const refusal = (items: unknown) =>
+        run({ scope: 's' }, items).catch((caught: unknown) => caught);
+      const notJson = await refusal([{ key: good[0] }, { key: good[1], request: { n: 1n } }]);
+      expect(notJson).toBeInstanceOf(InvalidIdempotencyOptionsError);
+      expect((notJson as InvalidIdempotencyOptionsError).issues).toEqual([
+        expect.stringMatching(/^items\.1\.request: /),
+      ]);
+      expect((notJson as Error).message).toMatch(/^Invalid withIdempotencyBatch items: items\.1\./);
+      for (const [items, problem] of [
+        [
+          [{ key: good[0] }, { key: good[1] }, { key: 'bad\u00e9key' }],
+          /items\.2\.key: .*printable/,
+        ],
+        [[{ key: good[0] }, {}], /items\.1\.key: An idempotency key is required/],
+      ] as const) {
+        const error = await refusal(items);
+        expect(error).toBeInstanceOf(InvalidIdempotencyKeyError);
+        expect((error as Error).message).toMatch(/^withIdempotencyBatch: /);
+        expect((error as Error).message).toMatch(problem);
+        expect((error as Error).message).not.toContain('bad');
+      }
+      expect(await countLedger(good)).toBe(0);
+    });
+
     it('refuses the options a batch does not take, a transaction, and a non-JSON request', async () => {
       const [key] = keys(1) as [string];
       for (const options of [

@@ -3,7 +3,7 @@
  * the functions a user passes them, so that a throwing one still leaves every message settled.
  */
 import type { Kysely } from 'kysely';
-import { InvalidIdempotencyOptionsError } from '../index.ts';
+import { InvalidIdempotencyOptionsError, MAX_BATCH_ITEMS } from '../index.ts';
 import { defaultRetryDelayMs } from './consumer-options.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: any database type; K carries the caller's.
@@ -34,6 +34,20 @@ export function assertAdapterOptions(
     throw new InvalidIdempotencyOptionsError({
       message: `Invalid ${caller} options: ${issues.join('; ')}`,
       issues,
+    });
+  }
+}
+
+/**
+ * A batch adapter's messages: an array of at most `MAX_BATCH_ITEMS`, checked before any is read.
+ *
+ * @throws {InvalidIdempotencyOptionsError} otherwise; no message is settled.
+ */
+export function assertBatchMessages(caller: string, messages: unknown): void {
+  if (!Array.isArray(messages) || messages.length > MAX_BATCH_ITEMS) {
+    throw new InvalidIdempotencyOptionsError({
+      message: `${caller} takes an array of at most ${MAX_BATCH_ITEMS} messages`,
+      issues: [`messages: must be an array of at most ${MAX_BATCH_ITEMS} messages`],
     });
   }
 }

@@ -1,6 +1,7 @@
 import {
   type BatchItemResult,
   InvalidIdempotencyOptionsError,
+  isValidIdempotencyKey,
   type Jsonified,
   MAX_BATCH_ITEMS,
   withIdempotencyBatch,
@@ -28,15 +29,19 @@ import {
  *
  * The guarantees are `consumeOnce`'s, message by message: a processed message (a redelivery, a
  * duplicate publish, twice in the same batch) replays its result; a message without a valid id
- * goes to `onDeadLetter`; acknowledge each only after this resolves.
+ * (`isValidIdempotencyKey`) goes to `onDeadLetter` on its own, and the others stay in the batch;
+ * acknowledge each only after this resolves.
  *
  * **Failure policy.** When the handler throws for one message (or anything else fails the batch:
  * a wait for a copy in flight elsewhere, a lost connection), the batch's transaction rolls back,
  * nothing of it is committed, and every message of the batch goes through `consumeOnce`, one by
  * one: the others are processed once, and the failing one is retried or dead-lettered exactly as
- * `consumeOnce` would. A message after its `maxAttempts` takes the same way. The cost: handlers
- * that ran in the rolled-back batch run again, and locks on the batch's keys are held until it
- * commits, so keep batches short (tens of messages).
+ * `consumeOnce` would. A message after its `maxAttempts` takes the same way, found before any
+ * handler of the batch runs. The costs: handlers that ran in the rolled-back batch run again, so a
+ * poison message runs its handler up to twice per delivery (in the batch, then in the fallback); a
+ * copy in flight elsewhere can cost about twice `waitTimeoutMs` (waited for once in the batch, once
+ * more in the fallback); and locks on the batch's keys are held until it commits, so keep batches
+ * short (tens of messages).
  *
  * @param db - A `Kysely` instance (the batch runs in a transaction of its own).
  * @param deliveries - 0 to `MAX_BATCH_ITEMS` deliveries.
@@ -102,12 +107,12 @@ export async function consumeBatchResolved<K extends AnyKysely, M, R>(
   handler: MessageHandler<K, M, R>,
 ): Promise<ConsumeResult<Jsonified<R>>[]> {
   const results: ConsumeResult<Jsonified<R>>[] = new Array(deliveries.length);
-  // A delivery without an id (or whose id function threw) never reaches the ledger: consumeOnce
-  // dead-letters it without a statement.
+  // A delivery without a valid id (or whose id function threw) never reaches the ledger:
+  // consumeOnce dead-letters it without a statement. In the batch, its id would fail every message.
   const withIds: { key: string; index: number; delivery: AdapterDelivery<M> }[] = [];
   for (const [index, delivery] of deliveries.entries()) {
     const { messageId } = delivery;
-    if (delivery.idError !== undefined || messageId === undefined || messageId === '') {
+    if (delivery.idError !== undefined || !isValidIdempotencyKey(messageId)) {
       results[index] = await consumeResolved(db, options, delivery, handler);
     } else {
       withIds.push({ key: messageId, index, delivery });
@@ -146,18 +151,20 @@ async function runBatch<K extends AnyKysely, M, R>(
       ledgerOptions(options),
       items,
       async (trx, pending) => {
-        const responses: R[] = [];
-        for (const { delivery } of pending) {
-          // Past its attempts: consumeOnce dead-letters it (or replays it, if processed meanwhile).
-          if (delivery.attempt > options.maxAttempts) throw new AttemptsSpent();
-          responses.push(await handler(trx, delivery.message));
+        // A pending message past its attempts (not processed: a processed one replays whatever its
+        // count) is for consumeOnce to dead-letter. Checked before any handler runs, so that the
+        // handlers of the messages before it do not run twice (here, then in the fallback).
+        if (pending.some(({ delivery }) => delivery.attempt > options.maxAttempts)) {
+          throw new AttemptsSpent();
         }
+        const responses: R[] = [];
+        for (const { delivery } of pending) responses.push(await handler(trx, delivery.message));
         return responses;
       },
     );
   } catch {
-    // Whatever failed (the handler, an invalid message id, a copy in flight elsewhere, the
-    // database), consumeOnce, message by message, says whose failure it was.
+    // Whatever failed (the handler, a copy in flight elsewhere, the database), consumeOnce,
+    // message by message, says whose failure it was.
     return undefined;
   }
   return results.map((result): ConsumeResult<Jsonified<R>> => {

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { retryDelayFor } from '../../src/consumer/adapter-options.ts';
+import { assertBatchMessages, retryDelayFor } from '../../src/consumer/adapter-options.ts';
 import { defaultRetryDelayMs } from '../../src/consumer/index.ts';
+import { idempotentJetStreamBatchHandler } from '../../src/consumer/nats/index.ts';
+import { InvalidIdempotencyOptionsError, MAX_BATCH_ITEMS } from '../../src/index.ts';
 
 // The adapters' tests run a throwing retryDelayMs on the brokers; these are the other answers.
 describe('retryDelayFor', () => {
@@ -14,5 +16,28 @@ describe('retryDelayFor', () => {
       throw new Error('no delay today');
     };
     expect(retryDelayFor(throwing, 3)).toBe(defaultRetryDelayMs(3));
+  });
+});
+
+describe('assertBatchMessages', () => {
+  it('takes an array of up to MAX_BATCH_ITEMS messages, and refuses anything else naming the caller', async () => {
+    expect(() => assertBatchMessages('x', new Array(MAX_BATCH_ITEMS))).not.toThrow();
+    for (const messages of [new Array(MAX_BATCH_ITEMS + 1), undefined, 'messages']) {
+      expect(() => assertBatchMessages('ordersBatch', messages)).toThrow(
+        expect.objectContaining({
+          message: expect.stringMatching(/^ordersBatch takes an array/),
+          issues: [`messages: must be an array of at most ${MAX_BATCH_ITEMS} messages`],
+        }),
+      );
+    }
+    // The JetStream batch handler refuses an oversized batch before reading a message.
+    const handle = idempotentJetStreamBatchHandler({} as never, {
+      scope: 's',
+      handler: async () => 1,
+      onDeadLetter: () => {},
+    });
+    await expect(handle(new Array(MAX_BATCH_ITEMS + 1))).rejects.toBeInstanceOf(
+      InvalidIdempotencyOptionsError,
+    );
   });
 });

@@ -209,6 +209,63 @@ describe('consumeBatch', () => {
     expect(await fx.countPayments(late)).toBe(0);
   });
 
+  it('dead-letters a message with a malformed id and keeps the others in one batch', async () => {
+    const [good1, good2] = ids(2) as [string, string];
+    const { deadLetters, onDeadLetter } = collector();
+    const deliveries: Delivery<string>[] = [
+      { message: good1, messageId: good1, attempt: 1 },
+      { message: 'bad id', messageId: 'bad-\u00e9', attempt: 1 },
+      { message: good2, messageId: good2, attempt: 1 },
+    ];
+    const sent = await recorder.record(async () => {
+      const results = await consumeBatch(
+        recorder.db,
+        { scope: 's', onDeadLetter },
+        deliveries,
+        pay('s'),
+      );
+      expect(results.map((result) => result.outcome)).toEqual([
+        'processed',
+        'dead_lettered',
+        'processed',
+      ]);
+    });
+    // The two valid messages share one transaction; the malformed id costs no statement.
+    expect(sent.filter((statement) => statement === 'begin')).toHaveLength(1);
+    expect(deadLetters).toMatchObject([{ message: 'bad id', reason: 'invalid_id' }]);
+    expect(deadLetters[0]?.error).toBeInstanceOf(InvalidIdempotencyKeyError);
+    for (const key of [good1, good2]) expect(await fx.countPayments(key, 's')).toBe(1);
+  });
+
+  it('runs no handler twice for a batch holding a message past its attempts; a processed one replays', async () => {
+    const [good1, good2, late, done] = ids(4) as [string, string, string, string];
+    const { deadLetters, onDeadLetter } = collector();
+    const options = { scope: 's', maxAttempts: 3, onDeadLetter };
+    await consumeOnce(fx.db, options, deliveriesOf([done])[0] as Delivery<string>, pay('s'));
+    const ran: string[] = [];
+    const results = await consumeBatch(
+      fx.db,
+      options,
+      [
+        { message: good1, messageId: good1, attempt: 1 },
+        { message: done, messageId: done, attempt: 4 },
+        { message: good2, messageId: good2, attempt: 1 },
+        { message: late, messageId: late, attempt: 4 },
+      ],
+      pay('s', ran),
+    );
+    expect(results.map((result) => result.outcome)).toEqual([
+      'processed',
+      'replayed',
+      'processed',
+      'dead_lettered',
+    ]);
+    expect(ran).toEqual([good1, good2]);
+    expect(deadLetters).toMatchObject([{ message: late, reason: 'max_attempts' }]);
+    for (const key of [good1, good2, done]) expect(await fx.countPayments(key, 's')).toBe(1);
+    expect(await fx.countPayments(late, 's')).toBe(0);
+  });
+
   it('processes a message delivered twice in one batch once', async () => {
     const [id, other] = ids(2) as [string, string];
     const { onDeadLetter } = collector();

@@ -1,6 +1,6 @@
 import type { Channel, ConsumeMessage } from 'amqplib';
-import { InvalidIdempotencyOptionsError, type Jsonified, MAX_BATCH_ITEMS } from '../../index.ts';
-import type { AnyKysely } from '../adapter-options.ts';
+import type { Jsonified } from '../../index.ts';
+import { type AnyKysely, assertBatchMessages } from '../adapter-options.ts';
 import { consumeBatchResolved } from '../consume-batch.ts';
 import type { ConsumeResult } from '../consume-once.ts';
 import {
@@ -50,12 +50,7 @@ export function idempotentAmqpBatchHandler<K extends AnyKysely, R>(
 ): (messages: readonly ConsumeMessage[]) => Promise<ConsumeResult<Jsonified<R>>[]> {
   const consumer = amqpConsumer(options, 'idempotentAmqpBatchHandler');
   return async (messages) => {
-    if (!Array.isArray(messages) || messages.length > MAX_BATCH_ITEMS) {
-      throw new InvalidIdempotencyOptionsError({
-        message: `idempotentAmqpBatchHandler takes an array of at most ${MAX_BATCH_ITEMS} messages`,
-        issues: [`messages: must be an array of at most ${MAX_BATCH_ITEMS} messages`],
-      });
-    }
+    assertBatchMessages('idempotentAmqpBatchHandler', messages);
     const deliveries = messages.map((message) => readDelivery(consumer, message));
     const results = await consumeBatchResolved(db, consumer.resolved, deliveries, consumer.handler);
     // In parallel: a message held before its requeue does not hold up the others' settling.

@@ -4,19 +4,10 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Channel, ConsumeMessage } from 'amqplib';
-import {
-  assertAdapterOptions,
-  isHeader,
-  readMessageId,
-  retryDelayFor,
-} from '../adapter-options.ts';
+import { type AdapterConsumer, adapterConsumer } from '../adapter-consumer.ts';
+import { isHeader, readMessageId, retryDelayFor } from '../adapter-options.ts';
 import type { AdapterDelivery, ConsumeResult, MessageHandler } from '../consume-once.ts';
-import {
-  type ConsumerOptions,
-  defaultRetryDelayMs,
-  type ResolvedConsumerOptions,
-  resolveConsumerOptions,
-} from '../consumer-options.ts';
+import type { ConsumerOptions } from '../consumer-options.ts';
 import { FailureCounts } from './failure-counts.ts';
 
 /**
@@ -64,12 +55,8 @@ export interface AmqpConsumerOptions<K, R> extends ConsumerOptions<ConsumeMessag
 }
 
 /** A handler's options, validated once where it is built, and its failure counts. */
-export interface AmqpConsumer<K, R> {
-  resolved: ResolvedConsumerOptions<ConsumeMessage>;
-  handler: MessageHandler<K, ConsumeMessage, R>;
-  retryDelayMs: (attempt: number) => number;
+export interface AmqpConsumer<K, R> extends AdapterConsumer<K, ConsumeMessage, R> {
   failures: FailureCounts;
-  idOf: (message: ConsumeMessage) => string | undefined;
 }
 
 /**
@@ -81,20 +68,13 @@ export function amqpConsumer<K, R>(
   options: AmqpConsumerOptions<K, R>,
   caller: string,
 ): AmqpConsumer<K, R> {
-  const resolved = resolveConsumerOptions(options, caller);
-  const { handler, messageId = 'messageId', retryDelayMs = defaultRetryDelayMs } = options;
-  assertAdapterOptions(
-    caller,
-    {
-      handler,
-      retryDelayMs,
-      messageId:
-        messageId === 'messageId' || typeof messageId === 'function' || isHeader(messageId),
-    },
-    "'messageId', { header: string } or a function",
-  );
-  const failures = new FailureCounts(resolved.scope);
-  return { resolved, handler, retryDelayMs, failures, idOf: messageIdReader(messageId) };
+  const consumer = adapterConsumer(options, caller, {
+    fallback: 'messageId' as AmqpMessageId,
+    isValid: (source) => source === 'messageId' || typeof source === 'function' || isHeader(source),
+    forms: "'messageId', { header: string } or a function",
+    reader: messageIdReader,
+  });
+  return { ...consumer, failures: new FailureCounts(consumer.resolved.scope) };
 }
 
 /** The message as a delivery: its id (or why it has none) and which attempt this is. */

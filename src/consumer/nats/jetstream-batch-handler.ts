@@ -1,6 +1,6 @@
 import type { JsMsg } from '@nats-io/jetstream';
-import { InvalidIdempotencyOptionsError, type Jsonified, MAX_BATCH_ITEMS } from '../../index.ts';
-import type { AnyKysely } from '../adapter-options.ts';
+import type { Jsonified } from '../../index.ts';
+import { type AnyKysely, assertBatchMessages } from '../adapter-options.ts';
 import { consumeBatchResolved } from '../consume-batch.ts';
 import type { ConsumeResult } from '../consume-once.ts';
 import {
@@ -40,12 +40,7 @@ export function idempotentJetStreamBatchHandler<K extends AnyKysely, R>(
 ): (messages: readonly JsMsg[]) => Promise<ConsumeResult<Jsonified<R>>[]> {
   const consumer = jetStreamConsumer(options, 'idempotentJetStreamBatchHandler');
   return async (messages) => {
-    if (!Array.isArray(messages) || messages.length > MAX_BATCH_ITEMS) {
-      throw new InvalidIdempotencyOptionsError({
-        message: `idempotentJetStreamBatchHandler takes an array of at most ${MAX_BATCH_ITEMS} messages`,
-        issues: [`messages: must be an array of at most ${MAX_BATCH_ITEMS} messages`],
-      });
-    }
+    assertBatchMessages('idempotentJetStreamBatchHandler', messages);
     const deliveries = messages.map((message) => readDelivery(consumer, message));
     const working = messages.map((message) => keepWorking(message, consumer.workingIntervalMs));
     let results: ConsumeResult<Jsonified<R>>[];

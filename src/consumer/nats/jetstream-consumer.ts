@@ -4,19 +4,10 @@
  */
 import type { JsMsg } from '@nats-io/jetstream';
 import { InvalidIdempotencyOptionsError } from '../../index.ts';
-import {
-  assertAdapterOptions,
-  isHeader,
-  readMessageId,
-  retryDelayFor,
-} from '../adapter-options.ts';
+import { type AdapterConsumer, adapterConsumer } from '../adapter-consumer.ts';
+import { isHeader, readMessageId, retryDelayFor } from '../adapter-options.ts';
 import type { AdapterDelivery, ConsumeResult, MessageHandler } from '../consume-once.ts';
-import {
-  type ConsumerOptions,
-  defaultRetryDelayMs,
-  type ResolvedConsumerOptions,
-  resolveConsumerOptions,
-} from '../consumer-options.ts';
+import type { ConsumerOptions } from '../consumer-options.ts';
 
 /**
  * Where the message id comes from: `{ header }` (default `{ header: 'Nats-Msg-Id' }`, the id
@@ -77,12 +68,8 @@ export interface JetStreamConsumerOptions<K, R> extends ConsumerOptions<JsMsg> {
 }
 
 /** A handler's options, validated once where it is built. */
-export interface JetStreamConsumer<K, R> {
-  resolved: ResolvedConsumerOptions<JsMsg>;
-  handler: MessageHandler<K, JsMsg, R>;
-  retryDelayMs: (attempt: number) => number;
+export interface JetStreamConsumer<K, R> extends AdapterConsumer<K, JsMsg, R> {
   workingIntervalMs: number | undefined;
-  idOf: (message: JsMsg) => string | undefined;
 }
 
 /**
@@ -94,22 +81,13 @@ export function jetStreamConsumer<K, R>(
   options: JetStreamConsumerOptions<K, R>,
   caller: string,
 ): JetStreamConsumer<K, R> {
-  const resolved = resolveConsumerOptions(options, caller);
-  const {
-    handler,
-    messageId = { header: 'Nats-Msg-Id' },
-    retryDelayMs = defaultRetryDelayMs,
-  } = options;
-  assertAdapterOptions(
-    caller,
-    {
-      handler,
-      retryDelayMs,
-      messageId:
-        messageId === 'stream-sequence' || typeof messageId === 'function' || isHeader(messageId),
-    },
-    "{ header: string }, 'stream-sequence' or a function",
-  );
+  const consumer = adapterConsumer(options, caller, {
+    fallback: { header: 'Nats-Msg-Id' } as JetStreamMessageId,
+    isValid: (source) =>
+      source === 'stream-sequence' || typeof source === 'function' || isHeader(source),
+    forms: "{ header: string }, 'stream-sequence' or a function",
+    reader: messageIdReader,
+  });
   const { workingIntervalMs } = options;
   if (
     workingIntervalMs !== undefined &&
@@ -124,7 +102,7 @@ export function jetStreamConsumer<K, R>(
       issues: ['workingIntervalMs: must be a positive integer (milliseconds)'],
     });
   }
-  return { resolved, handler, retryDelayMs, workingIntervalMs, idOf: messageIdReader(messageId) };
+  return { ...consumer, workingIntervalMs };
 }
 
 /** The message as a delivery: its id (or why it has none) and the server's delivery count. */
