@@ -71,10 +71,12 @@ export interface EnqueuedMessage {
 
 /**
  * Another message of the outbox has this id. The statement failed, and with it the caller's
- * transaction: nothing it wrote commits. The id is kept as `key`, never in the message.
+ * transaction: nothing it wrote commits. The id is kept as `key`, never in the message; `cause`
+ * holds only the driver error's SQLSTATE and constraint (`{ code: '23505', constraint }`), since
+ * its `detail` quotes the id.
  */
 export class DuplicateOutboxMessageError extends IdempotencyError {
-  constructor(options: { messageId: string; cause?: unknown }) {
+  constructor(options: { messageId: string; cause?: { code: string; constraint: string } }) {
     super({
       code: 'outbox_duplicate_message_id',
       message: 'Another message in the outbox has this messageId',
@@ -166,7 +168,11 @@ export async function enqueueMessages(
       enqueued.push(await insertMessage(trx, schema, message));
     } catch (error) {
       if (isDuplicateId(error) && message.messageId !== undefined) {
-        throw new DuplicateOutboxMessageError({ messageId: message.messageId, cause: error });
+        // Not the pg error itself: its detail reads "Key (message_id)=(...) already exists".
+        throw new DuplicateOutboxMessageError({
+          messageId: message.messageId,
+          cause: { code: '23505', constraint: MESSAGE_ID_CONSTRAINT },
+        });
       }
       throw error;
     }

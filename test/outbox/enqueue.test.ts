@@ -1,5 +1,6 @@
 // enqueueMessage: a message exists if and only if the transaction that wrote it committed, with
 // the exact JSON text it was given; bad input is refused before anything is written.
+import { inspect } from 'node:util';
 import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import { InvalidIdempotencyOptionsError, NotJsonError, withIdempotency } from '../../src/index.ts';
@@ -170,7 +171,7 @@ describe('enqueueMessage', () => {
     await expect(call).rejects.toBeInstanceOf(NotJsonError);
   });
 
-  it('refuses a message id already in the outbox with a typed error that does not print the id', async () => {
+  it('refuses a message id already in the outbox with a typed error that does not print the id, not even in its cause', async () => {
     const messageId = uniqueKey('secret-id');
     const stream = uniqueKey('stream');
     await fx.db
@@ -185,7 +186,17 @@ describe('enqueueMessage', () => {
       .catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(DuplicateOutboxMessageError);
     expect((error as DuplicateOutboxMessageError).key).toBe(messageId);
-    expect(String(error)).not.toContain(messageId);
+    for (const printed of [
+      String(error),
+      inspect(error, { depth: 10 }),
+      JSON.stringify(error),
+      JSON.stringify({ ...(error as object) }),
+      (error as Error).stack ?? '',
+    ]) {
+      expect(printed).not.toContain(messageId);
+    }
+    // What a caller matches on stays: the SQLSTATE and the constraint.
+    expect((error as Error).cause).toEqual({ code: '23505', constraint: 'outbox_message_id_key' });
     expect(await fx.countPayments(messageId)).toBe(0);
     expect(await outboxRows(stream)).toHaveLength(1);
   });
