@@ -146,6 +146,34 @@ describe('enqueueMessage', () => {
   );
 
   it.each([
+    ['a stream of 1000 CJK characters (3000 bytes)', { stream: '流'.repeat(1000) }, 'stream'],
+    ['a stream with a lone surrogate', { stream: 'a\ud800' }, 'stream'],
+    ['a topic of 255 characters but 256 bytes', { topic: `${'a'.repeat(254)}é` }, 'topic'],
+    ['a message id of 200 euro signs (600 bytes)', { messageId: '€'.repeat(200) }, 'messageId'],
+    ['a message id with a lone surrogate', { messageId: 'id\udc00' }, 'messageId'],
+    ['a header value with a lone surrogate', { headers: { a: 'x\ud800' } }, 'headers.a'],
+    ['a header name of 256 bytes', { headers: { ['h'.repeat(256)]: 'v' } }, 'headers'],
+  ])('refuses %s before any SQL, leaving the transaction usable', async (_, bad, path) => {
+    const key = uniqueKey('order');
+    const stream = uniqueKey('stream');
+    const error = await fx.db.transaction().execute(async (trx) => {
+      await createPayment('orders', key)(trx);
+      const caught = await enqueueMessage(trx, { stream, topic: 't', payload: 1, ...bad }).catch(
+        (thrown: unknown) => thrown,
+      );
+      // Nothing reached Postgres: the transaction goes on and commits.
+      await enqueueMessage(trx, { stream, topic: 't', payload: 'ok' });
+      return caught;
+    });
+    expect(error).toBeInstanceOf(InvalidIdempotencyOptionsError);
+    expect(
+      (error as InvalidIdempotencyOptionsError).issues.some((issue) => issue.startsWith(path)),
+    ).toBe(true);
+    expect(await fx.countPayments(key)).toBe(1);
+    expect((await outboxRows(stream)).map((row) => row.payload)).toEqual(['"ok"']);
+  });
+
+  it.each([
     ['undefined', undefined, '$'],
     ['a BigInt', { amount: 10n }, '$.amount'],
     ['NaN', [1, Number.NaN], '$[1]'],
