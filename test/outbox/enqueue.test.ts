@@ -229,6 +229,25 @@ describe('enqueueMessage', () => {
     expect(await outboxRows(stream)).toHaveLength(1);
   });
 
+  it('refuses a payload longer than maxPayloadBytes before any SQL, and accepts one that fits', async () => {
+    const stream = uniqueKey('stream');
+    const limit = { maxPayloadBytes: 1024 * 1024 }; // NATS's default max_payload
+    const error = await fx.db.transaction().execute(async (trx) => {
+      const caught = await enqueueMessage(
+        trx,
+        { stream, topic: 't', payload: { text: 'é'.repeat(600_000) } }, // 1.2 MB of UTF-8
+        limit,
+      ).catch((thrown: unknown) => thrown);
+      await enqueueMessage(trx, { stream, topic: 't', payload: 'x'.repeat(1000) }, limit);
+      return caught;
+    });
+    expect(error).toBeInstanceOf(InvalidIdempotencyOptionsError);
+    expect((error as InvalidIdempotencyOptionsError).issues).toEqual([
+      'payload: is 1200011 bytes of JSON, more than maxPayloadBytes (1048576)',
+    ]);
+    expect(await outboxRows(stream)).toHaveLength(1);
+  });
+
   it('refuses an invalid schema option', async () => {
     const call = fx.db
       .transaction()
