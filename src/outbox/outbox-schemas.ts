@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { InvalidIdempotencyOptionsError, validateIdempotencyOptions } from '../index.ts';
 
 /**
  * Text Postgres can store: no NUL, well-formed Unicode (a lone surrogate has no UTF-8 form, and
@@ -17,11 +18,20 @@ function storableText(maxBytes: number, minLength = 1) {
     );
 }
 
-/** The Postgres schema of the outbox tables; quoted as an identifier, so any name is safe. */
-export const schemaName = storableText(63).refine(
-  (name) => Buffer.byteLength(name, 'utf8') <= 63,
-  'must be at most 63 bytes of UTF-8 (Postgres truncates longer names)',
-);
+/**
+ * The Postgres schema of the outbox tables: the ledger's, so it follows the core's rules for a
+ * ledger schema (at most 63 bytes, not `$user`, not `pg_...`), checked by the core itself.
+ */
+export const schemaName = z.string().superRefine((name, context) => {
+  try {
+    validateIdempotencyOptions({ scope: 'outbox', schema: name });
+  } catch (error) {
+    if (!(error instanceof InvalidIdempotencyOptionsError)) throw error;
+    for (const issue of error.issues) {
+      context.addIssue({ code: 'custom', message: issue.replace(/^schema: /, '') });
+    }
+  }
+});
 
 // Indexed in three primary keys; a btree entry holds at most about 2700 bytes. 1000 bytes stays
 // well under it and accepts every ASCII name the outbox accepted before it counted bytes.

@@ -248,12 +248,16 @@ describe('enqueueMessage', () => {
     expect(await outboxRows(stream)).toHaveLength(1);
   });
 
-  it('refuses an invalid schema option', async () => {
+  it.each([
+    ['empty', ''],
+    ['"$user"', '$user'],
+    ['a pg_ name', 'pg_x'],
+    ['longer than 63 bytes', 'é'.repeat(32)],
+  ])('refuses a schema option that is %s, as the core does', async (_, schema) => {
     const call = fx.db
       .transaction()
-      .execute((trx) =>
-        enqueueMessage(trx, { stream: 's', topic: 't', payload: 1 }, { schema: '' }),
-      );
+      .execute((trx) => enqueueMessage(trx, { stream: 's', topic: 't', payload: 1 }, { schema }));
     await expect(call).rejects.toBeInstanceOf(InvalidIdempotencyOptionsError);
+    await expect(call).rejects.toMatchObject({ issues: [expect.stringMatching(/^schema: /)] });
   });
 });
