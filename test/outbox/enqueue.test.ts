@@ -3,7 +3,12 @@
 import { inspect } from 'node:util';
 import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
-import { InvalidIdempotencyOptionsError, NotJsonError, withIdempotency } from '../../src/index.ts';
+import {
+  fingerprintRequest,
+  InvalidIdempotencyOptionsError,
+  NotJsonError,
+  withIdempotency,
+} from '../../src/index.ts';
 import {
   DuplicateOutboxMessageError,
   enqueueMessage,
@@ -179,6 +184,13 @@ describe('enqueueMessage', () => {
     ['NaN', [1, Number.NaN], '$[1]'],
     ['a Map', { m: new Map([[1, 2]]) }, '$.m'],
     ['a function', { f: () => 1 }, '$.f'],
+    [
+      'a hole in a sparse array',
+      { list: Object.assign(new Array(3), { 0: 1, 2: 3 }) },
+      '$.list[1]',
+    ],
+    ['an invalid Date', { at: new Date(Number.NaN) }, '$.at'],
+    ['an undefined property', { a: 1, b: undefined }, '$.b'],
   ])('refuses a payload holding %s with a NotJsonError naming where', async (_, payload, path) => {
     const stream = uniqueKey('stream');
     const error = await fx.db
@@ -188,6 +200,31 @@ describe('enqueueMessage', () => {
     expect(error).toBeInstanceOf(NotJsonError);
     expect((error as NotJsonError).path).toBe(path);
     expect(await outboxRows(stream)).toEqual([]);
+  });
+
+  it('words the problems the core refuses too as the core does', async () => {
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    const payloads = [{ a: 10n }, [1, Number.NaN], { m: new Map() }, { f: () => 1 }, cyclic];
+    const messages = await fx.db.transaction().execute(async (trx) => {
+      const refused: string[] = [];
+      for (const payload of payloads) {
+        const error = await enqueueMessage(trx, { stream: 's', topic: 't', payload }).catch(
+          (thrown: Error) => thrown,
+        );
+        refused.push((error as Error).message);
+      }
+      return refused;
+    });
+    const core = payloads.map((payload) => {
+      try {
+        fingerprintRequest(payload);
+        return 'accepted';
+      } catch (error) {
+        return (error as Error).message;
+      }
+    });
+    expect(messages).toEqual(core);
   });
 
   it('refuses a cyclic payload', async () => {
