@@ -207,8 +207,12 @@ describe('amqpPublisher', () => {
     const topic = uniqueName('unbound');
     const ids = await enqueueMany(topic, 2);
     const errors: unknown[] = [];
+    let opened = 0;
     const relay = createOutboxRelay(fx.db, {
-      publish: amqpPublisher(await confirmChannel()),
+      publish: amqpPublisher(() => {
+        opened += 1;
+        return confirmChannel();
+      }),
       retryDelayMs: () => 0,
       onError: (error) => errors.push(error),
     });
@@ -237,6 +241,8 @@ describe('amqpPublisher', () => {
       delivered.push(message.properties.messageId);
     }
     expect(delivered).toEqual(ids);
+    // A returned message leaves its channel open and usable: no new one was opened (or leaked).
+    expect(opened).toBe(1);
   });
 
   it('refuses a channel without publisher confirms, and fails each publish on one a channel function returns', async () => {
@@ -247,13 +253,24 @@ describe('amqpPublisher', () => {
     );
     await enqueueMany(uniqueName('plain'), 1);
     const errors: unknown[] = [];
+    let opened = 0;
     const relay = createOutboxRelay(fx.db, {
-      publish: amqpPublisher(async () => plain as unknown as ConfirmChannel),
+      publish: amqpPublisher(async () => {
+        opened += 1;
+        return plain as unknown as ConfirmChannel;
+      }),
       publishTimeoutMs: 2000,
+      retryDelayMs: () => 0,
       onError: (error) => errors.push(error),
     });
     expect(await relay.relayOnce()).toMatchObject({ published: 0, failed: 1 });
-    expect(errors[0]).toBeInstanceOf(InvalidIdempotencyOptionsError);
+    expect(await relay.relayOnce()).toMatchObject({ published: 0, failed: 1 });
+    expect(errors.map((error) => error instanceof InvalidIdempotencyOptionsError)).toEqual([
+      true,
+      true,
+    ]);
+    // Checked once: the channel is kept, not opened again on every attempt.
+    expect(opened).toBe(1);
     expect(await outboxStatus(fx.db)).toEqual([expect.objectContaining({ pending: 1 })]);
   });
 });

@@ -85,8 +85,13 @@ export function amqpPublisher(
       assertConfirmChannel(confirmChannel);
       await publishMandatory(confirmChannel, exchange, routingKey(message), message);
     } catch (error) {
-      // The next publish opens a new channel (only when the user gave a way to open one).
-      if (typeof channel === 'function') forget(using);
+      // The next publish opens a new channel (only when the user gave a way to open one), unless
+      // the channel is not at fault: a returned message leaves it usable, and a new channel from
+      // a function that returned one without confirms would be another one, leaked.
+      const channelAtFault = !(
+        error instanceof UnroutableMessageError || error instanceof InvalidIdempotencyOptionsError
+      );
+      if (typeof channel === 'function' && channelAtFault) forget(using);
       throw error;
     }
   };
