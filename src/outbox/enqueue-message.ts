@@ -56,6 +56,20 @@ export interface EnqueueOptions {
    * ```
    */
   schema?: string;
+  /**
+   * The most bytes (UTF-8) a message's JSON payload may take; a longer one is refused with an
+   * {@link InvalidIdempotencyOptionsError} before anything is written. Default: no limit. Set it
+   * to what your broker accepts, less room for the headers: a message its broker refuses fails
+   * every publish and blocks its stream. NATS refuses messages over the server's `max_payload`
+   * (1 MB by default, headers included); RabbitMQ over its `max_message_size` (16 MiB by default
+   * since RabbitMQ 4.0, 128 MiB before).
+   *
+   * @example
+   * ```ts
+   * await enqueueMessage(trx, message, { maxPayloadBytes: 1024 * 1024 - 4096 });
+   * ```
+   */
+  maxPayloadBytes?: number;
 }
 
 /** What {@link enqueueMessage} inserted. */
@@ -71,10 +85,12 @@ export interface EnqueuedMessage {
 
 /**
  * Another message of the outbox has this id. The statement failed, and with it the caller's
- * transaction: nothing it wrote commits. The id is kept as `key`, never in the message.
+ * transaction: nothing it wrote commits. The id is kept as `key`, never in the message; `cause`
+ * holds only the driver error's SQLSTATE and constraint (`{ code: '23505', constraint }`), since
+ * its `detail` quotes the id.
  */
 export class DuplicateOutboxMessageError extends IdempotencyError {
-  constructor(options: { messageId: string; cause?: unknown }) {
+  constructor(options: { messageId: string; cause?: { code: string; constraint: string } }) {
     super({
       code: 'outbox_duplicate_message_id',
       message: 'Another message in the outbox has this messageId',
@@ -91,7 +107,10 @@ const inputSchema = z.strictObject({
   headers: messageHeaders.optional(),
   messageId: messageIdText.optional(),
 });
-const optionsSchema = z.strictObject({ schema: schemaName.default(DEFAULT_OUTBOX_SCHEMA) });
+const optionsSchema = z.strictObject({
+  schema: schemaName.default(DEFAULT_OUTBOX_SCHEMA),
+  maxPayloadBytes: z.int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
+});
 
 /**
  * Writes a message to the outbox in the caller's transaction: it is published (by
@@ -104,6 +123,7 @@ const optionsSchema = z.strictObject({ schema: schemaName.default(DEFAULT_OUTBOX
  * @throws {InvalidIdempotencyOptionsError} for an invalid message or options, or a `trx` that is
  *   not a transaction. Nothing was written.
  * @throws {NotJsonError} for a payload that JSON cannot hold as it is. Nothing was written.
+ *   A payload longer than `maxPayloadBytes` is an {@link InvalidIdempotencyOptionsError}.
  * @throws {DuplicateOutboxMessageError} when the `messageId` is taken (the transaction is aborted).
  *
  * @example
@@ -149,13 +169,19 @@ export async function enqueueMessages(
       issues: ['messages: must be an array'],
     });
   }
-  const { schema } = parseOutboxInput(optionsSchema, options, 'enqueueMessage options');
+  const { schema, maxPayloadBytes } = parseOutboxInput(
+    optionsSchema,
+    options,
+    'enqueueMessage options',
+  );
   const checked: NewMessage[] = messages.map((message) => {
     const parsed = parseOutboxInput(inputSchema, message, 'outbox message');
+    const payloadText = payloadJson(parsed.payload);
+    if (maxPayloadBytes !== undefined) assertPayloadFits(payloadText, maxPayloadBytes);
     return {
       stream: parsed.stream,
       topic: parsed.topic,
-      payloadText: payloadJson(parsed.payload),
+      payloadText,
       headers: parsed.headers ?? {},
       messageId: parsed.messageId,
     };
@@ -166,12 +192,26 @@ export async function enqueueMessages(
       enqueued.push(await insertMessage(trx, schema, message));
     } catch (error) {
       if (isDuplicateId(error) && message.messageId !== undefined) {
-        throw new DuplicateOutboxMessageError({ messageId: message.messageId, cause: error });
+        // Not the pg error itself: its detail reads "Key (message_id)=(...) already exists".
+        throw new DuplicateOutboxMessageError({
+          messageId: message.messageId,
+          cause: { code: '23505', constraint: MESSAGE_ID_CONSTRAINT },
+        });
       }
       throw error;
     }
   }
   return enqueued;
+}
+
+function assertPayloadFits(payloadText: string, maxPayloadBytes: number): void {
+  const bytes = Buffer.byteLength(payloadText, 'utf8');
+  if (bytes <= maxPayloadBytes) return;
+  const issue = `payload: is ${bytes} bytes of JSON, more than maxPayloadBytes (${maxPayloadBytes})`;
+  throw new InvalidIdempotencyOptionsError({
+    message: `Invalid outbox message: ${issue}`,
+    issues: [issue],
+  });
 }
 
 /** Refuses a Kysely instance that is not a transaction: each statement would commit on its own. */

@@ -115,6 +115,70 @@ describe('outbox relay', () => {
     }
   });
 
+  it('parks a message no queue takes after --max-attempts, and outbox release lets it through once a queue is bound', async () => {
+    const stream = uniqueKey('stream');
+    const topic = uniqueName('unbound');
+    const [id] = await enqueueMany(stream, topic, 1);
+    const relayArgv = [
+      ...['outbox', 'relay', '--amqp-url', AMQP_URL, '--poll-interval-ms', '10'],
+      ...['--max-attempts', '2', '--lease-ms', '5000', '--publish-timeout-ms', '2000'],
+    ];
+    const stop = new AbortController();
+    const running = runInProcess(relayArgv, env(), stop.signal);
+    await expect
+      .poll(
+        async () =>
+          JSON.parse((await runInProcess(['outbox', 'status', '--json'], env())).stdout).streams,
+        {
+          timeout: 30_000,
+          interval: 50,
+          message: 'the message to be parked',
+        },
+      )
+      .toEqual([expect.objectContaining({ stream, state: 'parked', headAttempts: 2 })]);
+    stop.abort();
+    const stopped = await running;
+    expect(stopped).toMatchObject({ code: 0, stdout: 'stopped; published 0 messages\n' });
+    expect(stopped.stderr).toContain('RabbitMQ returned the message (NO_ROUTE)');
+    expect(stopped.stderr).not.toContain(String(id));
+
+    const connection = await openAmqp();
+    const channel = await connection.createChannel();
+    await channel.assertQueue(topic);
+    cleanups.push(async () => {
+      await channel.deleteQueue(topic);
+      await connection.close();
+    });
+    expect((await runInProcess(['outbox', 'release', '--stream', stream], env())).code).toBe(0);
+    const again = new AbortController();
+    const rerun = runInProcess(relayArgv, env(), again.signal);
+    await expect
+      .poll(async () => (await channel.checkQueue(topic)).messageCount, {
+        message: 'the released message to be delivered',
+      })
+      .toBe(1);
+    again.abort();
+    expect(await rerun).toMatchObject({ code: 0, stdout: 'stopped; published 1 messages\n' });
+  });
+
+  it('leaves the relay options to createOutboxRelay: a publish timeout not shorter than the lease exits 2', async () => {
+    const run = await runInProcess(
+      [
+        'outbox',
+        'relay',
+        '--amqp-url',
+        AMQP_URL,
+        '--lease-ms',
+        '1000',
+        '--publish-timeout-ms',
+        '1000',
+      ],
+      env(),
+    );
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('publishTimeoutMs');
+  });
+
   it('publishes to RabbitMQ until its signal aborts, then stops with exit code 0', async () => {
     const connection = await openAmqp();
     cleanups.push(() => connection.close());

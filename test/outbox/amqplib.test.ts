@@ -1,13 +1,16 @@
 // The outbox to RabbitMQ end to end: what amqpPublisher sets on a message, a relay SIGKILLed
 // between the broker's confirm and the delete (the message is published again; the idempotent
 // consumer applies it once), and a broker connection cut under the relay.
+
+import { inspect } from 'node:util';
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { connect } from 'amqplib';
 import { sql } from 'kysely';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { idempotentAmqpHandler } from '../../src/consumer/amqplib/index.ts';
 import type { ConsumeResult } from '../../src/consumer/index.ts';
-import { amqpPublisher } from '../../src/outbox/amqplib/index.ts';
+import { InvalidIdempotencyOptionsError } from '../../src/index.ts';
+import { amqpPublisher, UnroutableMessageError } from '../../src/outbox/amqplib/index.ts';
 import {
   createOutboxRelay,
   enqueueMessage,
@@ -198,6 +201,77 @@ describe('amqpPublisher', () => {
     await waitFor(2);
     expect(delivered.map((message) => message.messageId)).toEqual(ids);
     expect(opened).toBe(2);
+  });
+
+  it('keeps a message no queue takes (returned by the broker) and counts it failed; delivers it once a queue is bound', async () => {
+    const topic = uniqueName('unbound');
+    const ids = await enqueueMany(topic, 2);
+    const errors: unknown[] = [];
+    let opened = 0;
+    const relay = createOutboxRelay(fx.db, {
+      publish: amqpPublisher(() => {
+        opened += 1;
+        return confirmChannel();
+      }),
+      retryDelayMs: () => 0,
+      onError: (error) => errors.push(error),
+    });
+    expect(await relay.relayOnce()).toMatchObject({ published: 0, failed: 1 });
+    expect(errors[0]).toBeInstanceOf(UnroutableMessageError);
+    const text = inspect(errors[0], { depth: 5 });
+    for (const id of ids) expect(text).not.toContain(id);
+    expect(await outboxStatus(fx.db)).toEqual([
+      expect.objectContaining({ pending: 2, state: 'failing', headAttempts: 1 }),
+    ]);
+
+    // A queue named after the topic: the default exchange routes to it.
+    const channel = await connection.createChannel();
+    await channel.assertQueue(topic);
+    cleanups.push(async () => {
+      await channel.deleteQueue(topic);
+      await channel.close();
+    });
+    expect(await relay.relayOnce()).toMatchObject({ published: 2, failed: 0 });
+    const delivered: unknown[] = [];
+    for (
+      let message = await channel.get(topic, { noAck: true });
+      message;
+      message = await channel.get(topic, { noAck: true })
+    ) {
+      delivered.push(message.properties.messageId);
+    }
+    expect(delivered).toEqual(ids);
+    // A returned message leaves its channel open and usable: no new one was opened (or leaked).
+    expect(opened).toBe(1);
+  });
+
+  it('refuses a channel without publisher confirms, and fails each publish on one a channel function returns', async () => {
+    const plain = await connection.createChannel();
+    cleanups.push(() => plain.close().catch(() => undefined));
+    expect(() => amqpPublisher(plain as unknown as ConfirmChannel)).toThrow(
+      InvalidIdempotencyOptionsError,
+    );
+    await enqueueMany(uniqueName('plain'), 1);
+    const errors: unknown[] = [];
+    let opened = 0;
+    const relay = createOutboxRelay(fx.db, {
+      publish: amqpPublisher(async () => {
+        opened += 1;
+        return plain as unknown as ConfirmChannel;
+      }),
+      publishTimeoutMs: 2000,
+      retryDelayMs: () => 0,
+      onError: (error) => errors.push(error),
+    });
+    expect(await relay.relayOnce()).toMatchObject({ published: 0, failed: 1 });
+    expect(await relay.relayOnce()).toMatchObject({ published: 0, failed: 1 });
+    expect(errors.map((error) => error instanceof InvalidIdempotencyOptionsError)).toEqual([
+      true,
+      true,
+    ]);
+    // Checked once: the channel is kept, not opened again on every attempt.
+    expect(opened).toBe(1);
+    expect(await outboxStatus(fx.db)).toEqual([expect.objectContaining({ pending: 1 })]);
   });
 });
 

@@ -1,8 +1,14 @@
 // enqueueMessage: a message exists if and only if the transaction that wrote it committed, with
 // the exact JSON text it was given; bad input is refused before anything is written.
+import { inspect } from 'node:util';
 import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
-import { InvalidIdempotencyOptionsError, NotJsonError, withIdempotency } from '../../src/index.ts';
+import {
+  fingerprintRequest,
+  InvalidIdempotencyOptionsError,
+  NotJsonError,
+  withIdempotency,
+} from '../../src/index.ts';
 import {
   DuplicateOutboxMessageError,
   enqueueMessage,
@@ -145,11 +151,46 @@ describe('enqueueMessage', () => {
   );
 
   it.each([
+    ['a stream of 1000 CJK characters (3000 bytes)', { stream: '流'.repeat(1000) }, 'stream'],
+    ['a stream with a lone surrogate', { stream: 'a\ud800' }, 'stream'],
+    ['a topic of 255 characters but 256 bytes', { topic: `${'a'.repeat(254)}é` }, 'topic'],
+    ['a message id of 200 euro signs (600 bytes)', { messageId: '€'.repeat(200) }, 'messageId'],
+    ['a message id with a lone surrogate', { messageId: 'id\udc00' }, 'messageId'],
+    ['a header value with a lone surrogate', { headers: { a: 'x\ud800' } }, 'headers.a'],
+    ['a header name of 256 bytes', { headers: { ['h'.repeat(256)]: 'v' } }, 'headers'],
+  ])('refuses %s before any SQL, leaving the transaction usable', async (_, bad, path) => {
+    const key = uniqueKey('order');
+    const stream = uniqueKey('stream');
+    const error = await fx.db.transaction().execute(async (trx) => {
+      await createPayment('orders', key)(trx);
+      const caught = await enqueueMessage(trx, { stream, topic: 't', payload: 1, ...bad }).catch(
+        (thrown: unknown) => thrown,
+      );
+      // Nothing reached Postgres: the transaction goes on and commits.
+      await enqueueMessage(trx, { stream, topic: 't', payload: 'ok' });
+      return caught;
+    });
+    expect(error).toBeInstanceOf(InvalidIdempotencyOptionsError);
+    expect(
+      (error as InvalidIdempotencyOptionsError).issues.some((issue) => issue.startsWith(path)),
+    ).toBe(true);
+    expect(await fx.countPayments(key)).toBe(1);
+    expect((await outboxRows(stream)).map((row) => row.payload)).toEqual(['"ok"']);
+  });
+
+  it.each([
     ['undefined', undefined, '$'],
     ['a BigInt', { amount: 10n }, '$.amount'],
     ['NaN', [1, Number.NaN], '$[1]'],
     ['a Map', { m: new Map([[1, 2]]) }, '$.m'],
     ['a function', { f: () => 1 }, '$.f'],
+    [
+      'a hole in a sparse array',
+      { list: Object.assign(new Array(3), { 0: 1, 2: 3 }) },
+      '$.list[1]',
+    ],
+    ['an invalid Date', { at: new Date(Number.NaN) }, '$.at'],
+    ['an undefined property', { a: 1, b: undefined }, '$.b'],
   ])('refuses a payload holding %s with a NotJsonError naming where', async (_, payload, path) => {
     const stream = uniqueKey('stream');
     const error = await fx.db
@@ -161,6 +202,31 @@ describe('enqueueMessage', () => {
     expect(await outboxRows(stream)).toEqual([]);
   });
 
+  it('words the problems the core refuses too as the core does', async () => {
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    const payloads = [{ a: 10n }, [1, Number.NaN], { m: new Map() }, { f: () => 1 }, cyclic];
+    const messages = await fx.db.transaction().execute(async (trx) => {
+      const refused: string[] = [];
+      for (const payload of payloads) {
+        const error = await enqueueMessage(trx, { stream: 's', topic: 't', payload }).catch(
+          (thrown: Error) => thrown,
+        );
+        refused.push((error as Error).message);
+      }
+      return refused;
+    });
+    const core = payloads.map((payload) => {
+      try {
+        fingerprintRequest(payload);
+        return 'accepted';
+      } catch (error) {
+        return (error as Error).message;
+      }
+    });
+    expect(messages).toEqual(core);
+  });
+
   it('refuses a cyclic payload', async () => {
     const cyclic: Record<string, unknown> = {};
     cyclic.self = cyclic;
@@ -170,7 +236,7 @@ describe('enqueueMessage', () => {
     await expect(call).rejects.toBeInstanceOf(NotJsonError);
   });
 
-  it('refuses a message id already in the outbox with a typed error that does not print the id', async () => {
+  it('refuses a message id already in the outbox with a typed error that does not print the id, not even in its cause', async () => {
     const messageId = uniqueKey('secret-id');
     const stream = uniqueKey('stream');
     await fx.db
@@ -185,17 +251,50 @@ describe('enqueueMessage', () => {
       .catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(DuplicateOutboxMessageError);
     expect((error as DuplicateOutboxMessageError).key).toBe(messageId);
-    expect(String(error)).not.toContain(messageId);
+    for (const printed of [
+      String(error),
+      inspect(error, { depth: 10 }),
+      JSON.stringify(error),
+      JSON.stringify({ ...(error as object) }),
+      (error as Error).stack ?? '',
+    ]) {
+      expect(printed).not.toContain(messageId);
+    }
+    // What a caller matches on stays: the SQLSTATE and the constraint.
+    expect((error as Error).cause).toEqual({ code: '23505', constraint: 'outbox_message_id_key' });
     expect(await fx.countPayments(messageId)).toBe(0);
     expect(await outboxRows(stream)).toHaveLength(1);
   });
 
-  it('refuses an invalid schema option', async () => {
+  it('refuses a payload longer than maxPayloadBytes before any SQL, and accepts one that fits', async () => {
+    const stream = uniqueKey('stream');
+    const limit = { maxPayloadBytes: 1024 * 1024 }; // NATS's default max_payload
+    const error = await fx.db.transaction().execute(async (trx) => {
+      const caught = await enqueueMessage(
+        trx,
+        { stream, topic: 't', payload: { text: 'é'.repeat(600_000) } }, // 1.2 MB of UTF-8
+        limit,
+      ).catch((thrown: unknown) => thrown);
+      await enqueueMessage(trx, { stream, topic: 't', payload: 'x'.repeat(1000) }, limit);
+      return caught;
+    });
+    expect(error).toBeInstanceOf(InvalidIdempotencyOptionsError);
+    expect((error as InvalidIdempotencyOptionsError).issues).toEqual([
+      'payload: is 1200011 bytes of JSON, more than maxPayloadBytes (1048576)',
+    ]);
+    expect(await outboxRows(stream)).toHaveLength(1);
+  });
+
+  it.each([
+    ['empty', ''],
+    ['"$user"', '$user'],
+    ['a pg_ name', 'pg_x'],
+    ['longer than 63 bytes', 'é'.repeat(32)],
+  ])('refuses a schema option that is %s, as the core does', async (_, schema) => {
     const call = fx.db
       .transaction()
-      .execute((trx) =>
-        enqueueMessage(trx, { stream: 's', topic: 't', payload: 1 }, { schema: '' }),
-      );
+      .execute((trx) => enqueueMessage(trx, { stream: 's', topic: 't', payload: 1 }, { schema }));
     await expect(call).rejects.toBeInstanceOf(InvalidIdempotencyOptionsError);
+    await expect(call).rejects.toMatchObject({ issues: [expect.stringMatching(/^schema: /)] });
   });
 });

@@ -19,7 +19,7 @@ import {
   type OutboxRelay,
   outboxStatus,
 } from '../../src/outbox/index.ts';
-import { jetStreamPublisher } from '../../src/outbox/nats/index.ts';
+import { jetStreamPublisher, NoStreamError } from '../../src/outbox/nats/index.ts';
 import { NATS_URL, openNats, uniqueName } from '../support/brokers.ts';
 import { createPayment, uniqueKey, useLedgerFixture } from '../support/ledger-fixture.ts';
 import { killRelayAfterConfirm } from '../support/relay-crash.ts';
@@ -150,6 +150,9 @@ describe('jetStreamPublisher', () => {
     });
     expect(await relay.relayOnce()).toMatchObject({ published: 0, failed: 1 });
     expect(errors).toHaveLength(1);
+    // Not the client's "jetstream is not enabled": JetStream is, but no stream takes the subject.
+    expect(errors[0]).toBeInstanceOf(NoStreamError);
+    expect((errors[0] as Error).message).toContain('No JetStream stream takes the subject');
     expect(await outboxStatus(fx.db)).toEqual([
       expect.objectContaining({ pending: 1, state: 'failing', headAttempts: 1 }),
     ]);

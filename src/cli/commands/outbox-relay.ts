@@ -25,6 +25,9 @@ const RELAY_FLAGS = {
   'batch-size': { type: 'string' },
   concurrency: { type: 'string' },
   'poll-interval-ms': { type: 'string' },
+  'max-attempts': { type: 'string' },
+  'lease-ms': { type: 'string' },
+  'publish-timeout-ms': { type: 'string' },
 } as const;
 
 /**
@@ -42,13 +45,15 @@ export const outboxRelayCommand = defineCommand({
   summary: 'publish the outbox to RabbitMQ or NATS JetStream until SIGINT/SIGTERM',
   usage: `Usage: idempotency-ledger outbox relay (--amqp-url URL [--exchange NAME] | --nats-url URL)
                                     [--batch-size N] [--concurrency N] [--poll-interval-ms N]
+                                    [--max-attempts N] [--lease-ms N] [--publish-timeout-ms N]
                                     [--schema NAME] [--connect-timeout-ms N]
 
 Publishes the messages of the outbox, each stream in order, and deletes each once the broker
 confirmed it, until SIGINT/SIGTERM. Run as many as you like: a stream is published by one relay
 at a time. To RabbitMQ: persistent, messageId = the outbox message id, on a confirm channel, to
 --exchange (default: the default exchange) with the message's topic as routing key; the
-connection is opened again after it was lost. To NATS JetStream: to the message's topic as
+connection is opened again after it was lost; a message no queue takes is returned by the broker
+and counts as a failed publish. To NATS JetStream: to the message's topic as
 subject, with Nats-Msg-Id = the outbox message id; the client reconnects by itself.
 
   --amqp-url URL           RabbitMQ, e.g. amqp://user:pass@host:5672 (needs amqplib)
@@ -58,10 +63,16 @@ subject, with Nats-Msg-Id = the outbox message id; the client reconnects by itse
   --batch-size N           messages per stream and pass (default 100)
   --concurrency N          streams published at the same time (default 4)
   --poll-interval-ms N     pause after a pass that found nothing (default 1000)
+  --max-attempts N         park a message after N failed publishes: it blocks its stream until
+                           \`outbox release --stream S\` (default: retried for as long as it fails)
+  --lease-ms N             how long a relay holds a stream without renewing (default 30000)
+  --publish-timeout-ms N   a publish not confirmed by then fails (default 10000; shorter than
+                           --lease-ms)
 ${CONNECTION_FLAGS_USAGE}
 
 Exit codes: 0 stopped by SIGINT/SIGTERM; 1 the broker or the database could not be reached at
-the start; 2 wrong arguments or DATABASE_URL. Failed publishes are printed and retried.
+the start; 2 wrong arguments or DATABASE_URL. Failed publishes are printed and retried (or, with
+--max-attempts, parked).
 `,
   flags: RELAY_FLAGS,
   async run(flags, context) {
@@ -69,6 +80,16 @@ the start; 2 wrong arguments or DATABASE_URL. Failed publishes are printed and r
     const batchSize = integerFlag('batch-size', flags['batch-size'], { min: 1, max: 10_000 });
     const concurrency = integerFlag('concurrency', flags.concurrency, { min: 1, max: 100 });
     const pollIntervalMs = integerFlag('poll-interval-ms', flags['poll-interval-ms'], {
+      min: 1,
+      max: MAX_TIMER_MS,
+    });
+    // Ranges and how they relate (publish timeout against lease) are createOutboxRelay's to check.
+    const maxAttempts = integerFlag('max-attempts', flags['max-attempts'], {
+      min: 1,
+      max: 2_147_483_647,
+    });
+    const leaseMs = integerFlag('lease-ms', flags['lease-ms'], { min: 1, max: MAX_TIMER_MS });
+    const publishTimeoutMs = integerFlag('publish-timeout-ms', flags['publish-timeout-ms'], {
       min: 1,
       max: MAX_TIMER_MS,
     });
@@ -91,6 +112,9 @@ the start; 2 wrong arguments or DATABASE_URL. Failed publishes are printed and r
         ...(batchSize === undefined ? {} : { batchSize }),
         ...(concurrency === undefined ? {} : { concurrency }),
         ...(pollIntervalMs === undefined ? {} : { pollIntervalMs }),
+        ...(maxAttempts === undefined ? {} : { maxAttempts }),
+        ...(leaseMs === undefined ? {} : { leaseMs }),
+        ...(publishTimeoutMs === undefined ? {} : { publishTimeoutMs }),
       };
       const target = {
         connectionString,

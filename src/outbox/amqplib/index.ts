@@ -5,3 +5,4 @@
  * @module
  */
 export { type AmqpPublisherOptions, amqpPublisher } from './amqp-publisher.ts';
+export { UnroutableMessageError } from './unroutable-message-error.ts';

@@ -5,3 +5,4 @@
  * @module
  */
 export { type JetStreamPublisherOptions, jetStreamPublisher } from './jetstream-publisher.ts';
+export { NoStreamError } from './no-stream-error.ts';

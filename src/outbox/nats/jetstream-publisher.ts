@@ -1,5 +1,6 @@
 import type { JetStreamClient, JetStreamPublishOptions } from '@nats-io/jetstream';
 import type { OutboxMessage } from '../index.ts';
+import { NoStreamError } from './no-stream-error.ts';
 
 // Imported on the first message that has headers, not with this module: importing the subpath
 // needs no NATS package (as the consumer's does not), and one without headers needs none but
@@ -24,7 +25,8 @@ export interface JetStreamPublisherOptions {
  * `Nats-Msg-Id` header, which `idempotentJetStreamHandler` deduplicates on by default) set to the
  * outbox message id, so that JetStream also drops a republish within the stream's duplicate
  * window; the message's headers; the payload as JSON. It resolves on the stream's PubAck, and
- * rejects when none comes (no stream listens on the subject, a timeout).
+ * rejects when none comes: a {@link NoStreamError} when no stream listens on the subject, the
+ * client's error for a timeout.
  *
  * The NATS client reconnects by itself: a publish caught by a disconnection either goes through
  * once the client reconnected or fails (the JetStream client's `timeout`), and the relay retries
@@ -50,6 +52,20 @@ export function jetStreamPublisher(
       for (const [name, value] of entries) headers.set(name, value);
       options.headers = headers;
     }
-    await js.publish(subject(message), JSON.stringify(message.payload), options);
+    const to = subject(message);
+    try {
+      await js.publish(to, JSON.stringify(message.payload), options);
+    } catch (error) {
+      throw isNoResponders(error) ? new NoStreamError({ subject: to, cause: error }) : error;
+    }
   };
+}
+
+/**
+ * The client's "jetstream is not enabled", which it raises when its request had no responders:
+ * recognised by that cause (a RequestError), not by the error's name or message.
+ */
+function isNoResponders(error: unknown): boolean {
+  const cause = (error as { cause?: { isNoResponders?: unknown } } | null)?.cause;
+  return typeof cause?.isNoResponders === 'function' && cause.isNoResponders() === true;
 }
