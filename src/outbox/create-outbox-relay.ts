@@ -64,15 +64,13 @@ const MAX_ERROR_LENGTH = 500;
  */
 export function createOutboxRelay(db: AnyKysely, options: OutboxRelayOptions): OutboxRelay {
   const resolved = resolveRelayOptions(options);
-  // Unique per relay instance; the host and pid make `outbox status` readable.
-  const holder = `${hostname()}:${process.pid}:${randomUUID()}`;
   const stopping = new AbortController();
   let running: Promise<void> | undefined;
   // Passes in flight, from start() or from direct calls: stop() waits for all of them.
   const passes = new Set<Promise<unknown>>();
 
   const relayOnce = () => {
-    const pass = runPass(db, resolved, holder, stopping.signal);
+    const pass = runPass(db, resolved, stopping.signal);
     const settled = pass.catch(() => undefined);
     passes.add(settled);
     void settled.then(() => passes.delete(settled));
@@ -117,7 +115,6 @@ async function loop(
 async function runPass(
   db: AnyKysely,
   options: ResolvedRelayOptions,
-  holder: string,
   signal: AbortSignal,
 ): Promise<RelayResult> {
   const result: RelayResult = { streams: 0, published: 0, failed: 0, parked: 0 };
@@ -127,6 +124,10 @@ async function runPass(
   const worker = async () => {
     for (let stream = candidates.shift(); stream !== undefined; stream = candidates.shift()) {
       if (signal.aborted) return;
+      // A holder per claim, not per relay: two passes of one relay (start() and a direct
+      // relayOnce()) are two holders, and never publish one stream at once. The host and pid
+      // make `outbox status` readable.
+      const holder = `${hostname()}:${process.pid}:${randomUUID()}`;
       if (!(await claimStream(db, options.schema, stream, holder, options.leaseMs))) continue;
       result.streams += 1;
       try {

@@ -95,9 +95,10 @@ export async function findDueStreams(
 }
 
 /**
- * Takes the lease of `stream` for `holder` unless another holder's lease is live. Two relays that
- * try at once: the second statement waits for the first's row, then re-checks the WHERE clause on
- * the lease the first wrote, and takes nothing.
+ * Takes the lease of `stream` for `holder` unless a lease on it is live, whoever holds it: a
+ * holder is one claim, never reused, so a pass can't take a stream that another pass of the same
+ * relay is publishing. Two claims at once: the second statement waits for the first's row, then
+ * re-checks the WHERE clause on the lease the first wrote, and takes nothing.
  */
 export async function claimStream(
   db: AnyKysely,
@@ -111,7 +112,7 @@ export async function claimStream(
     values (${stream}, ${holder}, clock_timestamp() + ${leaseMs} * interval '1 millisecond')
     on conflict on constraint outbox_leases_pkey
     do update set holder = excluded.holder, expires_at = excluded.expires_at
-     where l.expires_at <= clock_timestamp() or l.holder = excluded.holder
+     where l.expires_at <= clock_timestamp()
     returning l.stream`.execute(db);
   return rows.length === 1;
 }
