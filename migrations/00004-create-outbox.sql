@@ -26,9 +26,10 @@
 -- transaction that enqueues on several streams should do so in a consistent order (the batch form
 -- keeps the caller's order), or two of them can deadlock; Postgres then aborts one.
 --
--- A relay that empties a stream deletes its row (only while no producer holds it, and only if it
--- still counts the last message deleted), so that streams used once leave nothing behind; the
--- stream's next message starts again at 1, after every earlier one was published.
+-- A relay that empties a stream deletes its row (only while no producer holds it, only if it
+-- still counts the last message deleted, and only while the relay's lease is live), so that
+-- streams used once leave nothing behind; the stream's next message starts again at 1, after
+-- every earlier one was published.
 CREATE TABLE outbox_streams (
   -- COLLATE "C": streams are compared byte for byte, like ledger keys.
   stream text COLLATE "C" NOT NULL,

@@ -167,6 +167,7 @@ async function relayStream(
       report(options, error, message);
       const recorded = await recordFailure(db, schema, stored, {
         holder,
+        leaseMs,
         delayMs: retryDelay(options, message.attempt),
         error: describe(error),
         maxAttempts: options.maxAttempts ?? null,
@@ -181,7 +182,12 @@ async function relayStream(
   const last = messages.at(-1);
   // Every message read was published: when none was enqueued since, the stream is empty.
   if (last !== undefined && messages.length < options.batchSize) {
-    await deleteIdleCounter(db, schema, stream, last.position);
+    await deleteIdleCounter(
+      db,
+      schema,
+      { stream, lastPosition: last.position },
+      { holder, leaseMs },
+    );
   }
 }
 

@@ -157,6 +157,22 @@ export async function readStream(
 }
 
 /**
+ * A CTE body that renews `holder`'s lease on `stream` only while it is live, and returns the
+ * stream then. The statement that joins it acts only while this holder holds the stream, and the
+ * UPDATE locks the lease row until that statement commits: a relay that claims the stream
+ * meanwhile waits for it, then finds the lease renewed and takes nothing. Without the expiry
+ * check, a relay that outlived its lease would still act while nobody else had claimed the
+ * stream yet, and the next claim would come after its write, not before.
+ */
+function liveLease(schema: string, stream: string, holder: string, leaseMs: number) {
+  return sql`
+    update ${sql.id(schema, 'outbox_leases')}
+       set expires_at = clock_timestamp() + ${leaseMs} * interval '1 millisecond'
+     where stream = ${stream} and holder = ${holder} and expires_at > clock_timestamp()
+    returning stream`;
+}
+
+/**
  * Deletes a message whose publish the broker confirmed, and renews the lease, only while `holder`
  * still holds the stream. False when another relay took the stream over: that relay publishes the
  * message again (consumers deduplicate on its id).
@@ -175,12 +191,7 @@ export async function deletePublished(
   leaseMs: number,
 ): Promise<boolean> {
   const { rows } = await sql`
-    with lease as (
-      update ${sql.id(schema, 'outbox_leases')}
-         set expires_at = clock_timestamp() + ${leaseMs} * interval '1 millisecond'
-       where stream = ${message.stream} and holder = ${holder}
-      returning stream
-    ),
+    with lease as (${liveLease(schema, message.stream, holder, leaseMs)}),
     no_flush_wait as (select set_config('synchronous_commit', 'off', true))
     delete from ${sql.id(schema, 'outbox')} o using lease, no_flush_wait
      where o.stream = lease.stream and o.position = ${message.position}
@@ -191,15 +202,23 @@ export async function deletePublished(
 /**
  * Counts a failed publish: backoff of `delayMs`, the error kept, and the message parked once it
  * failed `maxAttempts` times (never when `maxAttempts` is null). Only while `holder` holds the
- * stream. Returns whether the message is now parked, or undefined when the lease was lost.
+ * stream (its lease renewed). Returns whether the message is now parked, or undefined when the
+ * lease was lost.
  */
 export async function recordFailure(
   db: AnyKysely,
   schema: string,
   message: { stream: string; position: number },
-  failure: { holder: string; delayMs: number; error: string; maxAttempts: number | null },
+  failure: {
+    holder: string;
+    leaseMs: number;
+    delayMs: number;
+    error: string;
+    maxAttempts: number | null;
+  },
 ): Promise<{ parked: boolean } | undefined> {
   const { rows } = await sql<{ parked: boolean }>`
+    with lease as (${liveLease(schema, message.stream, failure.holder, failure.leaseMs)})
     update ${sql.id(schema, 'outbox')} o
        set attempts = o.attempts + 1,
            next_attempt_at = clock_timestamp() + ${failure.delayMs} * interval '1 millisecond',
@@ -207,9 +226,8 @@ export async function recordFailure(
            parked_at = case when ${failure.maxAttempts}::integer is not null
                              and o.attempts + 1 >= ${failure.maxAttempts}::integer
                             then clock_timestamp() end
-     where o.stream = ${message.stream} and o.position = ${message.position}
-       and exists (select from ${sql.id(schema, 'outbox_leases')} l
-                    where l.stream = ${message.stream} and l.holder = ${failure.holder})
+      from lease
+     where o.stream = lease.stream and o.position = ${message.position}
     returning o.parked_at is not null as parked`.execute(db);
   return rows[0];
 }
@@ -221,21 +239,29 @@ export async function recordFailure(
  * then no message of the stream is left. A row locked by a producer in flight is skipped
  * (SKIP LOCKED: the relay never waits for a producer), and one a producer updated since is kept,
  * since the condition is checked again on the row the DELETE locks.
+ *
+ * Only while `holder`'s lease is live, too: a relay that outlived its lease, while another emptied
+ * the stream and producers started it again at 1, would otherwise find the counter at
+ * `lastPosition` once more, and delete a counter that messages still wait behind (the next
+ * message would take position 1 again, ahead of them).
  */
 export async function deleteIdleCounter(
   db: AnyKysely,
   schema: string,
-  stream: string,
-  lastPosition: number,
+  counter: { stream: string; lastPosition: number },
+  lease: { holder: string; leaseMs: number },
 ): Promise<void> {
+  const { stream, lastPosition } = counter;
   const streams = sql.id(schema, 'outbox_streams');
   await sql`
-    delete from ${streams}
-     where ctid = any (array(
+    with lease as (${liveLease(schema, stream, lease.holder, lease.leaseMs)})
+    delete from ${streams} s using lease
+     where s.stream = lease.stream
+       and s.ctid = any (array(
              select ctid from ${streams}
               where stream = ${stream} and last_position = ${lastPosition}
                 for update skip locked))
-       and stream = ${stream} and last_position = ${lastPosition}`.execute(db);
+       and s.last_position = ${lastPosition}`.execute(db);
 }
 
 /** Gives the stream back, so that any relay may take it at once. */

@@ -2,7 +2,12 @@
 // one relay at once, never publish a stream behind its current holder, nor reset its counter.
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createOutboxRelay, enqueueMessage, type OutboxRelay } from '../../src/outbox/index.ts';
+import {
+  createOutboxRelay,
+  enqueueMessage,
+  type OutboxMessage,
+  type OutboxRelay,
+} from '../../src/outbox/index.ts';
 import { deferred } from '../support/barrier.ts';
 import { uniqueKey, useLedgerFixture } from '../support/ledger-fixture.ts';
 import { holdResults } from './held-results.ts';
@@ -17,6 +22,30 @@ afterEach(async () => {
 
 function enqueue(stream: string, payload: unknown = {}) {
   return fx.db.transaction().execute((trx) => enqueueMessage(trx, { stream, topic: 't', payload }));
+}
+
+async function counter(stream: string): Promise<number[]> {
+  const { rows } = await sql<{ last_position: string }>`
+    select last_position from idempotency.outbox_streams where stream = ${stream}`.execute(fx.db);
+  return rows.map((row) => Number(row.last_position));
+}
+
+/** A publish that confirms at once, noting each message it was given in order. */
+function recording(published: string[]) {
+  return async (message: OutboxMessage) => {
+    published.push(message.messageId);
+  };
+}
+
+/** Relays until `published` holds `count` messages: each pass runs once the lease allows it. */
+async function relayUntil(relay: OutboxRelay, published: string[], count: number) {
+  await expect
+    .poll(async () => (await relay.relayOnce()) && published.length, {
+      timeout: 10_000,
+      interval: 20,
+      message: `${count} messages published`,
+    })
+    .toBeGreaterThanOrEqual(count);
 }
 
 describe('relay leases', () => {
@@ -53,5 +82,41 @@ describe('relay leases', () => {
     expect(mostInFlight).toBe(1);
     expect(published).toEqual(ids);
     expect(results.map((result) => result.published).sort()).toEqual([0, 2]);
+  });
+
+  it('keeps the counter of a stream reused after the relay that emptied it outlived its lease', async () => {
+    const stream = uniqueKey('stream');
+    await enqueue(stream, 1);
+    await enqueue(stream, 2);
+    // Relay A stalls after deleting position 2, the last message, before it deletes the counter.
+    const deleteHeld = deferred();
+    const resume = deferred();
+    const stalled = fx.db.withPlugin(
+      holdResults('no_flush_wait', async (count) => {
+        if (count < 2) return;
+        deleteHeld.resolve();
+        await resume.promise;
+      }),
+    );
+    const published: string[] = [];
+    const a = createOutboxRelay(stalled, {
+      publish: recording(published),
+      leaseMs: 200,
+      publishTimeoutMs: 100,
+    });
+    const stalledPass = a.relayOnce();
+    await deleteHeld.promise;
+    // Once A's lease ran out, relay B publishes 3, empties the stream and deletes its counter.
+    await enqueue(stream, 3);
+    const b = createOutboxRelay(fx.db, { publish: recording(published) });
+    await relayUntil(b, published, 3);
+    expect(await counter(stream)).toEqual([]);
+    // The stream is used again (1, 2) while A, waking up, still believes it emptied it at 2.
+    expect((await enqueue(stream, 4)).position).toBe(1);
+    expect((await enqueue(stream, 5)).position).toBe(2);
+    resume.resolve();
+    await stalledPass;
+    expect(await counter(stream)).toEqual([2]);
+    expect((await enqueue(stream, 6)).position).toBe(3);
   });
 });
