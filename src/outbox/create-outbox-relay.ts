@@ -180,8 +180,9 @@ async function relayStream(
     result.published += 1;
   }
   const last = messages.at(-1);
-  // Every message read was published: when none was enqueued since, the stream is empty.
-  if (last !== undefined && messages.length < options.batchSize) {
+  // Every message read was published: when the counter still reads the last one's position, the
+  // stream is empty, whether or not the batch was full.
+  if (last !== undefined) {
     await deleteIdleCounter(
       db,
       schema,

@@ -119,4 +119,14 @@ describe('relay leases', () => {
     expect(await counter(stream)).toEqual([2]);
     expect((await enqueue(stream, 6)).position).toBe(3);
   });
+
+  it('deletes the counter of a stream emptied by a full batch', async () => {
+    const stream = uniqueKey('stream');
+    await enqueue(stream, 1);
+    await enqueue(stream, 2);
+    const relay = createOutboxRelay(fx.db, { publish: async () => undefined, batchSize: 2 });
+    expect(await relay.relayOnce()).toMatchObject({ published: 2 });
+    expect(await relay.relayOnce()).toMatchObject({ published: 0 });
+    expect(await counter(stream)).toEqual([]);
+  });
 });
