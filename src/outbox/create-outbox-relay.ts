@@ -1,15 +1,10 @@
-import { randomUUID } from 'node:crypto';
-import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type AnyKysely,
-  claimStream,
   deleteIdleCounter,
-  deletePublished,
   findDueStreams,
   readStream,
   recordFailure,
-  releaseStream,
   type StoredMessage,
 } from './outbox-store.ts';
 import {
@@ -18,6 +13,7 @@ import {
   type ResolvedRelayOptions,
   resolveRelayOptions,
 } from './relay-options.ts';
+import { type StreamLease, streamLease } from './stream-lease.ts';
 
 /** What one pass of the relay did. */
 export interface RelayResult {
@@ -125,16 +121,15 @@ async function runPass(
     for (let stream = candidates.shift(); stream !== undefined; stream = candidates.shift()) {
       if (signal.aborted) return;
       // A holder per claim, not per relay: two passes of one relay (start() and a direct
-      // relayOnce()) are two holders, and never publish one stream at once. The host and pid
-      // make `outbox status` readable.
-      const holder = `${hostname()}:${process.pid}:${randomUUID()}`;
-      if (!(await claimStream(db, options.schema, stream, holder, options.leaseMs))) continue;
+      // relayOnce()) are two holders, and never publish one stream at once.
+      const lease = streamLease(db, options, stream);
+      if (!(await lease.claim())) continue;
       result.streams += 1;
       try {
-        await relayStream(db, options, holder, stream, result, signal);
+        await relayStream(db, options, lease, stream, result, signal);
       } finally {
         // A failure here (the database gone) leaves the lease to run out.
-        await releaseStream(db, options.schema, stream, holder).catch(() => undefined);
+        await lease.release().catch(() => undefined);
       }
     }
   };
@@ -149,16 +144,21 @@ async function runPass(
 async function relayStream(
   db: AnyKysely,
   options: ResolvedRelayOptions,
-  holder: string,
+  lease: StreamLease,
   stream: string,
   result: RelayResult,
   signal: AbortSignal,
 ): Promise<void> {
   const { schema, leaseMs } = options;
+  const { holder } = lease;
   const messages = await readStream(db, schema, stream, options.batchSize);
   for (const stored of messages) {
     // Only the head can be parked or backing off; either way the rest of the stream waits.
     if (signal.aborted || stored.parked || !stored.due) return;
+    // Publish only under a lease that outlasts the publish (which gives up after
+    // publishTimeoutMs): a relay that stalled since it last renewed (a GC pause, a slow network)
+    // may have lost the stream to a relay that published this message already.
+    if (!(await lease.lastsFor(options.publishTimeoutMs))) return;
     const message = toOutboxMessage(stored);
     try {
       await publishWithin(options, message);
@@ -176,7 +176,7 @@ async function relayStream(
       return;
     }
     // Another relay took the stream over (this one outlived its lease): it publishes the rest.
-    if (!(await deletePublished(db, schema, stored, holder, leaseMs))) return;
+    if (!(await lease.deletePublished(stored))) return;
     result.published += 1;
   }
   const last = messages.at(-1);

@@ -172,6 +172,18 @@ function liveLease(schema: string, stream: string, holder: string, leaseMs: numb
     returning stream`;
 }
 
+/** Extends `holder`'s lease on `stream` while it is live; false when it ran out or was taken. */
+export async function renewLease(
+  db: AnyKysely,
+  schema: string,
+  stream: string,
+  holder: string,
+  leaseMs: number,
+): Promise<boolean> {
+  const { rows } = await liveLease(schema, stream, holder, leaseMs).execute(db);
+  return rows.length === 1;
+}
+
 /**
  * Deletes a message whose publish the broker confirmed, and renews the lease, only while `holder`
  * still holds the stream. False when another relay took the stream over: that relay publishes the

@@ -2,6 +2,7 @@
 // one relay at once, never publish a stream behind its current holder, nor reset its counter.
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
+import { InvalidIdempotencyOptionsError } from '../../src/index.ts';
 import {
   createOutboxRelay,
   enqueueMessage,
@@ -84,6 +85,34 @@ describe('relay leases', () => {
     expect(results.map((result) => result.published).sort()).toEqual([0, 2]);
   });
 
+  it('does not publish a message read before it outlived its lease, once another relay took the stream', async () => {
+    const stream = uniqueKey('stream');
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await enqueue(stream, i)).messageId);
+    // Relay A stalls after reading the stream, past its lease.
+    const readHeld = deferred();
+    const resume = deferred();
+    const stalled = fx.db.withPlugin(
+      holdResults('as due', async () => {
+        readHeld.resolve();
+        await resume.promise;
+      }),
+    );
+    const published: string[] = [];
+    const a = createOutboxRelay(stalled, {
+      publish: recording(published),
+      leaseMs: 200,
+      publishTimeoutMs: 100,
+    });
+    const b = createOutboxRelay(fx.db, { publish: recording(published) });
+    const stalledPass = a.relayOnce();
+    await readHeld.promise;
+    await relayUntil(b, published, 3);
+    resume.resolve();
+    expect(await stalledPass).toMatchObject({ published: 0 });
+    expect(published).toEqual(ids);
+  });
+
   it('keeps the counter of a stream reused after the relay that emptied it outlived its lease', async () => {
     const stream = uniqueKey('stream');
     await enqueue(stream, 1);
@@ -128,5 +157,18 @@ describe('relay leases', () => {
     expect(await relay.relayOnce()).toMatchObject({ published: 2 });
     expect(await relay.relayOnce()).toMatchObject({ published: 0 });
     expect(await counter(stream)).toEqual([]);
+  });
+
+  it('refuses a publishTimeoutMs longer than half of leaseMs', () => {
+    const publish = async () => undefined;
+    expect(() => createOutboxRelay(fx.db, { publish, leaseMs: 100, publishTimeoutMs: 99 })).toThrow(
+      InvalidIdempotencyOptionsError,
+    );
+    expect(() => createOutboxRelay(fx.db, { publish, leaseMs: 100, publishTimeoutMs: 51 })).toThrow(
+      /publishTimeoutMs/,
+    );
+    expect(() =>
+      createOutboxRelay(fx.db, { publish, leaseMs: 100, publishTimeoutMs: 50 }),
+    ).not.toThrow();
   });
 });
