@@ -66,12 +66,17 @@ CREATE TABLE outbox (
   CONSTRAINT outbox_message_id_key UNIQUE (message_id)
 );
 
--- Which relay instance publishes a stream, until when. A relay takes a lease in a statement of its
--- own (INSERT ... ON CONFLICT DO UPDATE ... WHERE the lease ran out), publishes without holding any
--- lock or transaction, and renews the lease with every message it deletes. So two relays never
--- publish one stream at the same time, as long as a publish takes less than the lease; a relay
--- that died frees its streams when its lease runs out. This table is separate from outbox_streams
--- on purpose: a relay never waits for a producer's counter lock, nor a producer for a relay.
+-- Which claim of a relay publishes a stream, until when (a holder is one claim, never reused). A
+-- relay takes a lease in a statement of its own (INSERT ... ON CONFLICT DO UPDATE ... WHERE the
+-- lease ran out), publishes without holding any lock or transaction, starts a publish only while
+-- its lease lasts longer than the publish may take (renewing it first when it might not), and
+-- deletes each message, records a failure or deletes an emptied stream's counter only in a
+-- statement that locks its live lease. So two relays do not publish one stream at the same time
+-- (short of a publish that reaches the broker after its timeout); a relay that died frees its
+-- streams when its lease runs out. A released lease's row stays (expired), so that the next claim
+-- updates it; it goes with the stream's counter row once the stream is emptied. This table is
+-- separate from outbox_streams on purpose: a relay never waits for a producer's counter lock,
+-- nor a producer for a relay.
 -- Short statements only: this works through a transaction pooler (PgBouncer transaction mode).
 CREATE TABLE outbox_leases (
   stream text COLLATE "C" NOT NULL,

@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { type DueStreamCursor, dueStreamCursor } from './due-stream-cursor.ts';
 import {
   type AnyKysely,
   deleteIdleCounter,
-  findDueStreams,
   readStream,
   recordFailure,
   type StoredMessage,
@@ -29,7 +29,10 @@ export interface RelayResult {
 
 /** A relay made by {@link createOutboxRelay}. */
 export interface OutboxRelay {
-  /** One pass: takes the streams that have messages due, publishes up to `batchSize` of each. */
+  /**
+   * One pass: takes up to 4 × `concurrency` streams that have messages due (going round the
+   * streams, from where the previous pass stopped), publishes up to `batchSize` of each.
+   */
   relayOnce(): Promise<RelayResult>;
   /** Runs passes until `stop()` (or the signal): at once after a busy pass, else every `pollIntervalMs`. */
   start(): void;
@@ -61,12 +64,15 @@ const MAX_ERROR_LENGTH = 500;
 export function createOutboxRelay(db: AnyKysely, options: OutboxRelayOptions): OutboxRelay {
   const resolved = resolveRelayOptions(options);
   const stopping = new AbortController();
+  // Where the next pass looks for due streams: passes go round the streams, each from where the
+  // previous one stopped.
+  const dueStreams = dueStreamCursor(db, resolved.schema);
   let running: Promise<void> | undefined;
   // Passes in flight, from start() or from direct calls: stop() waits for all of them.
   const passes = new Set<Promise<unknown>>();
 
   const relayOnce = () => {
-    const pass = runPass(db, resolved, stopping.signal);
+    const pass = runPass(db, resolved, dueStreams, stopping.signal);
     const settled = pass.catch(() => undefined);
     passes.add(settled);
     void settled.then(() => passes.delete(settled));
@@ -111,12 +117,13 @@ async function loop(
 async function runPass(
   db: AnyKysely,
   options: ResolvedRelayOptions,
+  dueStreams: DueStreamCursor,
   signal: AbortSignal,
 ): Promise<RelayResult> {
   const result: RelayResult = { streams: 0, published: 0, failed: 0, parked: 0 };
   if (signal.aborted) return result;
   // More candidates than workers: other relays may take some of them first.
-  const candidates = await findDueStreams(db, options.schema, options.concurrency * 4);
+  const candidates = await dueStreams.next(options.concurrency * 4);
   const worker = async () => {
     for (let stream = candidates.shift(); stream !== undefined; stream = candidates.shift()) {
       if (signal.aborted) return;
@@ -183,12 +190,7 @@ async function relayStream(
   // Every message read was published: when the counter still reads the last one's position, the
   // stream is empty, whether or not the batch was full.
   if (last !== undefined) {
-    await deleteIdleCounter(
-      db,
-      schema,
-      { stream, lastPosition: last.position },
-      { holder, leaseMs },
-    );
+    await deleteIdleCounter(db, schema, { stream, lastPosition: last.position }, { holder });
   }
 }
 

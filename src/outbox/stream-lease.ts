@@ -25,7 +25,7 @@ export interface StreamLease {
    * when it ran out or another claim took the stream (the caller must then leave it).
    */
   lastsFor(durationMs: number): Promise<boolean>;
-  /** Deletes a confirmed message, renewing the lease; false when the lease was lost. */
+  /** Deletes a confirmed message while the lease is live; false when it was lost. */
   deletePublished(message: { stream: string; position: number }): Promise<boolean>;
   /** Gives the stream back, so that any relay may take it at once. */
   release(): Promise<void>;
@@ -55,8 +55,7 @@ export function streamLease(
       // A renewal that itself took most of the lease leaves too little of it.
       return performance.now() + durationMs <= liveUntilMs;
     },
-    deletePublished: (message) =>
-      renewing(() => deletePublished(db, schema, message, holder, leaseMs)),
+    deletePublished: (message) => deletePublished(db, schema, message, holder),
     release: () => releaseStream(db, schema, stream, holder),
   };
 }
