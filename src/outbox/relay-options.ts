@@ -91,8 +91,8 @@ export interface OutboxRelayOptions {
    * Longest wait for `publish` to settle: a publish that takes longer counts as failed (it may
    * still reach the broker: the message is published again, with the same id). At most half of
    * `leaseMs`: a relay publishes only while its lease lasts `publishTimeoutMs` more, renewing it
-   * first when it might not, and the margin lets it go without that renewal as long as nothing
-   * stalls it. Also bounds how long `stop()` waits. Default 10 s.
+   * first when it might not: the margin lets one renewal cover publishes for at least half a
+   * lease. Also bounds how long `stop()` waits. Default 10 s.
    *
    * @example
    * ```ts
