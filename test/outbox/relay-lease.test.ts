@@ -159,6 +159,33 @@ describe('relay leases', () => {
     expect(await counter(stream)).toEqual([]);
   });
 
+  it('renews its lease before a publish it might outlast, and publishes the whole batch', async () => {
+    const stream = uniqueKey('stream');
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await enqueue(stream, i)).messageId);
+    const leaseLeftMs = async () => {
+      const { rows } = await sql<{ ms: number }>`
+        select (extract(epoch from expires_at - clock_timestamp()) * 1000)::float8 as ms
+          from idempotency.outbox_leases where stream = ${stream}`.execute(fx.db);
+      return rows[0]?.ms ?? 0;
+    };
+    const published: string[] = [];
+    const relay = createOutboxRelay(fx.db, {
+      // Each publish takes 600 ms of the lease (of 2000): the third would outlast it unrenewed.
+      publish: async (message) => {
+        const leftMs = await leaseLeftMs();
+        await expect
+          .poll(leaseLeftMs, { timeout: 5000, interval: 10, message: '600 ms of the lease used' })
+          .toBeLessThan(leftMs - 600);
+        published.push(message.messageId);
+      },
+      leaseMs: 2000,
+      publishTimeoutMs: 1000,
+    });
+    expect(await relay.relayOnce()).toMatchObject({ published: 3 });
+    expect(published).toEqual(ids);
+  });
+
   it('refuses a publishTimeoutMs longer than half of leaseMs', () => {
     const publish = async () => undefined;
     expect(() => createOutboxRelay(fx.db, { publish, leaseMs: 100, publishTimeoutMs: 99 })).toThrow(
