@@ -26,9 +26,10 @@
 -- transaction that enqueues on several streams should do so in a consistent order (the batch form
 -- keeps the caller's order), or two of them can deadlock; Postgres then aborts one.
 --
--- A relay that empties a stream deletes its row (only while no producer holds it, and only if it
--- still counts the last message deleted), so that streams used once leave nothing behind; the
--- stream's next message starts again at 1, after every earlier one was published.
+-- A relay that empties a stream deletes its row (only while no producer holds it, only if it
+-- still counts the last message deleted, and only while the relay's lease is live), so that
+-- streams used once leave nothing behind; the stream's next message starts again at 1, after
+-- every earlier one was published.
 CREATE TABLE outbox_streams (
   -- COLLATE "C": streams are compared byte for byte, like ledger keys.
   stream text COLLATE "C" NOT NULL,
@@ -65,12 +66,17 @@ CREATE TABLE outbox (
   CONSTRAINT outbox_message_id_key UNIQUE (message_id)
 );
 
--- Which relay instance publishes a stream, until when. A relay takes a lease in a statement of its
--- own (INSERT ... ON CONFLICT DO UPDATE ... WHERE the lease ran out), publishes without holding any
--- lock or transaction, and renews the lease with every message it deletes. So two relays never
--- publish one stream at the same time, as long as a publish takes less than the lease; a relay
--- that died frees its streams when its lease runs out. This table is separate from outbox_streams
--- on purpose: a relay never waits for a producer's counter lock, nor a producer for a relay.
+-- Which claim of a relay publishes a stream, until when (a holder is one claim, never reused). A
+-- relay takes a lease in a statement of its own (INSERT ... ON CONFLICT DO UPDATE ... WHERE the
+-- lease ran out), publishes without holding any lock or transaction, starts a publish only while
+-- its lease lasts longer than the publish may take (renewing it first when it might not), and
+-- deletes each message, records a failure or deletes an emptied stream's counter only in a
+-- statement that locks its live lease. So two relays do not publish one stream at the same time
+-- (short of a publish that reaches the broker after its timeout); a relay that died frees its
+-- streams when its lease runs out. A released lease's row stays (expired), so that the next claim
+-- updates it; it goes with the stream's counter row once the stream is emptied. This table is
+-- separate from outbox_streams on purpose: a relay never waits for a producer's counter lock,
+-- nor a producer for a relay.
 -- Short statements only: this works through a transaction pooler (PgBouncer transaction mode).
 CREATE TABLE outbox_leases (
   stream text COLLATE "C" NOT NULL,

@@ -1,15 +1,10 @@
-import { randomUUID } from 'node:crypto';
-import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { type DueStreamCursor, dueStreamCursor } from './due-stream-cursor.ts';
 import {
   type AnyKysely,
-  claimStream,
   deleteIdleCounter,
-  deletePublished,
-  findDueStreams,
   readStream,
   recordFailure,
-  releaseStream,
   type StoredMessage,
 } from './outbox-store.ts';
 import {
@@ -18,6 +13,7 @@ import {
   type ResolvedRelayOptions,
   resolveRelayOptions,
 } from './relay-options.ts';
+import { type StreamLease, streamLease } from './stream-lease.ts';
 
 /** What one pass of the relay did. */
 export interface RelayResult {
@@ -33,7 +29,10 @@ export interface RelayResult {
 
 /** A relay made by {@link createOutboxRelay}. */
 export interface OutboxRelay {
-  /** One pass: takes the streams that have messages due, publishes up to `batchSize` of each. */
+  /**
+   * One pass: takes up to 4 × `concurrency` streams that have messages due (going round the
+   * streams, from where the previous pass stopped), publishes up to `batchSize` of each.
+   */
   relayOnce(): Promise<RelayResult>;
   /** Runs passes until `stop()` (or the signal): at once after a busy pass, else every `pollIntervalMs`. */
   start(): void;
@@ -64,15 +63,16 @@ const MAX_ERROR_LENGTH = 500;
  */
 export function createOutboxRelay(db: AnyKysely, options: OutboxRelayOptions): OutboxRelay {
   const resolved = resolveRelayOptions(options);
-  // Unique per relay instance; the host and pid make `outbox status` readable.
-  const holder = `${hostname()}:${process.pid}:${randomUUID()}`;
   const stopping = new AbortController();
+  // Where the next pass looks for due streams: passes go round the streams, each from where the
+  // previous one stopped.
+  const dueStreams = dueStreamCursor(db, resolved.schema);
   let running: Promise<void> | undefined;
   // Passes in flight, from start() or from direct calls: stop() waits for all of them.
   const passes = new Set<Promise<unknown>>();
 
   const relayOnce = () => {
-    const pass = runPass(db, resolved, holder, stopping.signal);
+    const pass = runPass(db, resolved, dueStreams, stopping.signal);
     const settled = pass.catch(() => undefined);
     passes.add(settled);
     void settled.then(() => passes.delete(settled));
@@ -117,23 +117,26 @@ async function loop(
 async function runPass(
   db: AnyKysely,
   options: ResolvedRelayOptions,
-  holder: string,
+  dueStreams: DueStreamCursor,
   signal: AbortSignal,
 ): Promise<RelayResult> {
   const result: RelayResult = { streams: 0, published: 0, failed: 0, parked: 0 };
   if (signal.aborted) return result;
   // More candidates than workers: other relays may take some of them first.
-  const candidates = await findDueStreams(db, options.schema, options.concurrency * 4);
+  const candidates = await dueStreams.next(options.concurrency * 4);
   const worker = async () => {
     for (let stream = candidates.shift(); stream !== undefined; stream = candidates.shift()) {
       if (signal.aborted) return;
-      if (!(await claimStream(db, options.schema, stream, holder, options.leaseMs))) continue;
+      // A holder per claim, not per relay: two passes of one relay (start() and a direct
+      // relayOnce()) are two holders, and never publish one stream at once.
+      const lease = streamLease(db, options, stream);
+      if (!(await lease.claim())) continue;
       result.streams += 1;
       try {
-        await relayStream(db, options, holder, stream, result, signal);
+        await relayStream(db, options, lease, stream, result, signal);
       } finally {
         // A failure here (the database gone) leaves the lease to run out.
-        await releaseStream(db, options.schema, stream, holder).catch(() => undefined);
+        await lease.release().catch(() => undefined);
       }
     }
   };
@@ -148,16 +151,21 @@ async function runPass(
 async function relayStream(
   db: AnyKysely,
   options: ResolvedRelayOptions,
-  holder: string,
+  lease: StreamLease,
   stream: string,
   result: RelayResult,
   signal: AbortSignal,
 ): Promise<void> {
   const { schema, leaseMs } = options;
+  const { holder } = lease;
   const messages = await readStream(db, schema, stream, options.batchSize);
   for (const stored of messages) {
     // Only the head can be parked or backing off; either way the rest of the stream waits.
     if (signal.aborted || stored.parked || !stored.due) return;
+    // Publish only under a lease that outlasts the publish (which gives up after
+    // publishTimeoutMs): a relay that stalled since it last renewed (a GC pause, a slow network)
+    // may have lost the stream to a relay that published this message already.
+    if (!(await lease.lastsFor(options.publishTimeoutMs))) return;
     const message = toOutboxMessage(stored);
     try {
       await publishWithin(options, message);
@@ -166,6 +174,7 @@ async function relayStream(
       report(options, error, message);
       const recorded = await recordFailure(db, schema, stored, {
         holder,
+        leaseMs,
         delayMs: retryDelay(options, message.attempt),
         error: describe(error),
         maxAttempts: options.maxAttempts ?? null,
@@ -174,13 +183,14 @@ async function relayStream(
       return;
     }
     // Another relay took the stream over (this one outlived its lease): it publishes the rest.
-    if (!(await deletePublished(db, schema, stored, holder, leaseMs))) return;
+    if (!(await lease.deletePublished(stored))) return;
     result.published += 1;
   }
   const last = messages.at(-1);
-  // Every message read was published: when none was enqueued since, the stream is empty.
-  if (last !== undefined && messages.length < options.batchSize) {
-    await deleteIdleCounter(db, schema, stream, last.position);
+  // Every message read was published: when the counter still reads the last one's position, the
+  // stream is empty, whether or not the batch was full.
+  if (last !== undefined) {
+    await deleteIdleCounter(db, schema, { stream, lastPosition: last.position }, { holder });
   }
 }
 

@@ -78,8 +78,8 @@ export interface OutboxRelayOptions {
    */
   pollIntervalMs?: number;
   /**
-   * How long a relay owns a stream after taking it or publishing on it. It must exceed your
-   * longest publish: a relay that dies frees its streams after this. Default 30 s.
+   * How long a relay owns a stream after taking it or publishing on it: a relay that dies frees
+   * its streams after this. At least twice `publishTimeoutMs`. Default 30 s.
    *
    * @example
    * ```ts
@@ -89,9 +89,10 @@ export interface OutboxRelayOptions {
   leaseMs?: number;
   /**
    * Longest wait for `publish` to settle: a publish that takes longer counts as failed (it may
-   * still reach the broker: the message is published again, with the same id). It must be
-   * shorter than `leaseMs`, so that a relay gives a stream up before its lease can run out, and
-   * bounds how long `stop()` waits. Default 10 s.
+   * still reach the broker: the message is published again, with the same id). At most half of
+   * `leaseMs`: a relay publishes only while its lease lasts `publishTimeoutMs` more, renewing it
+   * first when it might not: the margin lets one renewal cover publishes for at least half a
+   * lease. Also bounds how long `stop()` waits. Default 10 s.
    *
    * @example
    * ```ts
@@ -184,8 +185,8 @@ export function resolveRelayOptions(options: OutboxRelayOptions): ResolvedRelayO
     options,
     'createOutboxRelay options',
   ) as ResolvedRelayOptions;
-  if (resolved.publishTimeoutMs >= resolved.leaseMs) {
-    const issue = `publishTimeoutMs: must be shorter than leaseMs (${resolved.leaseMs})`;
+  if (resolved.publishTimeoutMs * 2 > resolved.leaseMs) {
+    const issue = `publishTimeoutMs: must be at most half of leaseMs (${resolved.leaseMs})`;
     throw new InvalidIdempotencyOptionsError({
       message: `Invalid createOutboxRelay options: ${issue}`,
       issues: [issue],

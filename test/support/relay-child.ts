@@ -34,7 +34,7 @@ const publish =
 const hang = () => new Promise<never>(() => setInterval(() => undefined, 1000));
 const relay = createOutboxRelay(db, {
   leaseMs: 500,
-  publishTimeoutMs: 400,
+  publishTimeoutMs: 250,
   pollIntervalMs: 10,
   publish: async (message: OutboxMessage) => {
     await publish(message);
