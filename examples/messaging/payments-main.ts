@@ -8,11 +8,11 @@
 import { connect } from 'amqplib';
 import { idempotentAmqpHandler } from '../../src/consumer/amqplib/index.ts';
 import type { OrderPlaced } from './order-service.ts';
-import { brokerNames, openDatabase } from './schema.ts';
+import { openDatabase, serviceEnvironment } from './schema.ts';
 
-const db = openDatabase(required('DATABASE_URL'));
-const names = brokerNames(process.env.EXAMPLE_PREFIX ?? 'shop');
-const connection = await connect(process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672');
+const { databaseUrl, amqpUrl, names } = serviceEnvironment();
+const db = openDatabase(databaseUrl);
+const connection = await connect(amqpUrl);
 const channel = await connection.createChannel();
 
 const onMessage = idempotentAmqpHandler(db, channel, {
@@ -51,9 +51,3 @@ process.once('SIGTERM', async () => {
   await db.destroy();
   process.exit(0);
 });
-
-function required(name: string): string {
-  const value = process.env[name];
-  if (!value) throw new Error(`Set ${name}`);
-  return value;
-}

@@ -9,11 +9,11 @@
 import { connect } from 'amqplib';
 import { amqpPublisher } from '../../src/outbox/amqplib/index.ts';
 import { createOutboxRelay } from '../../src/outbox/index.ts';
-import { brokerNames, openDatabase } from './schema.ts';
+import { openDatabase, serviceEnvironment } from './schema.ts';
 
-const db = openDatabase(required('DATABASE_URL'), 4);
-const names = brokerNames(process.env.EXAMPLE_PREFIX ?? 'shop');
-const connection = await connect(process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672');
+const { databaseUrl, amqpUrl, names } = serviceEnvironment();
+const db = openDatabase(databaseUrl, 4);
+const connection = await connect(amqpUrl);
 // A confirm channel: the publisher resolves once the broker has the message, and only then is
 // it marked sent.
 const channel = await connection.createConfirmChannel();
@@ -42,9 +42,3 @@ process.once('SIGTERM', async () => {
   await db.destroy();
   process.exit(0);
 });
-
-function required(name: string): string {
-  const value = process.env[name];
-  if (!value) throw new Error(`Set ${name}`);
-  return value;
-}

@@ -41,3 +41,14 @@ export function brokerNames(prefix: string) {
     routingKey: 'order.placed',
   };
 }
+
+/** What each service process is started with: its database, the broker, the run's names. */
+export function serviceEnvironment() {
+  const databaseUrl = process.env.DATABASE_URL;
+  if (!databaseUrl) throw new Error('Set DATABASE_URL');
+  return {
+    databaseUrl,
+    amqpUrl: process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672',
+    names: brokerNames(process.env.EXAMPLE_PREFIX ?? 'shop'),
+  };
+}

@@ -19,7 +19,7 @@ import {
 } from '../../src/outbox/index.ts';
 import { AMQP_URL, openAmqp, uniqueName } from '../support/brokers.ts';
 import { createPayment, uniqueKey, useLedgerFixture } from '../support/ledger-fixture.ts';
-import { recordedQueue } from '../support/outbox-fixture.ts';
+import { paymentsPerId, recordedQueue } from '../support/outbox-fixture.ts';
 import { killRelayAfterConfirm } from '../support/relay-crash.ts';
 import { startSeverableProxy } from '../support/severable-proxy.ts';
 
@@ -96,14 +96,6 @@ async function idempotentConsumer() {
         .toBeGreaterThanOrEqual(count);
     },
   };
-}
-
-async function paymentsPerId(scope: string) {
-  const { rows } = await sql<{ key: string; n: number }>`
-    select key, count(*)::int as n from payments where scope = ${scope} group by key`.execute(
-    fx.db,
-  );
-  return new Map(rows.map((row) => [row.key, row.n]));
 }
 
 describe('amqpPublisher', () => {
@@ -299,7 +291,7 @@ describe('the outbox with RabbitMQ', () => {
     expect(outcomes.filter((outcome) => outcome === 'processed')).toHaveLength(20);
     expect(outcomes.filter((outcome) => outcome === 'replayed')).toHaveLength(3);
     expect(outcomes).toHaveLength(23);
-    const payments = await paymentsPerId(consumer.queue);
+    const payments = await paymentsPerId(fx.db, consumer.queue);
     expect([...payments.keys()].sort()).toEqual([...ids].sort());
     expect([...payments.values()].every((count) => count === 1)).toBe(true);
   });
@@ -360,7 +352,7 @@ describe('the outbox with RabbitMQ', () => {
     expect(severed).toBeGreaterThan(0);
     expect(errors.length).toBeGreaterThan(0);
     expect(connections).toBeGreaterThanOrEqual(2);
-    const payments = await paymentsPerId(consumer.queue);
+    const payments = await paymentsPerId(fx.db, consumer.queue);
     expect([...payments.keys()].sort()).toEqual([...ids].sort());
     expect([...payments.values()].every((count) => count === 1)).toBe(true);
   });

@@ -22,6 +22,7 @@ import {
 import { jetStreamPublisher, NoStreamError } from '../../src/outbox/nats/index.ts';
 import { NATS_URL, openNats, uniqueName } from '../support/brokers.ts';
 import { createPayment, uniqueKey, useLedgerFixture } from '../support/ledger-fixture.ts';
+import { paymentsPerId } from '../support/outbox-fixture.ts';
 import { killRelayAfterConfirm } from '../support/relay-crash.ts';
 import { startSeverableProxy } from '../support/severable-proxy.ts';
 
@@ -112,14 +113,6 @@ async function idempotentConsumer(stream: string) {
   };
 }
 
-async function paymentsPerId(scope: string) {
-  const { rows } = await sql<{ key: string; n: number }>`
-    select key, count(*)::int as n from payments where scope = ${scope} group by key`.execute(
-    fx.db,
-  );
-  return new Map(rows.map((row) => [row.key, row.n]));
-}
-
 describe('jetStreamPublisher', () => {
   it('publishes JSON with Nats-Msg-Id = the outbox message id and the headers, to the topic', async () => {
     const stream = await newStream();
@@ -182,7 +175,7 @@ describe('the outbox with JetStream', () => {
     const outcomes = consumer.results.map((result) => result.outcome);
     expect(outcomes.filter((outcome) => outcome === 'processed')).toHaveLength(20);
     expect(outcomes.filter((outcome) => outcome === 'replayed')).toHaveLength(3);
-    const payments = await paymentsPerId(stream);
+    const payments = await paymentsPerId(fx.db, stream);
     expect([...payments.keys()].sort()).toEqual([...ids].sort());
     expect([...payments.values()].every((count) => count === 1)).toBe(true);
   });
@@ -223,7 +216,7 @@ describe('the outbox with JetStream', () => {
       .toEqual([]);
 
     expect(severed).toBeGreaterThan(0);
-    const payments = await paymentsPerId(stream);
+    const payments = await paymentsPerId(fx.db, stream);
     expect([...payments.keys()].sort()).toEqual([...ids].sort());
     expect([...payments.values()].every((count) => count === 1)).toBe(true);
     // The publish in flight at the cut either timed out (and was retried) or went through once

@@ -162,3 +162,11 @@ export function expectNoOverlap(intervals: PublishInterval[]): void {
     });
   }
 }
+
+/** Business rows (payments) per key in `scope`: 1 for each message whose effect happened once. */
+// biome-ignore lint/suspicious/noExplicitAny: any database holding the fixture's payments table.
+export async function paymentsPerId(db: Kysely<any>, scope: string) {
+  const { rows } = await sql<{ key: string; n: number }>`
+    select key, count(*)::int as n from payments where scope = ${scope} group by key`.execute(db);
+  return new Map(rows.map((row) => [row.key, row.n]));
+}
